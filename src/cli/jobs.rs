@@ -1,0 +1,314 @@
+//! Job commands: list, show, add, set, pause, resume, remove, audit.
+
+use clap::Args;
+
+use super::output;
+use crate::database::Database;
+use crate::db::audit::{audit_list, Actor};
+use crate::db::jobs::{job_get, job_list};
+use crate::job::{ActionKind, Catchup, JobSpec};
+use crate::ops::{self, db_now, AddOptions, JobChanges, OpsError};
+use crate::schedule::Schedule;
+use crate::timespec;
+
+#[derive(Debug, Args, Default)]
+pub struct ListArgs {
+    /// Print JSON (an array of job objects; see the README for the fields)
+    #[arg(long)]
+    pub json: bool,
+    /// Only jobs with this tag
+    #[arg(long, value_name = "TAG")]
+    pub tag: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    pub name: String,
+    /// Print JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct NameArg {
+    pub name: String,
+}
+
+#[derive(Debug, Args)]
+#[command(group = super::schedule_group(true))]
+#[command(group = clap::ArgGroup::new("action").args(["sql", "shell"]).required(true))]
+pub struct AddArgs {
+    /// Unique job name
+    pub name: String,
+    /// Run every interval: 90s, 15m, "1h 30m", "2 weeks", "1 month"
+    #[arg(long, value_name = "INTERVAL")]
+    pub every: Option<String>,
+    /// Run on a cron expression, e.g. "0 9 * * MON" (see --tz)
+    #[arg(long, value_name = "EXPR")]
+    pub cron: Option<String>,
+    /// IANA time zone of --cron, e.g. Europe/Paris [default: UTC]
+    #[arg(long, value_name = "ZONE", requires = "cron")]
+    pub tz: Option<String>,
+    /// Run only when triggered (run now, or crondeck.trigger('name'))
+    #[arg(long)]
+    pub manual: bool,
+    /// SQL statements to run in the job database
+    #[arg(long, value_name = "SQL")]
+    pub sql: Option<String>,
+    /// Command to run with `sh -c` (only on nodes that allow shell jobs)
+    #[arg(long, value_name = "COMMAND")]
+    pub shell: Option<String>,
+    /// 0 is most urgent
+    #[arg(long, default_value_t = crate::job::DEFAULT_PRIORITY, allow_negative_numbers = true)]
+    pub priority: i32,
+    /// Per-run timeout, e.g. 5m, 1h, or "none"
+    #[arg(long, value_name = "DURATION", default_value = "5m")]
+    pub timeout: String,
+    /// Runs left: -1 unlimited; reaching 0 makes the job done
+    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+    pub numbercall: i32,
+    /// Label for filtering; repeat for several
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+    #[arg(long, default_value = "")]
+    pub description: String,
+    /// Database role the SQL runs as (SET LOCAL ROLE)
+    #[arg(long, value_name = "ROLE")]
+    pub run_as: Option<String>,
+    /// Missed ticks: coalesce into one run, or skip them
+    #[arg(long, value_name = "POLICY", default_value = "coalesce")]
+    pub catchup: String,
+    /// First run: "now", "+15m" or a local time "2026-12-01 08:00"
+    #[arg(long, value_name = "WHEN")]
+    pub next: Option<String>,
+    /// Create the job paused
+    #[arg(long)]
+    pub paused: bool,
+    /// Reason recorded with --paused
+    #[arg(long, requires = "paused")]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(group = super::schedule_group(false))]
+pub struct SetArgs {
+    pub name: String,
+    /// New interval: 90s, 15m, "1h 30m", "2 weeks", "1 month"
+    #[arg(long, value_name = "INTERVAL")]
+    pub every: Option<String>,
+    /// New cron expression (see --tz)
+    #[arg(long, value_name = "EXPR")]
+    pub cron: Option<String>,
+    /// IANA time zone of --cron [default: UTC]
+    #[arg(long, value_name = "ZONE", requires = "cron")]
+    pub tz: Option<String>,
+    /// Make the job manual (runs only when triggered)
+    #[arg(long)]
+    pub manual: bool,
+    /// Next run: "now", "+15m", or a local time "2026-12-01 08:00"
+    #[arg(long, value_name = "WHEN")]
+    pub next: Option<String>,
+    #[arg(long, allow_negative_numbers = true)]
+    pub priority: Option<i32>,
+    /// Per-run timeout, e.g. 5m, or "none"
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PauseArgs {
+    pub name: String,
+    /// Why (shown in the console and the audit trail)
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// Resume automatically after this long, e.g. 2h
+    #[arg(long = "for", value_name = "DURATION")]
+    pub for_: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Only this job's actions
+    pub name: Option<String>,
+    #[arg(long, default_value_t = 50)]
+    pub limit: i64,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Build a schedule from --every / --cron --tz / --manual.
+fn schedule_from(
+    every: Option<&str>,
+    cron: Option<&str>,
+    tz: Option<&str>,
+    manual: bool,
+) -> anyhow::Result<Option<Schedule>> {
+    Ok(match (every, cron, manual) {
+        (Some(every), None, false) => {
+            let schedule = Schedule::parse(every)?;
+            if !matches!(schedule, Schedule::Every(_)) {
+                return Err(OpsError::Invalid(format!(
+                    "--every takes an interval like 15m or \"1h 30m\", got \"{every}\" (use --cron for cron expressions, --manual for manual jobs)"
+                ))
+                .into());
+            }
+            Some(schedule)
+        }
+        (None, Some(expr), false) => Some(Schedule::cron(expr, tz.unwrap_or("UTC"))?),
+        (None, None, true) => Some(Schedule::Manual),
+        _ => None,
+    })
+}
+
+pub async fn list(db: &Database, args: &ListArgs) -> anyhow::Result<()> {
+    let mut jobs = job_list(&db.client).await?;
+    if let Some(tag) = &args.tag {
+        jobs.retain(|j| j.spec.tags.iter().any(|t| t == tag));
+    }
+    let now = db_now(&db.client).await?;
+    if args.json {
+        let json: Vec<_> = jobs.iter().map(|j| j.to_json()).collect();
+        println!("{}", serde_json::to_string_pretty(&json)?);
+    } else {
+        print!("{}", output::job_table(&jobs, now));
+    }
+    Ok(())
+}
+
+pub async fn show(db: &Database, args: &ShowArgs) -> anyhow::Result<()> {
+    let job = job_get(&db.client, &args.name, false).await?;
+    let now = db_now(&db.client).await?;
+    let upcoming = job
+        .nextcall
+        .map(|n| job.spec.schedule.upcoming(n, 5))
+        .unwrap_or_default();
+    let audit = audit_list(&db.client, Some(&job.spec.name), 5).await?;
+    if args.json {
+        let json = serde_json::json!({
+            "job": job.to_json(),
+            "upcoming": upcoming,
+            "audit": audit,
+        });
+        println!("{}", serde_json::to_string_pretty(&json)?);
+    } else {
+        print!("{}", output::job_detail(&job, &upcoming, &audit, now));
+    }
+    Ok(())
+}
+
+pub async fn add(db: &mut Database, args: &AddArgs) -> anyhow::Result<()> {
+    let schedule = schedule_from(
+        args.every.as_deref(),
+        args.cron.as_deref(),
+        args.tz.as_deref(),
+        args.manual,
+    )?
+    .ok_or_else(|| OpsError::Invalid("give one of --every, --cron or --manual".into()))?;
+    let (action, command) = match (&args.sql, &args.shell) {
+        (Some(sql), None) => (ActionKind::Sql, sql.as_str()),
+        (None, Some(shell)) => (ActionKind::Shell, shell.as_str()),
+        _ => return Err(OpsError::Invalid("give one of --sql or --shell".into()).into()),
+    };
+    let mut spec = JobSpec::new(&args.name, schedule, action, command);
+    spec.description = args.description.clone();
+    spec.priority = args.priority;
+    spec.numbercall = args.numbercall;
+    spec.timeout = timespec::parse_timeout(&args.timeout)?;
+    spec.tags = args.tags.clone();
+    spec.run_as = args.run_as.clone();
+    spec.catchup = args.catchup.parse::<Catchup>().map_err(OpsError::Invalid)?;
+    let opts = AddOptions {
+        next: args.next.clone(),
+        paused: args.paused.then(|| args.reason.clone()),
+        managed_by: None,
+    };
+    let job = ops::add(&mut db.client, &Actor::current(), &spec, &opts).await?;
+    println!(
+        "added job \"{}\": {}; next run {}",
+        job.spec.name,
+        job.spec.schedule.describe(),
+        output::next_run(&job)
+    );
+    Ok(())
+}
+
+pub async fn set(db: &mut Database, args: &SetArgs) -> anyhow::Result<()> {
+    let changes = JobChanges {
+        schedule: schedule_from(
+            args.every.as_deref(),
+            args.cron.as_deref(),
+            args.tz.as_deref(),
+            args.manual,
+        )?,
+        next: args.next.clone(),
+        priority: args.priority,
+        timeout: args
+            .timeout
+            .as_deref()
+            .map(timespec::parse_timeout)
+            .transpose()?,
+    };
+    let job = ops::set(&mut db.client, &Actor::current(), &args.name, &changes).await?;
+    println!(
+        "updated job \"{}\": {}; next run {}; priority {}",
+        job.spec.name,
+        job.spec.schedule.describe(),
+        output::next_run(&job),
+        job.spec.priority
+    );
+    Ok(())
+}
+
+pub async fn pause(db: &mut Database, args: &PauseArgs) -> anyhow::Result<()> {
+    let duration = args
+        .for_
+        .as_deref()
+        .map(timespec::parse_duration)
+        .transpose()?;
+    let job = ops::pause(
+        &mut db.client,
+        &Actor::current(),
+        &args.name,
+        args.reason.as_deref(),
+        duration,
+    )
+    .await?;
+    let until = job
+        .pause
+        .as_ref()
+        .and_then(|p| p.until)
+        .map(|u| format!(" until {}", crate::timefmt::local(u)))
+        .unwrap_or_default();
+    println!("paused job \"{}\"{until}", job.spec.name);
+    Ok(())
+}
+
+pub async fn resume(db: &mut Database, args: &NameArg) -> anyhow::Result<()> {
+    let (job, changed) = ops::resume(&mut db.client, &Actor::current(), &args.name).await?;
+    if changed {
+        println!(
+            "resumed job \"{}\"; next run {}",
+            job.spec.name,
+            output::next_run(&job)
+        );
+    } else {
+        println!("job \"{}\" is not paused; nothing changed", job.spec.name);
+    }
+    Ok(())
+}
+
+pub async fn remove(db: &mut Database, args: &NameArg) -> anyhow::Result<()> {
+    let job = ops::remove(&mut db.client, &Actor::current(), &args.name).await?;
+    println!("removed job \"{}\"", job.spec.name);
+    Ok(())
+}
+
+pub async fn audit(db: &Database, args: &AuditArgs) -> anyhow::Result<()> {
+    let records = audit_list(&db.client, args.name.as_deref(), args.limit).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&records)?);
+    } else {
+        print!("{}", output::audit_table(&records));
+    }
+    Ok(())
+}

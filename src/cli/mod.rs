@@ -1,0 +1,206 @@
+//! The command line: argument definitions (clap) and one file per command
+//! group. Arguments become validated domain values here, at the edge.
+
+mod jobs;
+mod output;
+
+use std::path::PathBuf;
+
+use clap::{ArgGroup, Args, Parser, Subcommand};
+
+use crate::config::{self, GlobalArgs};
+use crate::database;
+
+/// PostgreSQL-backed cron scheduler with a terminal operations console.
+///
+/// With no subcommand, opens the console (for now: prints the job list).
+/// With no database configured, uses a private embedded PostgreSQL server
+/// seeded with demo jobs.
+#[derive(Debug, Parser)]
+#[command(
+    name = "crondeck",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalOpts,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Options every command accepts, before or after the subcommand.
+#[derive(Debug, Args)]
+pub struct GlobalOpts {
+    /// Job database: a libpq URL (postgres://user@host/db?sslmode=verify-full)
+    /// or key=value string. Overrides DATABASE_URL and the config file.
+    #[arg(long, global = true, value_name = "URL")]
+    pub database_url: Option<String>,
+    /// Data directory of the embedded server [env: CRONDECK_DATA_DIR]
+    /// [default: $XDG_DATA_HOME/crondeck]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Configuration file [default: $XDG_CONFIG_HOME/crondeck/config.toml]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Refuse every change (console and commands)
+    #[arg(long, global = true)]
+    pub read_only: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List jobs
+    List(jobs::ListArgs),
+    /// Show one job: definition, state, next fire times, recent audit
+    Show(jobs::ShowArgs),
+    /// Define a new job
+    Add(jobs::AddArgs),
+    /// Change a job's schedule, next run, priority or timeout
+    Set(jobs::SetArgs),
+    /// Pause a job (it keeps its schedule; a running run finishes)
+    Pause(jobs::PauseArgs),
+    /// Resume a paused job
+    Resume(jobs::NameArg),
+    /// Remove a job and its run history (the audit trail keeps it)
+    Remove(jobs::NameArg),
+    /// Show the audit trail of operator actions
+    Audit(jobs::AuditArgs),
+    /// Apply schema migrations to the job database (also done at every start)
+    Migrate,
+}
+
+/// Exit codes, documented in the README.
+pub mod exit {
+    /// Success.
+    pub const OK: u8 = 0;
+    /// An unexpected failure.
+    pub const FAILURE: u8 = 1;
+    /// The command line itself is wrong (clap).
+    pub const USAGE: u8 = 2;
+    /// Input refused: bad schedule, time, priority, duplicate name, read-only mode.
+    pub const REFUSED: u8 = 3;
+    /// No such job.
+    pub const NOT_FOUND: u8 = 4;
+    /// The job database cannot be reached or started.
+    pub const UNAVAILABLE: u8 = 5;
+}
+
+/// Keep argument groups in one place so `add` and `set` agree.
+fn schedule_group(required: bool) -> ArgGroup {
+    ArgGroup::new("schedule")
+        .args(["every", "cron", "manual"])
+        .required(required)
+        .multiple(false)
+}
+
+/// Run a parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let args = GlobalArgs {
+        database_url: cli.global.database_url.clone(),
+        data_dir: cli.global.data_dir.clone(),
+        config: cli.global.config.clone(),
+        read_only: cli.global.read_only,
+    };
+    let env = |key: &str| std::env::var(key).ok();
+    let settings = config::resolve(&args, &env, || Ok(crate::embedded::default_data_dir()?))?;
+    let command = cli
+        .command
+        .unwrap_or(Command::List(jobs::ListArgs::default()));
+    if command.mutates() && settings.read_only {
+        return Err(crate::ops::OpsError::Invalid(
+            "read-only mode: this command would change the job database".into(),
+        )
+        .into());
+    }
+    let mut db = database::open(&settings).await?;
+    if db.seeded {
+        eprintln!(
+            "crondeck: new embedded database at {}; seeded the demo jobs",
+            db.target
+        );
+    }
+    match command {
+        Command::List(a) => jobs::list(&db, &a).await,
+        Command::Show(a) => jobs::show(&db, &a).await,
+        Command::Add(a) => jobs::add(&mut db, &a).await,
+        Command::Set(a) => jobs::set(&mut db, &a).await,
+        Command::Pause(a) => jobs::pause(&mut db, &a).await,
+        Command::Resume(a) => jobs::resume(&mut db, &a).await,
+        Command::Remove(a) => jobs::remove(&mut db, &a).await,
+        Command::Audit(a) => jobs::audit(&db, &a).await,
+        Command::Migrate => {
+            let report = &db.migrations;
+            if report.applied.is_empty() {
+                println!("schema is up to date (version {})", report.current);
+            } else {
+                let applied: Vec<String> = report.applied.iter().map(i32::to_string).collect();
+                println!(
+                    "applied migrations {}; schema version {}",
+                    applied.join(", "),
+                    report.current
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+impl Command {
+    fn mutates(&self) -> bool {
+        matches!(
+            self,
+            Command::Add(_)
+                | Command::Set(_)
+                | Command::Pause(_)
+                | Command::Resume(_)
+                | Command::Remove(_)
+        )
+    }
+}
+
+/// The exit code for an error: the first cause in the chain that says.
+pub fn exit_code(error: &anyhow::Error) -> u8 {
+    use crate::db::connect::ConnectError;
+    use crate::db::DbError;
+    use crate::embedded::EmbeddedError;
+    use crate::ops::OpsError;
+    for cause in error.chain() {
+        if let Some(e) = cause.downcast_ref::<OpsError>() {
+            if let OpsError::Invalid(_) = e {
+                return exit::REFUSED;
+            }
+        }
+        if let Some(e) = cause.downcast_ref::<DbError>() {
+            match e {
+                DbError::JobNotFound(_) => return exit::NOT_FOUND,
+                DbError::Duplicate(_) | DbError::Refused(_) => return exit::REFUSED,
+                _ => {}
+            }
+        }
+        if cause.downcast_ref::<ConnectError>().is_some()
+            || cause.downcast_ref::<EmbeddedError>().is_some()
+        {
+            return exit::UNAVAILABLE;
+        }
+        if cause
+            .downcast_ref::<crate::schedule::ScheduleError>()
+            .is_some()
+            || cause
+                .downcast_ref::<crate::timespec::TimeSpecError>()
+                .is_some()
+            || cause
+                .downcast_ref::<crate::jobfile::JobFileError>()
+                .is_some()
+        {
+            return exit::REFUSED;
+        }
+        if let Some(e) = cause.downcast_ref::<tokio_postgres::Error>() {
+            if e.is_closed() || e.as_db_error().is_none() {
+                return exit::UNAVAILABLE;
+            }
+        }
+    }
+    exit::FAILURE
+}

@@ -1,0 +1,214 @@
+//! Plain-text output of the commands: aligned tables, local times.
+
+use std::fmt::Write as _;
+
+use chrono::{DateTime, Utc};
+
+use crate::db::audit::AuditRecord;
+use crate::job::Job;
+use crate::timefmt::{local, local_or_dash};
+use crate::timespec::{format_duration_short, format_relative};
+
+/// Left-aligned columns separated by two spaces; the last column is not padded.
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut text = String::new();
+        for (i, cell) in cells.enumerate() {
+            if i + 1 == widths.len() {
+                text.push_str(cell);
+            } else {
+                let _ = write!(text, "{cell:<width$}  ", width = widths[i]);
+            }
+        }
+        out.push_str(text.trim_end());
+        out.push('\n');
+    };
+    line(&mut header.iter().copied());
+    for row in rows {
+        line(&mut row.iter().map(String::as_str));
+    }
+    out
+}
+
+/// "in 4m (2026-11-21 10:04:00 +01:00)", or why there is no next run.
+pub fn next_run(job: &Job) -> String {
+    match job.nextcall {
+        None => "never (manual)".to_string(),
+        Some(_) if job.is_done() => "never (done)".to_string(),
+        Some(at) => local(at),
+    }
+}
+
+fn next_run_relative(job: &Job, now: DateTime<Utc>) -> String {
+    match job.nextcall {
+        None => "manual".to_string(),
+        Some(_) if job.is_done() => "-".to_string(),
+        Some(at) if at < now => format!("late {}", format_duration_short(now - at)),
+        Some(at) => format_relative(at, now),
+    }
+}
+
+pub fn job_table(jobs: &[Job], now: DateTime<Utc>) -> String {
+    if jobs.is_empty() {
+        return "no jobs (add one with `crondeck add`, see `crondeck add --help`)\n".to_string();
+    }
+    let rows: Vec<Vec<String>> = jobs
+        .iter()
+        .map(|job| {
+            vec![
+                job.stored_state().to_string(),
+                job.spec.name.clone(),
+                job.spec.schedule.describe(),
+                next_run_relative(job, now),
+                job.spec.priority.to_string(),
+                job.spec.tags.join(","),
+            ]
+        })
+        .collect();
+    table(
+        &["STATE", "NAME", "SCHEDULE", "NEXT RUN", "PRI", "TAGS"],
+        &rows,
+    )
+}
+
+pub fn job_detail(
+    job: &Job,
+    upcoming: &[DateTime<Utc>],
+    audit: &[AuditRecord],
+    now: DateTime<Utc>,
+) -> String {
+    let spec = &job.spec;
+    let mut out = String::new();
+    let mut field = |name: &str, value: String| {
+        let _ = writeln!(out, "{name:<16}{value}");
+    };
+    field("name", spec.name.clone());
+    field("state", job.stored_state().to_string());
+    if !spec.description.is_empty() {
+        field("description", spec.description.clone());
+    }
+    field(
+        "schedule",
+        format!("{}  [{}]", spec.schedule.describe(), spec.schedule),
+    );
+    field(
+        "next run",
+        format!("{} ({})", next_run(job), next_run_relative(job, now)),
+    );
+    field("catch-up", spec.catchup.as_str().to_string());
+    let runs_left = if spec.numbercall < 0 {
+        "unlimited".to_string()
+    } else {
+        spec.numbercall.to_string()
+    };
+    field("runs left", runs_left);
+    field("priority", spec.priority.to_string());
+    field("action", format!("{}: {}", spec.action, spec.command));
+    if let Some(role) = &spec.run_as {
+        field("run as", role.clone());
+    }
+    field(
+        "timeout",
+        spec.timeout.map_or_else(
+            || "none".to_string(),
+            |t| humantime::format_duration(t).to_string(),
+        ),
+    );
+    field("tags", spec.tags.join(", "));
+    let policy = &spec.failure;
+    let auto_pause = if policy.threshold == 0 {
+        "never auto-paused".to_string()
+    } else {
+        format!(
+            "auto-pause after {} consecutive failures spanning at least {}",
+            policy.threshold,
+            humantime::format_duration(policy.min_age)
+        )
+    };
+    field("failures", auto_pause);
+    if policy.retry_max > 0 {
+        field(
+            "retries",
+            format!(
+                "{} (backoff from {})",
+                policy.retry_max,
+                humantime::format_duration(policy.retry_backoff)
+            ),
+        );
+    }
+    if let Some(pause) = &job.pause {
+        let mut text = format!("since {}", local(pause.at));
+        if let Some(by) = &pause.by {
+            let _ = write!(text, " by {by}");
+        }
+        if let Some(reason) = &pause.reason {
+            let _ = write!(text, ": {reason}");
+        }
+        if let Some(until) = pause.until {
+            let _ = write!(text, " (until {})", local(until));
+        }
+        field("paused", text);
+    }
+    if let Some(file) = &job.managed_by {
+        field("managed by", file.clone());
+    }
+    let rt = &job.runtime;
+    field("last run", local_or_dash(rt.last_started_at));
+    field(
+        "last result",
+        rt.last_status.clone().unwrap_or_else(|| "-".into()),
+    );
+    field("last success", local_or_dash(rt.last_success_at));
+    field("failure streak", rt.failure_streak.to_string());
+    out.push_str("\nnext fire times\n");
+    if upcoming.is_empty() {
+        out.push_str("  none\n");
+    }
+    for at in upcoming {
+        let _ = writeln!(out, "  {}  ({})", local(*at), format_relative(*at, now));
+    }
+    if !audit.is_empty() {
+        out.push_str("\nrecent changes\n");
+        out.push_str(&audit_table(audit));
+    }
+    out
+}
+
+pub fn audit_table(records: &[AuditRecord]) -> String {
+    if records.is_empty() {
+        return "no recorded actions\n".to_string();
+    }
+    let compact = |v: &Option<serde_json::Value>| {
+        v.as_ref()
+            .map_or_else(|| "-".to_string(), |v| v.to_string())
+    };
+    let rows: Vec<Vec<String>> = records
+        .iter()
+        .map(|r| {
+            vec![
+                local(r.at),
+                format!(
+                    "{} ({}@{})",
+                    r.db_role,
+                    r.os_user.as_deref().unwrap_or("?"),
+                    r.host.as_deref().unwrap_or("?")
+                ),
+                r.action.clone(),
+                r.job_name.clone(),
+                format!("{} -> {}", compact(&r.old), compact(&r.new)),
+                r.reason.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table(
+        &["WHEN", "WHO", "ACTION", "JOB", "OLD -> NEW", "REASON"],
+        &rows,
+    )
+}

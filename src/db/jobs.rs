@@ -1,0 +1,307 @@
+//! Queries on `crondeck.jobs`. Every function takes any `GenericClient`, so it
+//! runs on a plain connection or inside the caller's transaction.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio_postgres::{GenericClient, Row};
+
+use crate::job::{ActionKind, Catchup, FailurePolicy, Job, JobRuntime, JobSpec, Pause};
+use crate::schedule::Schedule;
+
+use super::DbError;
+
+/// Columns read by `job_from_row`, in order.
+pub const JOB_COLUMNS: &str =
+    "id, name, description, schedule_kind, interval_count, interval_unit, \
+    cron_expr, cron_tz, catchup, nextcall, numbercall, priority, active, paused_at, paused_by, \
+    paused_reason, paused_until, action_kind, command, timeout_ms, run_as, tags, \
+    failure_threshold, failure_min_age_ms, retry_max, retry_backoff_ms, managed_by, created_at, \
+    updated_at, first_due_at, last_run_id, last_started_at, last_ended_at, last_status, \
+    last_duration_ms, last_success_at, failure_streak, failure_streak_since, running_run_id, \
+    running_node_id, running_since";
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn duration_from_millis(ms: i64) -> Duration {
+    Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
+/// Turn a row selected with `JOB_COLUMNS` into a `Job`.
+pub fn job_from_row(row: &Row) -> Result<Job, DbError> {
+    let name: String = row.try_get("name")?;
+    let schedule = Schedule::from_parts(
+        row.try_get::<_, String>("schedule_kind")?.as_str(),
+        row.try_get("interval_count")?,
+        row.try_get::<_, Option<String>>("interval_unit")?
+            .as_deref(),
+        row.try_get::<_, Option<String>>("cron_expr")?.as_deref(),
+        row.try_get::<_, Option<String>>("cron_tz")?.as_deref(),
+    )
+    .map_err(|e| DbError::Corrupt(format!("job \"{name}\": stored schedule is invalid: {e}")))?;
+    let corrupt = |e: String| DbError::Corrupt(format!("job \"{name}\": {e}"));
+    let catchup: Catchup = row
+        .try_get::<_, String>("catchup")?
+        .parse()
+        .map_err(corrupt)?;
+    let action: ActionKind = row
+        .try_get::<_, String>("action_kind")?
+        .parse()
+        .map_err(corrupt)?;
+    let pause = row
+        .try_get::<_, Option<DateTime<Utc>>>("paused_at")?
+        .map(|at| -> Result<Pause, DbError> {
+            Ok(Pause {
+                at,
+                by: row.try_get("paused_by")?,
+                reason: row.try_get("paused_reason")?,
+                until: row.try_get("paused_until")?,
+            })
+        })
+        .transpose()?;
+    Ok(Job {
+        id: row.try_get("id")?,
+        spec: JobSpec {
+            name,
+            description: row.try_get("description")?,
+            schedule,
+            catchup,
+            numbercall: row.try_get("numbercall")?,
+            priority: row.try_get("priority")?,
+            action,
+            command: row.try_get("command")?,
+            timeout: row
+                .try_get::<_, Option<i64>>("timeout_ms")?
+                .map(duration_from_millis),
+            run_as: row.try_get("run_as")?,
+            tags: row.try_get("tags")?,
+            failure: FailurePolicy {
+                threshold: row.try_get("failure_threshold")?,
+                min_age: duration_from_millis(row.try_get("failure_min_age_ms")?),
+                retry_max: row.try_get("retry_max")?,
+                retry_backoff: duration_from_millis(row.try_get("retry_backoff_ms")?),
+            },
+        },
+        nextcall: row.try_get("nextcall")?,
+        active: row.try_get("active")?,
+        pause,
+        managed_by: row.try_get("managed_by")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        runtime: JobRuntime {
+            first_due_at: row.try_get("first_due_at")?,
+            last_run_id: row.try_get("last_run_id")?,
+            last_started_at: row.try_get("last_started_at")?,
+            last_ended_at: row.try_get("last_ended_at")?,
+            last_status: row.try_get("last_status")?,
+            last_duration_ms: row.try_get("last_duration_ms")?,
+            last_success_at: row.try_get("last_success_at")?,
+            failure_streak: row.try_get("failure_streak")?,
+            failure_streak_since: row.try_get("failure_streak_since")?,
+            running_run_id: row.try_get("running_run_id")?,
+            running_node_id: row.try_get("running_node_id")?,
+            running_since: row.try_get("running_since")?,
+        },
+    })
+}
+
+/// Schedule columns: (kind, interval_count, interval_unit, cron_expr, cron_tz).
+type ScheduleColumns = (
+    &'static str,
+    Option<i32>,
+    Option<&'static str>,
+    Option<String>,
+    Option<String>,
+);
+
+fn schedule_columns(schedule: &Schedule) -> ScheduleColumns {
+    match schedule {
+        Schedule::Every(interval) => (
+            "every",
+            i32::try_from(interval.count).ok(),
+            Some(interval.unit.as_str()),
+            None,
+            None,
+        ),
+        Schedule::Cron(cron) => (
+            "cron",
+            None,
+            None,
+            Some(cron.expr().to_string()),
+            Some(cron.tz().name().to_string()),
+        ),
+        Schedule::Manual => ("manual", None, None, None, None),
+    }
+}
+
+/// Insert a new job. A duplicate name is `DbError::Duplicate`.
+pub async fn job_insert(
+    client: &impl GenericClient,
+    spec: &JobSpec,
+    nextcall: Option<DateTime<Utc>>,
+    pause: Option<&Pause>,
+    managed_by: Option<&str>,
+) -> Result<Job, DbError> {
+    let (kind, count, unit, expr, tz) = schedule_columns(&spec.schedule);
+    let sql = format!(
+        "INSERT INTO crondeck.jobs (name, description, schedule_kind, interval_count, interval_unit,
+             cron_expr, cron_tz, catchup, nextcall, numbercall, priority, active, paused_at,
+             paused_by, paused_reason, paused_until, action_kind, command, timeout_ms, run_as, tags,
+             failure_threshold, failure_min_age_ms, retry_max, retry_backoff_ms, managed_by)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
+             $19, $20, $21, $22, $23, $24, $25, $26)
+         RETURNING {JOB_COLUMNS}"
+    );
+    let row = client
+        .query_one(
+            &sql,
+            &[
+                &spec.name,
+                &spec.description,
+                &kind,
+                &count,
+                &unit,
+                &expr,
+                &tz,
+                &spec.catchup.as_str(),
+                &nextcall,
+                &spec.numbercall,
+                &spec.priority,
+                &pause.is_none(),
+                &pause.map(|p| p.at),
+                &pause.and_then(|p| p.by.clone()),
+                &pause.and_then(|p| p.reason.clone()),
+                &pause.and_then(|p| p.until),
+                &spec.action.as_str(),
+                &spec.command,
+                &spec.timeout.map(millis),
+                &spec.run_as,
+                &spec.tags,
+                &spec.failure.threshold,
+                &millis(spec.failure.min_age),
+                &spec.failure.retry_max,
+                &millis(spec.failure.retry_backoff),
+                &managed_by,
+            ],
+        )
+        .await
+        .map_err(|e| DbError::from_write(e, &spec.name))?;
+    job_from_row(&row)
+}
+
+/// One job by name, optionally locking its row until the transaction ends.
+pub async fn job_get(
+    client: &impl GenericClient,
+    name: &str,
+    for_update: bool,
+) -> Result<Job, DbError> {
+    let lock = if for_update { " FOR UPDATE" } else { "" };
+    let sql = format!("SELECT {JOB_COLUMNS} FROM crondeck.jobs WHERE name = $1{lock}");
+    match client.query_opt(&sql, &[&name]).await? {
+        Some(row) => job_from_row(&row),
+        None => Err(DbError::JobNotFound(name.to_string())),
+    }
+}
+
+/// All jobs, in (priority, nextcall, name) order.
+pub async fn job_list(client: &impl GenericClient) -> Result<Vec<Job>, DbError> {
+    let sql = format!(
+        "SELECT {JOB_COLUMNS} FROM crondeck.jobs ORDER BY priority, nextcall NULLS LAST, name"
+    );
+    let rows = client.query(&sql, &[]).await?;
+    rows.iter().map(job_from_row).collect()
+}
+
+/// Replace a job's schedule and next tick.
+pub async fn job_update_schedule(
+    client: &impl GenericClient,
+    id: i64,
+    schedule: &Schedule,
+    nextcall: Option<DateTime<Utc>>,
+) -> Result<(), DbError> {
+    let (kind, count, unit, expr, tz) = schedule_columns(schedule);
+    client
+        .execute(
+            "UPDATE crondeck.jobs SET schedule_kind = $2, interval_count = $3, interval_unit = $4,
+                 cron_expr = $5, cron_tz = $6, nextcall = $7, updated_at = now()
+             WHERE id = $1",
+            &[&id, &kind, &count, &unit, &expr, &tz, &nextcall],
+        )
+        .await?;
+    Ok(())
+}
+
+pub async fn job_update_nextcall(
+    client: &impl GenericClient,
+    id: i64,
+    nextcall: DateTime<Utc>,
+) -> Result<(), DbError> {
+    client
+        .execute(
+            "UPDATE crondeck.jobs SET nextcall = $2, updated_at = now() WHERE id = $1",
+            &[&id, &nextcall],
+        )
+        .await?;
+    Ok(())
+}
+
+pub async fn job_update_priority(
+    client: &impl GenericClient,
+    id: i64,
+    priority: i32,
+) -> Result<(), DbError> {
+    client
+        .execute(
+            "UPDATE crondeck.jobs SET priority = $2, updated_at = now() WHERE id = $1",
+            &[&id, &priority],
+        )
+        .await?;
+    Ok(())
+}
+
+pub async fn job_update_timeout(
+    client: &impl GenericClient,
+    id: i64,
+    timeout: Option<Duration>,
+) -> Result<(), DbError> {
+    client
+        .execute(
+            "UPDATE crondeck.jobs SET timeout_ms = $2, updated_at = now() WHERE id = $1",
+            &[&id, &timeout.map(millis)],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Pause (`Some`) or resume (`None`) a job.
+pub async fn job_update_pause(
+    client: &impl GenericClient,
+    id: i64,
+    pause: Option<&Pause>,
+) -> Result<(), DbError> {
+    client
+        .execute(
+            "UPDATE crondeck.jobs SET active = $2, paused_at = $3, paused_by = $4,
+                 paused_reason = $5, paused_until = $6, updated_at = now()
+             WHERE id = $1",
+            &[
+                &id,
+                &pause.is_none(),
+                &pause.map(|p| p.at),
+                &pause.and_then(|p| p.by.clone()),
+                &pause.and_then(|p| p.reason.clone()),
+                &pause.and_then(|p| p.until),
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
+pub async fn job_delete(client: &impl GenericClient, id: i64) -> Result<(), DbError> {
+    client
+        .execute("DELETE FROM crondeck.jobs WHERE id = $1", &[&id])
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,184 @@
+//! Schema migrations: numbered SQL files embedded in the binary.
+//!
+//! Every migration runs in its own transaction, under a session-level advisory
+//! lock, so two processes starting at once apply each migration exactly once:
+//! the second waits for the lock, then finds nothing left to do. Applied
+//! versions are recorded in `crondeck.schema_migrations` with a SHA-256 of their
+//! text; an applied migration whose text changed, or a database that has
+//! migrations this binary does not know, is refused instead of guessed at.
+
+use sha2::{Digest, Sha256};
+use tokio_postgres::Client;
+
+/// One embedded migration.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    pub version: i32,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+/// All migrations, in order. Append only: never edit or renumber a released one.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "init",
+    sql: include_str!("migrations/0001_init.sql"),
+}];
+
+/// Arbitrary but fixed key for `pg_advisory_lock`; "crondeck" in ASCII.
+const MIGRATION_LOCK_KEY: i64 = 0x6372_6f6e_6465_636b;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    #[error(
+        "the job database has schema version {found}, newer than this crondeck understands \
+         (up to {known}); upgrade crondeck, or point it at another database"
+    )]
+    SchemaTooNew { found: i32, known: i32 },
+    #[error(
+        "migration {version} ({name}) was applied with different contents (checksum {applied} \
+         in the database, {embedded} in this binary); refusing to continue"
+    )]
+    ChecksumMismatch {
+        version: i32,
+        name: String,
+        applied: String,
+        embedded: String,
+    },
+    #[error("migration {version} ({name}) failed: {source}")]
+    Failed {
+        version: i32,
+        name: &'static str,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error("could not prepare the migrations table: {0}")]
+    Bookkeeping(#[from] tokio_postgres::Error),
+}
+
+/// What `migrate` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrateReport {
+    pub applied: Vec<i32>,
+    pub current: i32,
+}
+
+pub fn checksum(sql: &str) -> String {
+    let digest = Sha256::digest(sql.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The newest schema version this binary knows.
+pub fn latest_version() -> i32 {
+    MIGRATIONS.last().map_or(0, |m| m.version)
+}
+
+/// Apply every pending migration. Safe to call from many processes at once.
+pub async fn migrate(client: &mut Client) -> Result<MigrateReport, MigrateError> {
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
+        .await?;
+    let result = migrate_locked(client).await;
+    // Unlock even when a migration failed; if the connection itself broke, the
+    // server releases the session lock when the session ends.
+    let unlock = client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY])
+        .await;
+    let report = result?;
+    unlock?;
+    Ok(report)
+}
+
+async fn migrate_locked(client: &mut Client) -> Result<MigrateReport, MigrateError> {
+    client
+        .batch_execute(
+            "CREATE SCHEMA IF NOT EXISTS crondeck;
+             CREATE TABLE IF NOT EXISTS crondeck.schema_migrations (
+                 version    integer PRIMARY KEY,
+                 name       text NOT NULL,
+                 checksum   text NOT NULL,
+                 applied_at timestamptz NOT NULL DEFAULT now()
+             );",
+        )
+        .await?;
+    let rows = client
+        .query(
+            "SELECT version, name, checksum FROM crondeck.schema_migrations ORDER BY version",
+            &[],
+        )
+        .await?;
+    let known = latest_version();
+    let mut current = 0;
+    for row in &rows {
+        let version: i32 = row.get(0);
+        let name: String = row.get(1);
+        let applied: String = row.get(2);
+        let Some(migration) = MIGRATIONS.iter().find(|m| m.version == version) else {
+            return Err(MigrateError::SchemaTooNew {
+                found: version,
+                known,
+            });
+        };
+        let embedded = checksum(migration.sql);
+        if embedded != applied {
+            return Err(MigrateError::ChecksumMismatch {
+                version,
+                name,
+                applied,
+                embedded,
+            });
+        }
+        current = current.max(version);
+    }
+
+    let mut applied = Vec::new();
+    let pending: Vec<&Migration> = MIGRATIONS.iter().filter(|m| m.version > current).collect();
+    for migration in pending {
+        let failed = |source| MigrateError::Failed {
+            version: migration.version,
+            name: migration.name,
+            source,
+        };
+        let tx = client.transaction().await.map_err(failed)?;
+        tx.batch_execute(migration.sql).await.map_err(failed)?;
+        tx.execute(
+            "INSERT INTO crondeck.schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+            &[
+                &migration.version,
+                &migration.name,
+                &checksum(migration.sql),
+            ],
+        )
+        .await
+        .map_err(failed)?;
+        tx.commit().await.map_err(failed)?;
+        tracing::info!(
+            version = migration.version,
+            name = migration.name,
+            "applied migration"
+        );
+        applied.push(migration.version);
+        current = migration.version;
+    }
+    Ok(MigrateReport { applied, current })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_numbered_from_one_without_gaps() {
+        for (index, migration) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(migration.version as usize, index + 1, "{}", migration.name);
+        }
+    }
+
+    #[test]
+    fn checksum_is_stable_hex_sha256() {
+        assert_eq!(
+            checksum(""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+}

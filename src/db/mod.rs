@@ -1,0 +1,48 @@
+//! The job database: connecting, migrating, and one module of queries per table.
+//!
+//! Nothing here knows about the console or the command line; both reach the
+//! database through these functions (and `crate::ops` for audited actions).
+
+pub mod audit;
+pub mod connect;
+pub mod jobs;
+pub mod migrate;
+pub mod tls;
+
+use tokio_postgres::error::SqlState;
+
+/// Errors from the job database, classified by SQLSTATE, never by message text.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("no job named \"{0}\" (see `crondeck list`)")]
+    JobNotFound(String),
+    #[error("a job named \"{0}\" already exists (choose another name, or use `crondeck set`)")]
+    Duplicate(String),
+    #[error("refused by the database: {0}")]
+    Refused(String),
+    #[error("the job database holds something this crondeck cannot read: {0}")]
+    Corrupt(String),
+    #[error(transparent)]
+    Postgres(#[from] tokio_postgres::Error),
+}
+
+impl DbError {
+    /// Classify an error from an insert or update of the job named `name`.
+    pub fn from_write(error: tokio_postgres::Error, name: &str) -> DbError {
+        let Some(db) = error.as_db_error() else {
+            return DbError::Postgres(error);
+        };
+        let code = db.code();
+        if *code == SqlState::UNIQUE_VIOLATION && db.constraint() == Some("jobs_name_key") {
+            DbError::Duplicate(name.to_string())
+        } else if *code == SqlState::CHECK_VIOLATION
+            || *code == SqlState::UNIQUE_VIOLATION
+            || *code == SqlState::NOT_NULL_VIOLATION
+        {
+            let constraint = db.constraint().unwrap_or("a constraint");
+            DbError::Refused(format!("{} (constraint {constraint})", db.message()))
+        } else {
+            DbError::Postgres(error)
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! Where the cluster lives, and who owns it (see the module doc of `embedded`).
+
+use std::fs::DirBuilder;
+use std::io::ErrorKind;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use nix::unistd::{Gid, Uid, User};
+use sha2::{Digest, Sha256};
+
+use super::{io_err, EmbeddedError, SOCKET_NAME};
+
+/// PostgreSQL's limit: `sizeof(sockaddr_un.sun_path)` (108) minus the NUL.
+pub(super) const MAX_SOCKET_PATH: usize = 107;
+
+/// The unprivileged account the server runs as when crondeck runs as root.
+#[derive(Debug, Clone)]
+pub(super) struct ServiceUser {
+    pub name: String,
+    pub uid: Uid,
+    pub gid: Gid,
+}
+
+impl ServiceUser {
+    /// `postgres` if it exists, else `nobody`.
+    fn lookup() -> Result<Self, EmbeddedError> {
+        for name in ["postgres", "nobody"] {
+            if let Ok(Some(u)) = User::from_name(name) {
+                return Ok(ServiceUser {
+                    name: u.name,
+                    uid: u.uid,
+                    gid: u.gid,
+                });
+            }
+        }
+        Err(EmbeddedError::NoServiceUser)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct Layout {
+    /// The caller's data directory, canonical.
+    pub data_dir: PathBuf,
+    /// Holds `data/`, the socket, `server.log`, the lock files.
+    pub cluster_dir: PathBuf,
+    /// `Some` when running as root: the server runs as this user.
+    pub service: Option<ServiceUser>,
+    /// Root only: parents of `cluster_dir` we may have to create (outermost first).
+    parents: Vec<PathBuf>,
+}
+
+impl Layout {
+    pub fn pgdata(&self) -> PathBuf {
+        self.cluster_dir.join("data")
+    }
+    pub fn initdb_tmp(&self) -> PathBuf {
+        self.cluster_dir.join("data.initdb-tmp")
+    }
+    pub fn socket(&self) -> PathBuf {
+        self.cluster_dir.join(SOCKET_NAME)
+    }
+    pub fn socket_lock(&self) -> PathBuf {
+        self.cluster_dir.join(format!("{SOCKET_NAME}.lock"))
+    }
+    pub fn server_log(&self) -> PathBuf {
+        self.cluster_dir.join("server.log")
+    }
+    pub fn clients_lock(&self) -> PathBuf {
+        self.cluster_dir.join("clients.lock")
+    }
+    pub fn start_lock(&self) -> PathBuf {
+        self.cluster_dir.join("start.lock")
+    }
+
+    /// Decide the layout for `data_dir` (creating `data_dir` 0700 if missing).
+    /// `clusters_root` is `/var/lib/crondeck/clusters` outside tests.
+    pub fn resolve(data_dir: &Path, clusters_root: &Path) -> Result<Self, EmbeddedError> {
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(data_dir)
+            .map_err(|e| io_err("create the data directory", data_dir, e))?;
+        let data_dir = data_dir
+            .canonicalize()
+            .map_err(|e| io_err("resolve the data directory", data_dir, e))?;
+
+        let layout = if Uid::effective().is_root() {
+            let digest = Sha256::digest(data_dir.as_os_str().as_bytes());
+            let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+            let cluster_dir = clusters_root.join(&hex[..16]);
+            let mut parents = Vec::new();
+            if let Some(p) = clusters_root.parent() {
+                parents.push(p.to_path_buf());
+            }
+            parents.push(clusters_root.to_path_buf());
+            Layout {
+                data_dir,
+                cluster_dir,
+                service: Some(ServiceUser::lookup()?),
+                parents,
+            }
+        } else {
+            Layout {
+                cluster_dir: data_dir.join("pg"),
+                data_dir,
+                service: None,
+                parents: Vec::new(),
+            }
+        };
+        check_cluster_path(&layout.cluster_dir)?;
+        Ok(layout)
+    }
+
+    /// Create the cluster directory (and, as root, its parents and the `pg`
+    /// symlink). Called again after waiting for a lock, because an ephemeral
+    /// watchdog may have removed the cluster directory meanwhile.
+    pub fn ensure_dirs(&self) -> Result<(), EmbeddedError> {
+        let link = self.data_dir.join("pg");
+        match &self.service {
+            Some(svc) => {
+                for (i, dir) in self.parents.iter().enumerate() {
+                    // /var/lib/crondeck is traversable; the clusters dir is private.
+                    let mode = if i + 1 == self.parents.len() {
+                        0o700
+                    } else {
+                        0o755
+                    };
+                    ensure_dir(dir, mode, Some(svc))?;
+                }
+                ensure_dir(&self.cluster_dir, 0o700, Some(svc))?;
+                self.ensure_symlink(&link)
+            }
+            None => {
+                if let Ok(meta) = std::fs::symlink_metadata(&link) {
+                    if meta.file_type().is_symlink() {
+                        return Err(EmbeddedError::Layout {
+                            path: link,
+                            message: "is a symlink made by a root crondeck (the cluster is under /var/lib/crondeck/clusters); run crondeck as root for this data directory, or use another --data-dir".into(),
+                        });
+                    }
+                }
+                ensure_dir(&self.cluster_dir, 0o700, None)
+            }
+        }
+    }
+
+    /// Root mode: `<data-dir>/pg -> <cluster_dir>`, so an operator looking in the
+    /// data directory finds the cluster.
+    fn ensure_symlink(&self, link: &Path) -> Result<(), EmbeddedError> {
+        match std::fs::symlink_metadata(link) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                if std::fs::read_link(link).ok().as_deref() == Some(self.cluster_dir.as_path()) {
+                    return Ok(());
+                }
+                // Stale link (e.g. the data directory was moved): repoint it.
+                std::fs::remove_file(link).map_err(|e| io_err("replace the symlink", link, e))?;
+            }
+            Ok(_) => {
+                return Err(EmbeddedError::Layout {
+                    path: link.to_path_buf(),
+                    message: "holds a cluster created by a non-root crondeck; as root the cluster must live under /var/lib/crondeck/clusters. Run crondeck as the user who owns it, or use another --data-dir".into(),
+                })
+            }
+            Err(_) => {}
+        }
+        match std::os::unix::fs::symlink(&self.cluster_dir, link) {
+            Err(e) if e.kind() != ErrorKind::AlreadyExists => {
+                Err(io_err("create the symlink", link, e))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Create `dir` with `mode`; when running as root, hand it to the service user.
+/// Only a directory this call created is chowned: an existing one is left as
+/// the administrator (or a concurrent crondeck) made it.
+fn ensure_dir(dir: &Path, mode: u32, owner: Option<&ServiceUser>) -> Result<(), EmbeddedError> {
+    match DirBuilder::new().mode(mode).create(dir) {
+        Ok(()) => {
+            if let Some(svc) = owner {
+                std::os::unix::fs::lchown(dir, Some(svc.uid.as_raw()), Some(svc.gid.as_raw()))
+                    .map_err(|e| io_err(&format!("give to user {}", svc.name), dir, e))?;
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+            let meta = std::fs::symlink_metadata(dir).map_err(|e| io_err("inspect", dir, e))?;
+            if !meta.is_dir() {
+                return Err(EmbeddedError::Layout {
+                    path: dir.to_path_buf(),
+                    message: "exists but is not a directory; remove it".into(),
+                });
+            }
+            if owner.is_none() && meta.uid() != Uid::effective().as_raw() {
+                return Err(EmbeddedError::Layout {
+                    path: dir.to_path_buf(),
+                    message: format!(
+                        "is owned by uid {}, not by you; run crondeck as that user or use another --data-dir",
+                        meta.uid()
+                    ),
+                });
+            }
+            Ok(())
+        }
+        Err(e) => Err(io_err("create", dir, e)),
+    }
+}
+
+/// The socket path must fit `sun_path`, and the cluster path ends up inside
+/// shell command lines built by `pg_ctl`, so shell metacharacters are refused.
+pub(super) fn check_cluster_path(cluster_dir: &Path) -> Result<(), EmbeddedError> {
+    let socket = cluster_dir.join(SOCKET_NAME);
+    let len = socket.as_os_str().len();
+    if len > MAX_SOCKET_PATH {
+        return Err(EmbeddedError::SocketPathTooLong {
+            path: socket,
+            len,
+            max: MAX_SOCKET_PATH,
+        });
+    }
+    let bytes = cluster_dir.as_os_str().as_bytes();
+    if let Some(bad) = bytes
+        .iter()
+        .find(|b| matches!(b, b'\'' | b'"' | b'\\' | b'$' | b'`' | b'\n'))
+    {
+        return Err(EmbeddedError::Layout {
+            path: cluster_dir.to_path_buf(),
+            message: format!(
+                "contains the character {:?}, which pg_ctl cannot quote; use a --data-dir without it",
+                *bad as char
+            ),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,379 @@
+//! The job model: what a job is (its definition) and what the scheduler has
+//! recorded about it (its runtime state). Pure data; queries live in `db::jobs`.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::schedule::Schedule;
+
+/// A job's timeout when none is given (SPEC §2: "a sane default (5 min)").
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+/// Priority when none is given; 0 is the most urgent.
+pub const DEFAULT_PRIORITY: i32 = 5;
+/// Consecutive failures before a job is auto-paused (0 disables auto-pause).
+pub const DEFAULT_FAILURE_THRESHOLD: i32 = 5;
+/// The first failure of the streak must be at least this old before auto-pause.
+pub const DEFAULT_FAILURE_MIN_AGE: Duration = Duration::from_secs(24 * 3600);
+/// Base delay of the exponential retry backoff.
+pub const DEFAULT_RETRY_BACKOFF: Duration = Duration::from_secs(60);
+
+/// What a job executes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ActionKind {
+    /// Statements run in the job database, as `run_as`.
+    Sql,
+    /// A command run by `sh -c` on a node that allows shell jobs.
+    Shell,
+}
+
+impl ActionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionKind::Sql => "sql",
+            ActionKind::Shell => "shell",
+        }
+    }
+}
+
+impl fmt::Display for ActionKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ActionKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "sql" => Ok(ActionKind::Sql),
+            "shell" => Ok(ActionKind::Shell),
+            other => Err(format!(
+                "unknown action kind \"{other}\" (expected \"sql\" or \"shell\")"
+            )),
+        }
+    }
+}
+
+/// What happens to ticks missed while no node could run the job (SPEC §3.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Catchup {
+    /// Run once for all missed ticks (Odoo's behaviour).
+    #[default]
+    Coalesce,
+    /// Do not run ticks older than one interval; wait for the next slot.
+    Skip,
+}
+
+impl Catchup {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Catchup::Coalesce => "coalesce",
+            Catchup::Skip => "skip",
+        }
+    }
+}
+
+impl FromStr for Catchup {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "coalesce" => Ok(Catchup::Coalesce),
+            "skip" => Ok(Catchup::Skip),
+            other => Err(format!(
+                "unknown catch-up policy \"{other}\" (expected \"coalesce\" or \"skip\")"
+            )),
+        }
+    }
+}
+
+/// When to auto-pause a failing job and whether to retry failed ticks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FailurePolicy {
+    /// Consecutive failures that auto-pause the job; 0 never auto-pauses.
+    pub threshold: i32,
+    /// The streak's first failure must be at least this old.
+    #[serde(with = "duration_secs")]
+    pub min_age: Duration,
+    /// Retries of a failed tick; 0 disables retries.
+    pub retry_max: i32,
+    /// First retry delay; doubled on each further retry.
+    #[serde(with = "duration_secs")]
+    pub retry_backoff: Duration,
+}
+
+impl Default for FailurePolicy {
+    fn default() -> Self {
+        FailurePolicy {
+            threshold: DEFAULT_FAILURE_THRESHOLD,
+            min_age: DEFAULT_FAILURE_MIN_AGE,
+            retry_max: 0,
+            retry_backoff: DEFAULT_RETRY_BACKOFF,
+        }
+    }
+}
+
+/// Everything an admin defines about a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobSpec {
+    pub name: String,
+    pub description: String,
+    pub schedule: Schedule,
+    pub catchup: Catchup,
+    pub numbercall: i32,
+    pub priority: i32,
+    pub action: ActionKind,
+    pub command: String,
+    /// `None` means no timeout, which must be asked for explicitly.
+    pub timeout: Option<Duration>,
+    pub run_as: Option<String>,
+    pub tags: Vec<String>,
+    pub failure: FailurePolicy,
+}
+
+impl JobSpec {
+    /// A spec with the documented defaults for everything but the essentials.
+    pub fn new(name: &str, schedule: Schedule, action: ActionKind, command: &str) -> JobSpec {
+        JobSpec {
+            name: name.to_string(),
+            description: String::new(),
+            schedule,
+            catchup: Catchup::default(),
+            numbercall: -1,
+            priority: DEFAULT_PRIORITY,
+            action,
+            command: command.to_string(),
+            timeout: Some(DEFAULT_TIMEOUT),
+            run_as: None,
+            tags: Vec::new(),
+            failure: FailurePolicy::default(),
+        }
+    }
+
+    /// Checks the database would also refuse, made here first so the message
+    /// says what was expected instead of naming a constraint.
+    pub fn validate(&self) -> Result<(), String> {
+        validate_name(&self.name)?;
+        if self.command.trim().is_empty() {
+            return Err(format!("job \"{}\": the command is empty", self.name));
+        }
+        if self.priority < 0 {
+            return Err(format!(
+                "priority {} is negative (expected 0 = most urgent up to any positive number; default {DEFAULT_PRIORITY})",
+                self.priority
+            ));
+        }
+        if self.numbercall < -1 {
+            return Err(format!(
+                "numbercall {} is invalid (expected -1 for unlimited, or the number of runs left)",
+                self.numbercall
+            ));
+        }
+        if self.run_as.is_some() && self.action != ActionKind::Sql {
+            return Err("run_as applies to sql jobs only".to_string());
+        }
+        if self.timeout == Some(Duration::ZERO) {
+            return Err("a timeout of zero is not allowed (use \"none\" for no timeout)".into());
+        }
+        for tag in &self.tags {
+            if tag.trim().is_empty() || tag.chars().any(char::is_whitespace) {
+                return Err(format!(
+                    "tag \"{tag}\" is invalid (expected a word without spaces, like \"billing\")"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Job names are the handle used everywhere (CLI, console, SQL).
+pub fn validate_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("the job name is empty".to_string());
+    }
+    if name.trim() != name {
+        return Err(format!(
+            "job name \"{name}\" has leading or trailing spaces"
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err("the job name contains control characters".to_string());
+    }
+    Ok(())
+}
+
+/// Why and until when a job is paused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Pause {
+    pub at: DateTime<Utc>,
+    pub by: Option<String>,
+    pub reason: Option<String>,
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// What the scheduler has recorded about a job.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct JobRuntime {
+    pub first_due_at: Option<DateTime<Utc>>,
+    pub last_run_id: Option<i64>,
+    pub last_started_at: Option<DateTime<Utc>>,
+    pub last_ended_at: Option<DateTime<Utc>>,
+    pub last_status: Option<String>,
+    pub last_duration_ms: Option<i64>,
+    pub last_success_at: Option<DateTime<Utc>>,
+    pub failure_streak: i32,
+    pub failure_streak_since: Option<DateTime<Utc>>,
+    pub running_run_id: Option<i64>,
+    pub running_node_id: Option<String>,
+    pub running_since: Option<DateTime<Utc>>,
+}
+
+/// A job as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    pub id: i64,
+    pub spec: JobSpec,
+    pub nextcall: Option<DateTime<Utc>>,
+    pub active: bool,
+    pub pause: Option<Pause>,
+    pub managed_by: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub runtime: JobRuntime,
+}
+
+impl Job {
+    /// numbercall reached 0: the job has used up its runs.
+    pub fn is_done(&self) -> bool {
+        self.spec.numbercall == 0
+    }
+}
+
+/// (De)serialise a `Duration` as whole seconds, for stable JSON.
+pub mod duration_secs {
+    use serde::Serializer;
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_secs())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> JobSpec {
+        JobSpec::new("a", Schedule::Manual, ActionKind::Sql, "SELECT 1")
+    }
+
+    #[test]
+    fn defaults_follow_the_spec() {
+        let s = spec();
+        assert_eq!(s.timeout, Some(Duration::from_secs(300)));
+        assert_eq!(s.priority, 5);
+        assert_eq!(s.numbercall, -1);
+        assert_eq!(s.failure.threshold, 5);
+        assert_eq!(s.failure.retry_max, 0);
+    }
+
+    #[test]
+    fn validation_refuses_what_the_database_would() {
+        let mut s = spec();
+        s.priority = -1;
+        assert!(s.validate().unwrap_err().contains("negative"));
+        let mut s = spec();
+        s.numbercall = -2;
+        assert!(s.validate().unwrap_err().contains("numbercall"));
+        let mut s = spec();
+        s.name = " padded".into();
+        assert!(s.validate().unwrap_err().contains("spaces"));
+        let mut s = spec();
+        s.command = "  ".into();
+        assert!(s.validate().unwrap_err().contains("empty"));
+        let mut s = spec();
+        s.action = ActionKind::Shell;
+        s.run_as = Some("reporting".into());
+        assert!(s.validate().unwrap_err().contains("run_as"));
+        assert!(spec().validate().is_ok());
+    }
+}
+
+/// The stable JSON shape of a job (`list --json`, `show --json`, audit rows).
+/// Field names are part of the documented interface: add fields, never rename.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobJson<'a> {
+    pub id: i64,
+    pub name: &'a str,
+    pub description: &'a str,
+    pub state: &'a str,
+    pub schedule: String,
+    pub schedule_words: String,
+    pub catchup: Catchup,
+    pub nextcall: Option<DateTime<Utc>>,
+    pub numbercall: i32,
+    pub priority: i32,
+    pub active: bool,
+    pub paused: Option<&'a Pause>,
+    pub action: ActionKind,
+    pub command: &'a str,
+    /// Seconds; `null` means no timeout.
+    pub timeout_seconds: Option<u64>,
+    pub run_as: Option<&'a str>,
+    pub tags: &'a [String],
+    pub failure_policy: &'a FailurePolicy,
+    pub managed_by: Option<&'a str>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub runtime: &'a JobRuntime,
+}
+
+impl Job {
+    /// A one-word state from the stored fields alone (the console's health,
+    /// which also needs the clock and run history, refines "active").
+    pub fn stored_state(&self) -> &'static str {
+        if self.is_done() {
+            "done"
+        } else if !self.active {
+            "paused"
+        } else if self.runtime.running_run_id.is_some() {
+            "running"
+        } else if self.runtime.failure_streak > 0 {
+            "failing"
+        } else {
+            "active"
+        }
+    }
+
+    pub fn to_json(&self) -> JobJson<'_> {
+        JobJson {
+            id: self.id,
+            name: &self.spec.name,
+            description: &self.spec.description,
+            state: self.stored_state(),
+            schedule: self.spec.schedule.to_string(),
+            schedule_words: self.spec.schedule.describe(),
+            catchup: self.spec.catchup,
+            nextcall: self.nextcall,
+            numbercall: self.spec.numbercall,
+            priority: self.spec.priority,
+            active: self.active,
+            paused: self.pause.as_ref(),
+            action: self.spec.action,
+            command: &self.spec.command,
+            timeout_seconds: self.spec.timeout.map(|t| t.as_secs()),
+            run_as: self.spec.run_as.as_deref(),
+            tags: &self.spec.tags,
+            failure_policy: &self.spec.failure,
+            managed_by: self.managed_by.as_deref(),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            runtime: &self.runtime,
+        }
+    }
+}

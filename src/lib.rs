@@ -1,0 +1,34 @@
+//! # crondeck
+//!
+//! A PostgreSQL-backed cron scheduler with a keyboard-driven terminal console.
+//!
+//! Jobs live in a job database (schema `crondeck`). Any number of scheduler
+//! nodes, on any number of hosts, coordinate only through that database.
+//!
+//! ## Architecture
+//!
+//! - [`schedule`] and [`timespec`] are pure: schedules, fire times, and the
+//!   times and durations operators type. No clock, no I/O.
+//! - [`job`] is the job model; [`db`] owns the database: connecting (TLS,
+//!   libpq-style strings), numbered migrations, and one module of queries per
+//!   table. [`ops`] is the only way a person changes a job: checked, and
+//!   audited in the same transaction.
+//! - [`embedded`] starts or attaches to the private PostgreSQL server of the
+//!   default setup; [`database`] opens whichever database the [`config`]
+//!   settings point at, migrating (and seeding the demo jobs) on first use.
+//! - [`cli`] turns arguments into validated domain values and calls the above.
+//!
+//! The database, schedule and job modules do not depend on the command line
+//! or any user interface, so they can be used as a library.
+
+pub mod cli;
+pub mod config;
+pub mod database;
+pub mod db;
+pub mod embedded;
+pub mod job;
+pub mod jobfile;
+pub mod ops;
+pub mod schedule;
+pub mod timefmt;
+pub mod timespec;

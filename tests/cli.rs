@@ -1,0 +1,515 @@
+//! Every job-management subcommand, run as the real binary against a real
+//! database, and every kind of bad input: refused with a message that says
+//! what was wrong, a non-zero exit code, and nothing written.
+
+mod common;
+
+use common::{text, TestDb};
+use serde_json::Value;
+
+/// Everything a refused command must leave untouched: the jobs and the audit.
+async fn state(db: &TestDb) -> (Value, i64) {
+    let client = db.client().await;
+    let jobs: Option<Value> = client
+        .query_one(
+            "SELECT jsonb_agg(to_jsonb(j) ORDER BY id) FROM crondeck.jobs j",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let audit: i64 = client
+        .query_one("SELECT count(*) FROM crondeck.audit", &[])
+        .await
+        .unwrap()
+        .get(0);
+    (jobs.unwrap_or(Value::Null), audit)
+}
+
+fn list_json(db: &TestDb) -> Vec<Value> {
+    let output = db.run(&["list", "--json"]);
+    assert!(output.status.success(), "{:?}", text(&output));
+    serde_json::from_slice::<Vec<Value>>(&output.stdout).expect("list --json is a JSON array")
+}
+
+fn job<'a>(jobs: &'a [Value], name: &str) -> &'a Value {
+    jobs.iter()
+        .find(|j| j["name"] == name)
+        .unwrap_or_else(|| panic!("job {name} in {jobs:?}"))
+}
+
+fn ok(db: &TestDb, args: &[&str]) -> String {
+    let output = db.run(args);
+    let (stdout, stderr) = text(&output);
+    assert!(
+        output.status.success(),
+        "{args:?} failed: {stdout} {stderr}"
+    );
+    stdout
+}
+
+/// Run a command that must be refused; check the exit code and message, and
+/// that nothing changed.
+async fn refused(db: &TestDb, args: &[&str], code: i32, message: &str) {
+    let before = state(db).await;
+    let output = db.run(args);
+    let (stdout, stderr) = text(&output);
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "{args:?}: {stdout} {stderr}"
+    );
+    assert!(
+        stderr.contains(message),
+        "{args:?}: expected {message:?} in stderr, got: {stderr}"
+    );
+    assert_eq!(state(db).await, before, "{args:?} changed the database");
+}
+
+async fn audit_actions(db: &TestDb, name: &str) -> Vec<String> {
+    let client = db.client().await;
+    client
+        .query(
+            "SELECT action FROM crondeck.audit WHERE job_name = $1 ORDER BY id",
+            &[&name],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+#[tokio::test]
+async fn add_set_pause_resume_remove_change_list_json_and_leave_audit_rows() {
+    let db = TestDb::new().await;
+    assert!(list_json(&db).is_empty());
+
+    let out = ok(
+        &db,
+        &[
+            "add",
+            "report",
+            "--every",
+            "15m",
+            "--sql",
+            "SELECT 1",
+            "--priority",
+            "3",
+            "--tag",
+            "billing",
+            "--tag",
+            "nightly",
+            "--description",
+            "monthly report",
+        ],
+    );
+    assert!(out.contains("added job \"report\""), "{out}");
+    let jobs = list_json(&db);
+    let report = job(&jobs, "report");
+    assert_eq!(report["schedule"], "every 15 minutes");
+    assert_eq!(report["priority"], 3);
+    assert_eq!(report["tags"], serde_json::json!(["billing", "nightly"]));
+    assert_eq!(report["action"], "sql");
+    assert_eq!(report["timeout_seconds"], 300);
+    assert_eq!(report["active"], true);
+    assert_eq!(report["state"], "active");
+
+    ok(
+        &db,
+        &[
+            "set",
+            "report",
+            "--every",
+            "1h 30m",
+            "--priority",
+            "0",
+            "--timeout",
+            "none",
+        ],
+    );
+    let jobs = list_json(&db);
+    let report = job(&jobs, "report");
+    assert_eq!(report["schedule"], "every 90 minutes");
+    assert_eq!(report["schedule_words"], "every 1h 30m");
+    assert_eq!(report["priority"], 0);
+    assert_eq!(report["timeout_seconds"], Value::Null);
+
+    ok(
+        &db,
+        &[
+            "set",
+            "report",
+            "--cron",
+            "0 9 * * MON",
+            "--tz",
+            "Europe/Paris",
+        ],
+    );
+    let jobs = list_json(&db);
+    assert!(job(&jobs, "report")["schedule"]
+        .as_str()
+        .unwrap()
+        .contains("Europe/Paris"));
+
+    let before = job(&list_json(&db), "report")["nextcall"].clone();
+    ok(&db, &["set", "report", "--next", "+2h"]);
+    let after = job(&list_json(&db), "report")["nextcall"].clone();
+    assert_ne!(before, after);
+
+    ok(
+        &db,
+        &[
+            "pause",
+            "report",
+            "--reason",
+            "maintenance window",
+            "--for",
+            "2h",
+        ],
+    );
+    let jobs = list_json(&db);
+    let report = job(&jobs, "report");
+    assert_eq!(report["active"], false);
+    assert_eq!(report["state"], "paused");
+    assert_eq!(report["paused"]["reason"], "maintenance window");
+    assert!(report["paused"]["until"].is_string());
+
+    ok(&db, &["resume", "report"]);
+    let jobs = list_json(&db);
+    assert_eq!(job(&jobs, "report")["active"], true);
+    assert_eq!(job(&jobs, "report")["paused"], Value::Null);
+
+    ok(&db, &["set", "report", "--manual"]);
+    let jobs = list_json(&db);
+    assert_eq!(job(&jobs, "report")["schedule"], "manual");
+    assert_eq!(job(&jobs, "report")["nextcall"], Value::Null);
+
+    ok(&db, &["remove", "report"]);
+    assert!(list_json(&db).is_empty());
+
+    assert_eq!(
+        audit_actions(&db, "report").await,
+        ["create", "set", "set", "set", "pause", "resume", "set", "remove"]
+    );
+    // Who: database role, OS user and host; what changed: old -> new.
+    let client = db.client().await;
+    let row = client
+        .query_one(
+            "SELECT db_role::text, os_user, host, old_value, new_value, reason
+             FROM crondeck.audit WHERE job_name = 'report' AND action = 'pause'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "crondeck");
+    assert!(!row.get::<_, String>(1).is_empty());
+    assert!(!row.get::<_, String>(2).is_empty());
+    assert_eq!(row.get::<_, Value>(3)["active"], true);
+    assert_eq!(row.get::<_, Value>(4)["active"], false);
+    assert_eq!(
+        row.get::<_, Option<String>>(5).as_deref(),
+        Some("maintenance window")
+    );
+}
+
+#[tokio::test]
+async fn show_list_and_audit_print_readable_and_json_output() {
+    let db = TestDb::new().await;
+    ok(
+        &db,
+        &[
+            "add",
+            "digest",
+            "--cron",
+            "0 9 * * MON",
+            "--tz",
+            "Europe/Paris",
+            "--shell",
+            "echo hi",
+            "--tag",
+            "mail",
+        ],
+    );
+    ok(
+        &db,
+        &[
+            "add",
+            "on-demand",
+            "--manual",
+            "--sql",
+            "SELECT 1",
+            "--paused",
+            "--reason",
+            "not yet",
+        ],
+    );
+
+    let table = ok(&db, &["list"]);
+    assert!(table.starts_with("STATE"), "{table}");
+    assert!(
+        table.contains("digest") && table.contains("on-demand"),
+        "{table}"
+    );
+    assert!(table.contains("paused"), "{table}");
+    let tagged = ok(&db, &["list", "--tag", "mail"]);
+    assert!(
+        tagged.contains("digest") && !tagged.contains("on-demand"),
+        "{tagged}"
+    );
+
+    let detail = ok(&db, &["show", "digest"]);
+    assert!(detail.contains("Europe/Paris"), "{detail}");
+    assert!(detail.contains("next fire times"), "{detail}");
+    let json: Value = serde_json::from_str(&ok(&db, &["show", "digest", "--json"])).unwrap();
+    assert_eq!(json["job"]["name"], "digest");
+    assert_eq!(json["upcoming"].as_array().map(Vec::len), Some(5));
+    assert_eq!(json["audit"][0]["action"], "create");
+
+    let audit = ok(&db, &["audit"]);
+    assert!(
+        audit.contains("create") && audit.contains("digest"),
+        "{audit}"
+    );
+    let audit: Value = serde_json::from_str(&ok(&db, &["audit", "on-demand", "--json"])).unwrap();
+    assert_eq!(audit.as_array().map(Vec::len), Some(1));
+
+    let migrate = ok(&db, &["migrate"]);
+    assert!(migrate.contains("up to date"), "{migrate}");
+
+    // Resuming an active job is a no-op, not an error, and writes no audit row.
+    let out = ok(&db, &["resume", "digest"]);
+    assert!(out.contains("not paused"), "{out}");
+    assert_eq!(audit_actions(&db, "digest").await, ["create"]);
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_with_a_clear_message_and_nothing_written() {
+    let db = TestDb::new().await;
+    ok(
+        &db,
+        &["add", "existing", "--every", "5m", "--sql", "SELECT 1"],
+    );
+
+    // invalid schedules
+    refused(
+        &db,
+        &["add", "x", "--every", "0m", "--sql", "SELECT 1"],
+        3,
+        "positive",
+    )
+    .await;
+    refused(
+        &db,
+        &["add", "x", "--every", "banana", "--sql", "SELECT 1"],
+        3,
+        "expected",
+    )
+    .await;
+    refused(
+        &db,
+        &["add", "x", "--cron", "61 * * * *", "--sql", "SELECT 1"],
+        3,
+        "cron",
+    )
+    .await;
+    refused(&db, &["set", "existing", "--every", "-5m"], 3, "expected").await;
+    // unknown time zone
+    refused(
+        &db,
+        &[
+            "add",
+            "x",
+            "--cron",
+            "0 9 * * *",
+            "--tz",
+            "Europe/Pari",
+            "--sql",
+            "SELECT 1",
+        ],
+        3,
+        "Europe/Pari",
+    )
+    .await;
+    // a time in the past where one is not allowed
+    refused(
+        &db,
+        &["set", "existing", "--next", "2001-01-01 00:00"],
+        3,
+        "in the past",
+    )
+    .await;
+    refused(
+        &db,
+        &[
+            "add",
+            "x",
+            "--every",
+            "5m",
+            "--sql",
+            "SELECT 1",
+            "--next",
+            "2001-01-01 00:00",
+        ],
+        3,
+        "in the past",
+    )
+    .await;
+    refused(
+        &db,
+        &["set", "existing", "--next", "yesterday-ish"],
+        3,
+        "expected",
+    )
+    .await;
+    // duplicate name
+    refused(
+        &db,
+        &["add", "existing", "--every", "5m", "--sql", "SELECT 1"],
+        3,
+        "already exists",
+    )
+    .await;
+    // missing job
+    for command in [
+        vec!["show", "ghost"],
+        vec!["set", "ghost", "--priority", "1"],
+        vec!["pause", "ghost"],
+        vec!["resume", "ghost"],
+        vec!["remove", "ghost"],
+    ] {
+        refused(&db, &command, 4, "no job named \"ghost\"").await;
+    }
+    // negative priority
+    refused(
+        &db,
+        &[
+            "add",
+            "x",
+            "--every",
+            "5m",
+            "--sql",
+            "SELECT 1",
+            "--priority",
+            "-1",
+        ],
+        3,
+        "negative",
+    )
+    .await;
+    refused(&db, &["set", "existing", "--priority", "-3"], 3, "negative").await;
+    // other bad values
+    refused(
+        &db,
+        &[
+            "add",
+            "x",
+            "--every",
+            "5m",
+            "--sql",
+            "SELECT 1",
+            "--timeout",
+            "0s",
+        ],
+        3,
+        "timeout",
+    )
+    .await;
+    refused(
+        &db,
+        &[
+            "add",
+            "x",
+            "--every",
+            "5m",
+            "--sql",
+            "SELECT 1",
+            "--numbercall",
+            "-7",
+        ],
+        3,
+        "numbercall",
+    )
+    .await;
+    refused(&db, &["pause", "existing", "--for", "soon"], 3, "expected").await;
+    refused(&db, &["set", "existing"], 3, "nothing to change").await;
+    refused(
+        &db,
+        &["add", "x", "--every", "0 9 * * *", "--sql", "SELECT 1"],
+        3,
+        "--cron",
+    )
+    .await;
+    refused(
+        &db,
+        &["add", " padded", "--every", "5m", "--sql", "SELECT 1"],
+        3,
+        "spaces",
+    )
+    .await;
+    // read-only mode refuses every change
+    refused(&db, &["--read-only", "pause", "existing"], 3, "read-only").await;
+    // clap usage errors: both actions, no schedule
+    refused(
+        &db,
+        &[
+            "add", "x", "--every", "5m", "--sql", "SELECT 1", "--shell", "true",
+        ],
+        2,
+        "cannot be used with",
+    )
+    .await;
+    refused(&db, &["add", "x", "--sql", "SELECT 1"], 2, "required").await;
+}
+
+#[tokio::test]
+async fn an_unreachable_database_is_a_clear_error_with_its_own_exit_code() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_crondeck"))
+        .args([
+            "list",
+            "--database-url",
+            "postgres://someone:s3cr3t-pw@127.0.0.1:1/nowhere?connect_timeout=2",
+        ])
+        .output()
+        .expect("run crondeck");
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(5), "{stderr}");
+    assert!(stderr.contains("could not connect"), "{stderr}");
+    assert!(stderr.contains("127.0.0.1"), "{stderr}");
+    assert!(
+        !stderr.contains("s3cr3t-pw"),
+        "the password leaked: {stderr}"
+    );
+
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_crondeck"))
+        .args([
+            "list",
+            "--database-url",
+            "postgres://u:s3cr3t-pw@host/db?sslmode=maybe",
+        ])
+        .output()
+        .expect("run crondeck");
+    let (_, stderr) = text(&output);
+    assert_ne!(output.status.code(), Some(0));
+    assert!(stderr.contains("sslmode"), "{stderr}");
+    assert!(
+        !stderr.contains("s3cr3t-pw"),
+        "the password leaked: {stderr}"
+    );
+}
+
+#[tokio::test]
+async fn global_options_are_accepted_before_and_after_the_subcommand() {
+    let db = TestDb::new().await;
+    let url = db.url();
+    for args in [
+        vec!["--database-url", url.as_str(), "list", "--json"],
+        vec!["list", "--json", "--database-url", url.as_str()],
+    ] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_crondeck"))
+            .args(&args)
+            .output()
+            .expect("run crondeck");
+        assert!(output.status.success(), "{args:?}: {:?}", text(&output));
+    }
+}
