@@ -231,6 +231,30 @@ pub struct JobRuntime {
     pub running_run_id: Option<i64>,
     pub running_node_id: Option<String>,
     pub running_since: Option<DateTime<Utc>>,
+    /// Display extras, filled by `db::jobs::job_list` (not by every query).
+    pub last_exit_code: Option<i32>,
+    pub last_signal: Option<i32>,
+    pub last_sqlstate: Option<String>,
+    pub last_error: Option<String>,
+    pub running_node_name: Option<String>,
+}
+
+impl JobRuntime {
+    /// "failed (exit 3)", "failed (SQLSTATE 22012)", "succeeded", "-".
+    pub fn last_result(&self) -> String {
+        let Some(status) = &self.last_status else {
+            return "-".to_string();
+        };
+        if let Some(code) = self.last_exit_code.filter(|c| *c != 0) {
+            format!("{status} (exit {code})")
+        } else if let Some(signal) = self.last_signal {
+            format!("{status} (signal {signal})")
+        } else if let Some(state) = &self.last_sqlstate {
+            format!("{status} (SQLSTATE {state})")
+        } else {
+            status.clone()
+        }
+    }
 }
 
 /// A job as stored.

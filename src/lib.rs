@@ -30,5 +30,6 @@ pub mod job;
 pub mod jobfile;
 pub mod ops;
 pub mod schedule;
+pub mod scheduler;
 pub mod timefmt;
 pub mod timespec;

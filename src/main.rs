@@ -8,7 +8,7 @@ use crondeck::cli::{self, Cli};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    init_logging(cli.default_log_filter());
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -25,11 +25,11 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs go to stderr, warnings and errors only unless RUST_LOG says otherwise,
-/// so command output stays clean for scripts.
-fn init_logging() {
+/// Logs go to stderr: warnings and errors only for commands, so their output
+/// stays clean for scripts; more for the headless scheduler. RUST_LOG overrides.
+fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

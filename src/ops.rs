@@ -11,10 +11,12 @@ use serde_json::{json, Value};
 use tokio_postgres::GenericClient;
 
 use crate::db::audit::{audit_insert, Actor, AuditEntry};
+use crate::db::claim::skip_ticks;
 use crate::db::jobs::{
     job_delete, job_get, job_insert, job_update_nextcall, job_update_pause, job_update_priority,
     job_update_schedule, job_update_timeout,
 };
+use crate::db::runs::TickReason;
 use crate::db::DbError;
 use crate::job::{Job, JobSpec, Pause};
 use crate::schedule::Schedule;
@@ -309,6 +311,15 @@ pub async fn resume(
         return Ok((job, false));
     }
     job_update_pause(&tx, job.id, None).await?;
+    // Ticks that passed while paused are not run late: they are recorded as
+    // one skipped row, and the job waits for its next slot.
+    let now = db_now(&tx).await?;
+    if let Some(tick) = job.nextcall.filter(|tick| *tick <= now) {
+        let (next, _) = skip_ticks(&tx, &job, tick, now, TickReason::Paused).await?;
+        if let Some(next) = next {
+            job_update_nextcall(&tx, job.id, next).await?;
+        }
+    }
     let old = json!({ "active": false, "paused": job.pause });
     let new = json!({ "active": true });
     audit(&tx, actor, &job, "resume", old, new, None).await?;
@@ -355,4 +366,25 @@ async fn audit(
     };
     audit_insert(client, actor, &entry).await?;
     Ok(())
+}
+
+/// Request a run now ("run now"). It starts on any live node that can run the
+/// job, as soon as the job is not running; it does not move `nextcall`.
+/// Returns the request id (an already pending request is joined, not doubled).
+pub async fn run_now(client: &mut impl GenericClient, actor: &Actor, name: &str) -> Result<i64> {
+    let tx = client.transaction().await?;
+    let job = job_get(&tx, name, false).await?;
+    let request_id = crate::db::requests::request_manual(&tx, name, &actor.label()).await?;
+    audit(
+        &tx,
+        actor,
+        &job,
+        "run",
+        Value::Null,
+        json!({ "request_id": request_id }),
+        None,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(request_id)
 }

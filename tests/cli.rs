@@ -313,7 +313,7 @@ async fn bad_input_is_refused_with_a_clear_message_and_nothing_written() {
         "cron",
     )
     .await;
-    refused(&db, &["set", "existing", "--every", "-5m"], 3, "expected").await;
+    refused(&db, &["set", "existing", "--every=-5m"], 3, "expected").await;
     // unknown time zone
     refused(
         &db,

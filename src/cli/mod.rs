@@ -3,6 +3,7 @@
 
 mod jobs;
 mod output;
+mod runs;
 
 use std::path::PathBuf;
 
@@ -65,6 +66,12 @@ pub enum Command {
     Resume(jobs::NameArg),
     /// Remove a job and its run history (the audit trail keeps it)
     Remove(jobs::NameArg),
+    /// Request a run now (any live node starts it within milliseconds)
+    Run(runs::RunArgs),
+    /// Show a job's run history
+    History(runs::HistoryArgs),
+    /// Run a headless scheduler node (for systemd); stops on SIGTERM/SIGINT
+    Scheduler(runs::SchedulerArgs),
     /// Show the audit trail of operator actions
     Audit(jobs::AuditArgs),
     /// Apply schema migrations to the job database (also done at every start)
@@ -85,6 +92,8 @@ pub mod exit {
     pub const NOT_FOUND: u8 = 4;
     /// The job database cannot be reached or started.
     pub const UNAVAILABLE: u8 = 5;
+    /// `run --wait`: the run ended without succeeding.
+    pub const RUN_FAILED: u8 = super::runs::RUN_FAILED;
 }
 
 /// Keep argument groups in one place so `add` and `set` agree.
@@ -130,6 +139,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Resume(a) => jobs::resume(&mut db, &a).await,
         Command::Remove(a) => jobs::remove(&mut db, &a).await,
         Command::Audit(a) => jobs::audit(&db, &a).await,
+        Command::Run(a) => runs::run(&mut db, &a).await,
+        Command::History(a) => runs::history(&db, &a).await,
+        Command::Scheduler(a) => runs::scheduler(db, &settings, &a).await,
         Command::Migrate => {
             let report = &db.migrations;
             if report.applied.is_empty() {
@@ -147,6 +159,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+impl Cli {
+    /// Commands print their results; a headless node logs what it does.
+    pub fn default_log_filter(&self) -> &'static str {
+        match self.command {
+            Some(Command::Scheduler(_)) => "info",
+            _ => "warn",
+        }
+    }
+}
+
 impl Command {
     fn mutates(&self) -> bool {
         matches!(
@@ -156,6 +178,7 @@ impl Command {
                 | Command::Pause(_)
                 | Command::Resume(_)
                 | Command::Remove(_)
+                | Command::Run(_)
         )
     }
 }
@@ -167,17 +190,28 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
     use crate::embedded::EmbeddedError;
     use crate::ops::OpsError;
     for cause in error.chain() {
-        if let Some(e) = cause.downcast_ref::<OpsError>() {
-            if let OpsError::Invalid(_) = e {
+        if cause.downcast_ref::<runs::RunDidNotSucceed>().is_some() {
+            return exit::RUN_FAILED;
+        }
+        if cause.downcast_ref::<crate::config::ConfigError>().is_some() {
+            return exit::REFUSED;
+        }
+        if let Some(e) = cause.downcast_ref::<ConnectError>() {
+            if matches!(e, ConnectError::Parse { .. }) {
                 return exit::REFUSED;
             }
         }
-        if let Some(e) = cause.downcast_ref::<DbError>() {
-            match e {
-                DbError::JobNotFound(_) => return exit::NOT_FOUND,
-                DbError::Duplicate(_) | DbError::Refused(_) => return exit::REFUSED,
-                _ => {}
-            }
+        // `OpsError::Db` is transparent: the inner error is not its own link
+        // in the chain, so look inside.
+        let db_error = match cause.downcast_ref::<OpsError>() {
+            Some(OpsError::Invalid(_)) => return exit::REFUSED,
+            Some(OpsError::Db(inner)) => Some(inner),
+            None => cause.downcast_ref::<DbError>(),
+        };
+        match db_error {
+            Some(DbError::JobNotFound(_)) => return exit::NOT_FOUND,
+            Some(DbError::Duplicate(_) | DbError::Refused(_)) => return exit::REFUSED,
+            _ => {}
         }
         if cause.downcast_ref::<ConnectError>().is_some()
             || cause.downcast_ref::<EmbeddedError>().is_some()

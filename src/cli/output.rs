@@ -50,6 +50,7 @@ fn next_run_relative(job: &Job, now: DateTime<Utc>) -> String {
     match job.nextcall {
         None => "manual".to_string(),
         Some(_) if job.is_done() => "-".to_string(),
+        Some(at) if at <= now && now - at < chrono::Duration::seconds(1) => "due now".to_string(),
         Some(at) if at < now => format!("late {}", format_duration_short(now - at)),
         Some(at) => format_relative(at, now),
     }
@@ -211,4 +212,116 @@ pub fn audit_table(records: &[AuditRecord]) -> String {
         &["WHEN", "WHO", "ACTION", "JOB", "OLD -> NEW", "REASON"],
         &rows,
     )
+}
+
+fn millis_short(ms: Option<i64>) -> String {
+    ms.map_or_else(
+        || "-".to_string(),
+        |ms| {
+            if ms < 1000 {
+                format!("{ms}ms")
+            } else {
+                format_duration_short(chrono::Duration::milliseconds(ms))
+            }
+        },
+    )
+}
+
+fn run_result(run: &crate::db::runs::RunRow) -> String {
+    if let Some(code) = run.exit_code.filter(|c| *c != 0) {
+        format!("exit {code}")
+    } else if let Some(signal) = run.signal {
+        format!("signal {signal}")
+    } else if let Some(state) = &run.sqlstate {
+        format!("SQLSTATE {state}")
+    } else if let Some(rows) = run.rows_affected {
+        format!("{rows} rows")
+    } else if let Some(code) = run.exit_code {
+        format!("exit {code}")
+    } else {
+        String::new()
+    }
+}
+
+pub fn run_table(runs: &[crate::db::runs::RunRow]) -> String {
+    if runs.is_empty() {
+        return "no runs yet\n".to_string();
+    }
+    let rows: Vec<Vec<String>> = runs
+        .iter()
+        .map(|r| {
+            vec![
+                r.id.to_string(),
+                r.status.clone(),
+                r.trigger.clone(),
+                local(r.scheduled_for),
+                local_or_dash(r.started_at),
+                millis_short(r.lateness_ms),
+                millis_short(r.duration_ms),
+                r.node_name.clone().unwrap_or_else(|| "-".into()),
+                run_result(r),
+                r.ticks.to_string(),
+                r.reason.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "RUN",
+            "STATUS",
+            "TRIGGER",
+            "SCHEDULED FOR",
+            "STARTED",
+            "LATE",
+            "DURATION",
+            "NODE",
+            "RESULT",
+            "TICKS",
+            "REASON",
+        ],
+        &rows,
+    )
+}
+
+/// One run in full: status, times, and the captured output and error.
+pub fn run_detail(run: &crate::db::runs::RunRow) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "run {}: {} ({})", run.id, run.status, run.trigger);
+    let _ = writeln!(out, "scheduled for  {}", local(run.scheduled_for));
+    let _ = writeln!(out, "started        {}", local_or_dash(run.started_at));
+    let _ = writeln!(out, "ended          {}", local_or_dash(run.ended_at));
+    let _ = writeln!(out, "duration       {}", millis_short(run.duration_ms));
+    let _ = writeln!(
+        out,
+        "node           {}",
+        run.node_name.as_deref().unwrap_or("-")
+    );
+    let result = run_result(run);
+    if !result.is_empty() {
+        let _ = writeln!(out, "result         {result}");
+    }
+    if let Some(error) = &run.error {
+        let _ = writeln!(out, "error          {error}");
+    }
+    for (name, text, dropped) in [
+        ("stdout", &run.stdout, run.stdout_dropped),
+        ("stderr", &run.stderr, run.stderr_dropped),
+    ] {
+        if let Some(text) = text.as_deref().filter(|t| !t.is_empty()) {
+            let _ = writeln!(
+                out,
+                "--- {name}{}",
+                if dropped > 0 {
+                    format!(" ({dropped} bytes dropped)")
+                } else {
+                    String::new()
+                }
+            );
+            out.push_str(text);
+            if !text.ends_with('\n') {
+                out.push('\n');
+            }
+        }
+    }
+    out
 }

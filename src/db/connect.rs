@@ -342,6 +342,60 @@ impl ConnectionSpec {
 
     /// Connects, spawning the connection task on the current tokio runtime.
     pub async fn connect(&self) -> Result<Client, ConnectError> {
+        let (client, connection) = self.open().await?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::warn!(%error, "database connection ended with an error");
+            }
+        });
+        Ok(client)
+    }
+
+    /// Connect, and deliver the connection's NOTIFY messages on a channel
+    /// (for LISTEN). The channel closes when the connection ends.
+    pub async fn connect_with_notifications(
+        &self,
+    ) -> Result<
+        (
+            Client,
+            tokio::sync::mpsc::UnboundedReceiver<tokio_postgres::Notification>,
+        ),
+        ConnectError,
+    > {
+        let (client, mut connection) = self.open().await?;
+        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+            while let Some(message) = futures_util::StreamExt::next(&mut messages).await {
+                match message {
+                    Ok(tokio_postgres::AsyncMessage::Notification(note)) => {
+                        if sender.send(note).is_err() {
+                            break;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(error) => {
+                        tracing::warn!(%error, "listening connection ended with an error");
+                        break;
+                    }
+                }
+            }
+        });
+        Ok((client, receiver))
+    }
+
+    async fn open(
+        &self,
+    ) -> Result<
+        (
+            Client,
+            tokio_postgres::Connection<
+                tokio_postgres::Socket,
+                <MakeTls as tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>>::Stream,
+            >,
+        ),
+        ConnectError,
+    > {
         let tls = self.make_tls()?;
         let per_host = self
             .config
@@ -369,14 +423,7 @@ impl ConnectionSpec {
                 hint: tls_hint(&error),
                 cause: error,
             }),
-            Ok(Ok((client, connection))) => {
-                tokio::spawn(async move {
-                    if let Err(error) = connection.await {
-                        tracing::warn!(%error, "database connection ended with an error");
-                    }
-                });
-                Ok(client)
-            }
+            Ok(Ok(pair)) => Ok(pair),
         }
     }
 

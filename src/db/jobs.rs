@@ -29,6 +29,32 @@ fn duration_from_millis(ms: i64) -> Duration {
     Duration::from_millis(u64::try_from(ms).unwrap_or(0))
 }
 
+/// `JOB_COLUMNS` qualified with a table alias, for queries with joins.
+pub fn job_columns_of(alias: &str) -> String {
+    JOB_COLUMNS
+        .split(", ")
+        .map(|c| format!("{alias}.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A column only some queries select (see `LAST_RUN_COLUMNS`).
+fn optional<'a, T: tokio_postgres::types::FromSql<'a>>(
+    row: &'a Row,
+    name: &str,
+) -> Result<Option<T>, DbError> {
+    if row.columns().iter().any(|c| c.name() == name) {
+        Ok(row.try_get::<_, Option<T>>(name)?)
+    } else {
+        Ok(None)
+    }
+}
+
+/// Display extras about the last run and the running node, for lists.
+const LAST_RUN_COLUMNS: &str = "lr.exit_code AS last_exit_code, lr.signal AS last_signal, \
+    lr.sqlstate AS last_sqlstate, split_part(lr.error, E'\\n', 1) AS last_error, \
+    rn.name AS running_node_name";
+
 /// Turn a row selected with `JOB_COLUMNS` into a `Job`.
 pub fn job_from_row(row: &Row) -> Result<Job, DbError> {
     let name: String = row.try_get("name")?;
@@ -103,6 +129,11 @@ pub fn job_from_row(row: &Row) -> Result<Job, DbError> {
             running_run_id: row.try_get("running_run_id")?,
             running_node_id: row.try_get("running_node_id")?,
             running_since: row.try_get("running_since")?,
+            last_exit_code: optional(row, "last_exit_code")?,
+            last_signal: optional(row, "last_signal")?,
+            last_sqlstate: optional(row, "last_sqlstate")?,
+            last_error: optional(row, "last_error")?,
+            running_node_name: optional(row, "running_node_name")?,
         },
     })
 }
@@ -205,10 +236,15 @@ pub async fn job_get(
     }
 }
 
-/// All jobs, in (priority, nextcall, name) order.
+/// All jobs, in (priority, nextcall, name) order, with their last result.
 pub async fn job_list(client: &impl GenericClient) -> Result<Vec<Job>, DbError> {
+    let columns = job_columns_of("j");
     let sql = format!(
-        "SELECT {JOB_COLUMNS} FROM crondeck.jobs ORDER BY priority, nextcall NULLS LAST, name"
+        "SELECT {columns}, {LAST_RUN_COLUMNS}
+         FROM crondeck.jobs j
+         LEFT JOIN crondeck.runs lr ON lr.id = j.last_run_id
+         LEFT JOIN crondeck.nodes rn ON rn.id = j.running_node_id
+         ORDER BY j.priority, j.nextcall NULLS LAST, j.name"
     );
     let rows = client.query(&sql, &[]).await?;
     rows.iter().map(job_from_row).collect()

@@ -4,9 +4,13 @@
 //! database through these functions (and `crate::ops` for audited actions).
 
 pub mod audit;
+pub mod claim;
 pub mod connect;
 pub mod jobs;
 pub mod migrate;
+pub mod nodes;
+pub mod requests;
+pub mod runs;
 pub mod tls;
 
 use tokio_postgres::error::SqlState;

@@ -65,8 +65,35 @@ fn postmaster_pid(cluster: &Path) -> Option<i32> {
         .ok()
 }
 
+/// Server gone and its watchdog finished: a watchdog still inside `pg_ctl stop`
+/// holds clients.lock exclusively (and a new start would wait for it).
 fn stopped(cluster: &Path) -> bool {
-    !cluster.join("data/postmaster.pid").exists() && !cluster.join(SOCKET_NAME).exists()
+    let watchdog_done = std::fs::File::open(cluster.join("clients.lock"))
+        .map(|f| nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock).is_ok())
+        .unwrap_or(true);
+    !cluster.join("data/postmaster.pid").exists()
+        && !cluster.join(SOCKET_NAME).exists()
+        && watchdog_done
+}
+
+/// A temporary data directory. In user mode the cluster lives inside it, so
+/// it must outlive the server: dropping waits for the watchdog to stop it.
+struct TestDir(tempfile::TempDir);
+impl TestDir {
+    fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        let pg = self.0.path().join("pg");
+        if std::fs::symlink_metadata(&pg).is_ok_and(|m| m.is_dir()) {
+            wait_until(|| stopped(&pg));
+        }
+    }
+}
+fn test_dir() -> TestDir {
+    TestDir(tempfile::tempdir().unwrap())
 }
 
 /// Non-ephemeral tests: as root the cluster is under /var/lib/crondeck;
@@ -81,7 +108,7 @@ impl Drop for RemoveCluster {
 
 #[test]
 fn fresh_start_connects_over_socket_only() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = test_dir();
     let server = EmbeddedServer::start(&opts(dir.path(), true)).unwrap();
     assert!(server.started_here());
     assert!(server.initialized_here());
@@ -109,7 +136,7 @@ fn fresh_start_connects_over_socket_only() {
 
 #[test]
 fn second_start_in_same_process_attaches() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = test_dir();
     let first = EmbeddedServer::start(&opts(dir.path(), true)).unwrap();
     let second = EmbeddedServer::start(&opts(dir.path(), true)).unwrap();
     assert!(first.started_here() && first.initialized_here());
@@ -122,7 +149,7 @@ fn second_start_in_same_process_attaches() {
 
 #[test]
 fn concurrent_starts_run_initdb_once() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = test_dir();
     let o = opts(dir.path(), true);
     let handles: Vec<_> = (0..2)
         .map(|_| {
@@ -156,7 +183,7 @@ fn holder_child_entry() {
 
 #[test]
 fn child_holder_keeps_server_after_parent_drops() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = test_dir();
     let parent = EmbeddedServer::start(&opts(dir.path(), true)).unwrap();
     assert!(parent.started_here());
     let cluster = parent.cluster_dir().to_path_buf();
@@ -176,13 +203,20 @@ fn child_holder_keeps_server_after_parent_drops() {
         .spawn()
         .unwrap();
     let mut stdin = child.stdin.take().unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut next_holder_line = move || {
-        lines
-            .by_ref()
-            .map(|l| l.unwrap())
-            .find(|l| l.starts_with("HOLDER"))
-            .expect("holder child exited early")
+    // libtest prints "test <name> ... " before the child's own output, so the
+    // marker may sit mid-line. A reader thread keeps a dead child from hanging us.
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(i) = line.find("HOLDER") {
+                let _ = tx.send(line[i..].to_string());
+            }
+        }
+    });
+    let next_holder_line = || {
+        rx.recv_timeout(DEADLINE)
+            .expect("no answer from holder child")
     };
     assert_eq!(next_holder_line(), "HOLDER started_here=false");
 
@@ -205,7 +239,7 @@ fn child_holder_keeps_server_after_parent_drops() {
 
 #[test]
 fn server_stops_after_last_handle_is_dropped() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = test_dir();
     let a = EmbeddedServer::start(&opts(dir.path(), false)).unwrap();
     let b = EmbeddedServer::start(&opts(dir.path(), false)).unwrap();
     let cluster = a.cluster_dir().to_path_buf();
@@ -223,7 +257,7 @@ fn server_stops_after_last_handle_is_dropped() {
 
 #[test]
 fn stale_pid_file_is_recovered() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = test_dir();
     let first = EmbeddedServer::start(&opts(dir.path(), false)).unwrap();
     let cluster = first.cluster_dir().to_path_buf();
     let _cleanup = RemoveCluster(cluster.clone());
@@ -271,7 +305,7 @@ fn stale_pid_file_is_recovered() {
 
 #[test]
 fn ephemeral_cluster_is_removed_after_last_handle() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = test_dir();
     let server = EmbeddedServer::start(&opts(dir.path(), true)).unwrap();
     let cluster = server.cluster_dir().to_path_buf();
     assert!(cluster.join("data/PG_VERSION").exists());
@@ -287,7 +321,7 @@ fn ephemeral_cluster_is_removed_after_last_handle() {
 
 #[test]
 fn socket_path_too_long_is_a_clear_error() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = test_dir();
     // Long for both modes: the data dir (user mode) and the clusters root (root mode).
     let data = dir.path().join("d".repeat(100));
     let root = PathBuf::from(format!("/tmp/{}", "r".repeat(100)));

@@ -13,6 +13,8 @@ CREATE TABLE crondeck.nodes (
     workers       integer NOT NULL CHECK (workers > 0),
     busy          integer NOT NULL DEFAULT 0 CHECK (busy >= 0),
     allow_shell   boolean NOT NULL DEFAULT false,
+    lease_ms      bigint NOT NULL CHECK (lease_ms > 0),
+    heartbeat_ms  bigint NOT NULL CHECK (heartbeat_ms > 0 AND heartbeat_ms < lease_ms),
     started_at    timestamptz NOT NULL DEFAULT now(),
     heartbeat_at  timestamptz NOT NULL DEFAULT now(),
     stopped_at    timestamptz
@@ -85,18 +87,23 @@ CREATE TABLE crondeck.jobs (
 );
 
 CREATE INDEX jobs_due_idx ON crondeck.jobs (priority, nextcall) WHERE active;
+CREATE INDEX jobs_nextcall_idx ON crondeck.jobs (nextcall) WHERE active;
+CREATE INDEX jobs_paused_until_idx ON crondeck.jobs (paused_until) WHERE NOT active;
 
 CREATE TABLE crondeck.run_requests (
     id            bigserial PRIMARY KEY,
     job_id        bigint NOT NULL REFERENCES crondeck.jobs (id) ON DELETE CASCADE,
-    trigger       text NOT NULL CHECK (trigger IN ('manual', 'event')),
+    trigger       text NOT NULL CHECK (trigger IN ('manual', 'event', 'retry')),
     requested_by  text NOT NULL,
     requested_at  timestamptz NOT NULL DEFAULT now(),
+    not_before    timestamptz NOT NULL DEFAULT now(),   -- retries wait for their backoff
+    scheduled_for timestamptz,                          -- retries: the tick being retried
+    attempt       integer NOT NULL DEFAULT 0 CHECK (attempt >= 0),
     state         text NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'started', 'cancelled')),
     run_id        bigint
 );
 
-CREATE INDEX run_requests_pending_idx ON crondeck.run_requests (requested_at) WHERE state = 'pending';
+CREATE INDEX run_requests_pending_idx ON crondeck.run_requests (not_before) WHERE state = 'pending';
 
 CREATE TABLE crondeck.runs (
     id              bigserial PRIMARY KEY,
@@ -132,6 +139,7 @@ CREATE UNIQUE INDEX runs_one_per_tick ON crondeck.runs (job_id, scheduled_for) W
 -- At most one run in progress per job, cluster-wide (SPEC §3.1).
 CREATE UNIQUE INDEX runs_one_running ON crondeck.runs (job_id) WHERE status = 'running';
 CREATE INDEX runs_job_history_idx ON crondeck.runs (job_id, id DESC);
+CREATE INDEX runs_running_idx ON crondeck.runs (node_id) WHERE status = 'running';
 
 CREATE TABLE crondeck.audit (
     id         bigserial PRIMARY KEY,
@@ -165,3 +173,71 @@ CREATE TRIGGER audit_append_only
 CREATE TRIGGER audit_no_truncate
     BEFORE TRUNCATE ON crondeck.audit
     FOR EACH STATEMENT EXECUTE FUNCTION crondeck.audit_is_append_only();
+
+-- Wake-ups (SPEC §3.5): nodes LISTEN on crondeck_wake and recompute when to
+-- wake. Only changes that can make something due sooner, or free a job, notify;
+-- NOTIFY is delivered at commit and deduplicated within a transaction.
+CREATE FUNCTION crondeck.notify_wake() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('crondeck_wake', '');
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER jobs_wake_on_insert
+    AFTER INSERT ON crondeck.jobs
+    FOR EACH ROW EXECUTE FUNCTION crondeck.notify_wake();
+CREATE TRIGGER jobs_wake_on_update
+    AFTER UPDATE ON crondeck.jobs
+    FOR EACH ROW WHEN (
+        OLD.nextcall IS DISTINCT FROM NEW.nextcall
+        OR OLD.active IS DISTINCT FROM NEW.active
+        OR OLD.paused_until IS DISTINCT FROM NEW.paused_until
+        OR OLD.numbercall IS DISTINCT FROM NEW.numbercall
+        OR OLD.action_kind IS DISTINCT FROM NEW.action_kind
+        OR (OLD.running_run_id IS NOT NULL AND NEW.running_run_id IS NULL))
+    EXECUTE FUNCTION crondeck.notify_wake();
+CREATE TRIGGER run_requests_wake
+    AFTER INSERT ON crondeck.run_requests
+    FOR EACH ROW EXECUTE FUNCTION crondeck.notify_wake();
+
+-- Request a run of a job (SPEC §3.11-3.12). A request while another one for the
+-- same job is still pending joins it, so a burst of events (a bulk INSERT on a
+-- table with a trigger) runs the job once, not once per row. Returns the id of
+-- the pending request.
+CREATE FUNCTION crondeck.request_run(job_name text, trigger text, requested_by text)
+RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    target_id bigint;
+    request_id bigint;
+BEGIN
+    IF trigger NOT IN ('manual', 'event') THEN
+        RAISE EXCEPTION 'crondeck.request_run: trigger must be ''manual'' or ''event'', not %',
+            quote_literal(trigger) USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT id INTO target_id FROM crondeck.jobs WHERE name = job_name;
+    IF target_id IS NULL THEN
+        RAISE EXCEPTION 'crondeck: no job named %', quote_literal(job_name)
+            USING ERRCODE = 'no_data_found';
+    END IF;
+    -- Serialise requests per job so two sessions cannot both see "none pending".
+    PERFORM pg_advisory_xact_lock(hashtextextended('crondeck.request_run', target_id));
+    SELECT id INTO request_id FROM crondeck.run_requests
+        WHERE job_id = target_id AND state = 'pending' AND run_requests.trigger IN ('manual', 'event')
+        ORDER BY id LIMIT 1;
+    IF request_id IS NULL THEN
+        INSERT INTO crondeck.run_requests (job_id, trigger, requested_by)
+            VALUES (target_id, trigger, requested_by)
+            RETURNING id INTO request_id;
+    END IF;
+    RETURN request_id;
+END;
+$$;
+
+-- For table triggers and any SQL session: `SELECT crondeck.trigger('job name')`.
+CREATE FUNCTION crondeck.trigger(job_name text) RETURNS bigint
+LANGUAGE sql AS $$
+    SELECT crondeck.request_run(job_name, 'event', session_user::text);
+$$;

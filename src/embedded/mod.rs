@@ -48,8 +48,14 @@
 //! (util-linux) the server is left running and a warning is logged.
 //! In *ephemeral* mode (test harnesses) the watchdog stops the server with
 //! `-m immediate` and then deletes the cluster directory.
+//!
+//! To stop the server by hand: `pg_ctl stop -D <cluster>/data` (as the
+//! service user when root). Do not delete a data directory whose server is
+//! running; if it happens anyway, the postmaster notices its lock file is gone
+//! within a minute and shuts itself down.
 
 mod binaries;
+mod error;
 mod layout;
 mod lifetime;
 mod probe;
@@ -64,6 +70,8 @@ use std::time::{Duration, Instant};
 use nix::fcntl::{Flock, FlockArg};
 
 pub use binaries::{find_binaries, PgBinaries};
+use error::io_err;
+pub use error::EmbeddedError;
 use layout::Layout;
 use lifetime::Postmaster;
 
@@ -74,82 +82,6 @@ const SOCKET_NAME: &str = ".s.PGSQL.5432";
 const ROOT_CLUSTERS: &str = "/var/lib/crondeck/clusters";
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 const TAIL_LINES: usize = 20;
-
-#[derive(Debug, thiserror::Error)]
-pub enum EmbeddedError {
-    #[error(
-        "PostgreSQL server binaries (initdb, pg_ctl, postgres) not found (searched {searched}). \
-         Install them: `apt-get install postgresql` (Debian/Ubuntu), \
-         `dnf install postgresql-server` (Fedora/RHEL), `brew install postgresql@15` (macOS); \
-         or point crondeck at an existing database with --database-url / DATABASE_URL"
-    )]
-    NotFound { searched: String },
-    #[error(
-        "cannot choose a data directory: neither XDG_DATA_HOME nor HOME is set; pass --data-dir"
-    )]
-    NoHome,
-    #[error("could not {what} {}: {source}", path.display())]
-    Io {
-        what: String,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error(
-        "socket path {} is {len} bytes, over the Unix limit of {max}; use a shorter --data-dir",
-        path.display()
-    )]
-    SocketPathTooLong {
-        path: PathBuf,
-        len: usize,
-        max: usize,
-    },
-    #[error("{}: {message}", path.display())]
-    Layout { path: PathBuf, message: String },
-    #[error(
-        "running as root, but neither a `postgres` nor a `nobody` user exists to run PostgreSQL \
-         (it refuses to run as root); create one, e.g. `useradd --system postgres`"
-    )]
-    NoServiceUser,
-    #[error(
-        "cluster {} was created by PostgreSQL {cluster}, but the binaries in {} are version {binaries}; \
-         install PostgreSQL {cluster} (or upgrade the cluster with pg_upgrade), or use another --data-dir",
-        pgdata.display(), bindir.display()
-    )]
-    VersionMismatch {
-        pgdata: PathBuf,
-        cluster: String,
-        binaries: String,
-        bindir: PathBuf,
-    },
-    #[error("{what} failed ({status}): {}\n--- last lines of {} ---\n{tail}", program.display(), log.display())]
-    Command {
-        what: String,
-        program: PathBuf,
-        status: String,
-        log: PathBuf,
-        tail: String,
-    },
-    #[error(
-        "embedded PostgreSQL at {} did not accept connections within {}s: {last_error}\n--- last lines of {} ---\n{tail}",
-        socket.display(), waited.as_secs(), log.display()
-    )]
-    NotReady {
-        socket: PathBuf,
-        waited: Duration,
-        last_error: String,
-        log: PathBuf,
-        tail: String,
-    },
-}
-
-fn io_err(what: &str, path: &Path, source: std::io::Error) -> EmbeddedError {
-    EmbeddedError::Io {
-        what: what.to_string(),
-        path: path.to_path_buf(),
-        source,
-    }
-}
 
 /// What to run: the data directory, and whether the server is throwaway.
 #[derive(Debug, Clone, PartialEq, Eq)]

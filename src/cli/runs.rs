@@ -1,0 +1,253 @@
+//! Run commands: run (now), history, and the headless scheduler.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+
+use super::output;
+use crate::config::{DatabaseTarget, Settings};
+use crate::database::Database;
+use crate::db::audit::Actor;
+use crate::db::jobs::job_get;
+use crate::db::nodes::node_list_live;
+use crate::db::requests::request_get;
+use crate::db::runs::{run_get, run_list, RunRow};
+use crate::job::ActionKind;
+use crate::ops;
+use crate::scheduler::{NodeConfig, NodeHandle};
+use crate::timespec;
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    pub name: String,
+    /// Wait for the run to end, print its result and output, and exit 0 on
+    /// success or 6 when it did not succeed
+    #[arg(long)]
+    pub wait: bool,
+    /// With --wait: give up waiting after this long (the run continues)
+    #[arg(long, value_name = "DURATION", requires = "wait")]
+    pub wait_timeout: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    pub name: String,
+    #[arg(long, default_value_t = 20)]
+    pub limit: i64,
+    /// Print JSON (with the captured output)
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SchedulerArgs {
+    /// Jobs run at once [default: 2, or [scheduler] workers]
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+    /// Run shell jobs on this node (the embedded default always does)
+    #[arg(long)]
+    pub allow_shell: bool,
+    /// Name shown in the console and history [default: host-pid]
+    #[arg(long, value_name = "NAME")]
+    pub node_name: Option<String>,
+    /// Heartbeat interval [default: 5s]
+    #[arg(long, value_name = "DURATION")]
+    pub heartbeat: Option<String>,
+    /// A node silent this long is declared dead and its runs rescued [default: 30s]
+    #[arg(long, value_name = "DURATION")]
+    pub lease: Option<String>,
+    /// On SIGTERM/SIGINT, how long running jobs may finish [default: 30s]
+    #[arg(long, value_name = "DURATION")]
+    pub shutdown_grace: Option<String>,
+}
+
+/// Exit code of `run --wait` when the run did not succeed.
+pub const RUN_FAILED: u8 = 6;
+
+/// A run that ended without succeeding (for `run --wait`'s exit code).
+#[derive(Debug, thiserror::Error)]
+#[error("run {run_id} of \"{job}\" ended {status}")]
+pub struct RunDidNotSucceed {
+    pub job: String,
+    pub run_id: i64,
+    pub status: String,
+}
+
+pub async fn run(db: &mut Database, args: &RunArgs) -> anyhow::Result<()> {
+    let actor = Actor::current();
+    let job = job_get(&db.client, &args.name, false).await?;
+    let request_id = ops::run_now(&mut db.client, &actor, &args.name).await?;
+    let nodes = node_list_live(&db.client).await?;
+    let can_run = nodes
+        .iter()
+        .any(|n| n.allow_shell || job.spec.action == ActionKind::Sql);
+    if !can_run {
+        eprintln!(
+            "warning: no live scheduler node can run \"{}\" now{}; it will start when one does",
+            job.spec.name,
+            if job.spec.action == ActionKind::Shell {
+                " (shell jobs need a node started with --allow-shell)"
+            } else {
+                ""
+            }
+        );
+    }
+    if !args.wait {
+        println!(
+            "requested a run of \"{}\" (request {request_id})",
+            job.spec.name
+        );
+        return Ok(());
+    }
+    let limit = args
+        .wait_timeout
+        .as_deref()
+        .map(timespec::parse_duration)
+        .transpose()?;
+    let run = wait_for_run(db, request_id, limit).await?;
+    print!("{}", output::run_detail(&run));
+    if run.status == "succeeded" {
+        Ok(())
+    } else {
+        Err(RunDidNotSucceed {
+            job: job.spec.name,
+            run_id: run.id,
+            status: run.status,
+        }
+        .into())
+    }
+}
+
+/// Follow a request until its run ends. Listens for wake-ups (every start and
+/// end of a run notifies) and also looks every second, in case a
+/// notification is missed.
+async fn wait_for_run(
+    db: &Database,
+    request_id: i64,
+    limit: Option<Duration>,
+) -> anyhow::Result<RunRow> {
+    let (listener, mut notes) = db.spec.connect_with_notifications().await?;
+    listener.batch_execute("LISTEN crondeck_wake").await?;
+    let deadline = limit.map(|l| tokio::time::Instant::now() + l);
+    let mut said_waiting = false;
+    loop {
+        let request = request_get(&db.client, request_id)
+            .await?
+            .context("the run request disappeared (was the job removed?)")?;
+        if let Some(run_id) = request.run_id {
+            if let Some(run) = run_get(&db.client, run_id).await? {
+                if run.status != "running" {
+                    return Ok(run);
+                }
+            }
+        } else if request.state == "cancelled" {
+            anyhow::bail!("the run request was cancelled");
+        } else if let (Some(busy), false) = (request.waiting_for_run, said_waiting) {
+            eprintln!(
+                "waiting: the job is running (run {busy}); this run starts when that one ends"
+            );
+            said_waiting = true;
+        }
+        let tick = tokio::time::sleep(Duration::from_secs(1));
+        let expired = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = notes.recv() => {}
+            () = tick => {}
+            () = expired => anyhow::bail!("gave up waiting (the run request {request_id} stays pending or running)"),
+        }
+    }
+}
+
+pub async fn history(db: &Database, args: &HistoryArgs) -> anyhow::Result<()> {
+    let job = job_get(&db.client, &args.name, false).await?;
+    let runs = run_list(&db.client, job.id, args.limit).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&runs)?);
+    } else {
+        print!("{}", output::run_table(&runs));
+    }
+    Ok(())
+}
+
+/// Build the node's settings: flags > config file > defaults. The embedded
+/// default runs shell jobs (it is private to this machine); a node on a shared
+/// database runs them only when asked.
+pub fn node_config(settings: &Settings, args: &SchedulerArgs) -> anyhow::Result<NodeConfig> {
+    let file = &settings.file.scheduler;
+    let mut config = NodeConfig::default();
+    if let Some(workers) = args.workers.or(file.workers.map(|w| w as usize)) {
+        config.workers = workers;
+    }
+    config.allow_shell = args.allow_shell
+        || file.allow_shell.unwrap_or(false)
+        || matches!(settings.database, DatabaseTarget::Embedded { .. });
+    if let Some(name) = &args.node_name {
+        config.name = name.clone();
+    }
+    let duration = |flag: &Option<String>,
+                    key: &Option<String>,
+                    what: &str|
+     -> anyhow::Result<Option<Duration>> {
+        flag.as_ref()
+            .or(key.as_ref())
+            .map(|text| timespec::parse_duration(text).with_context(|| format!("scheduler {what}")))
+            .transpose()
+    };
+    if let Some(d) = duration(&args.heartbeat, &file.heartbeat, "heartbeat")? {
+        config.heartbeat = d;
+    }
+    if let Some(d) = duration(&args.lease, &file.lease, "lease")? {
+        config.lease = d;
+    }
+    if let Some(d) = duration(&args.shutdown_grace, &None, "shutdown grace")? {
+        config.shutdown_grace = d;
+    }
+    if let Some(keep) = settings.file.retention.keep_runs {
+        config.retention.keep_runs = i64::try_from(keep).unwrap_or(i64::MAX);
+    }
+    if let Some(days) = settings.file.retention.keep_days {
+        config.retention.keep_days = i32::try_from(days).unwrap_or(i32::MAX);
+    }
+    config
+        .validate()
+        .map_err(|e| ops::OpsError::Invalid(format!("scheduler settings: {e}")))?;
+    Ok(config)
+}
+
+/// The headless node: runs until SIGTERM or SIGINT, then shuts down gracefully.
+pub async fn scheduler(
+    db: Database,
+    settings: &Settings,
+    args: &SchedulerArgs,
+) -> anyhow::Result<()> {
+    let config = node_config(settings, args)?;
+    let node = NodeHandle::start(db.spec.clone(), config).await?;
+    eprintln!(
+        "crondeck scheduler: node {} ({}) on {}; stop with Ctrl-C or SIGTERM",
+        node.status().name,
+        node.node_id(),
+        db.target
+    );
+    wait_for_signal().await?;
+    tracing::info!("stopping: finishing running jobs");
+    node.shutdown().await?;
+    drop(db);
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,565 @@
+//! The claim and the finish: the two transactions that make the scheduling
+//! guarantees hold in the database rather than in any node's memory.
+//!
+//! A claim, in one transaction at one database instant (`now()` is the
+//! transaction's start time):
+//!
+//! 1. resumes jobs whose timed pause has run out (their missed ticks become
+//!    one `skipped`/`paused` row);
+//! 2. records ticks of jobs that are still running as `skipped`/`overlap`
+//!    and moves them to their next slot;
+//! 3. starts pending requests (manual, event, retry) of jobs that are free;
+//! 4. starts due jobs in (priority, nextcall) order, advancing `nextcall` from
+//!    the tick (not from now) to the first slot after now, coalescing or
+//!    skipping missed ticks by the job's catch-up policy.
+//!
+//! Rows are taken with `FOR UPDATE SKIP LOCKED`, so concurrent nodes never
+//! wait for each other and never take the same job; the unique indexes on
+//! runs (one per tick, one running per job) are the last line of defence.
+//!
+//! A finish is fenced: it updates the run only while it is still `running`
+//! and still owned by the finishing node, and frees the job only while the
+//! job still points at that run.
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use tokio_postgres::GenericClient;
+
+use super::audit::{audit_insert, Actor, AuditEntry};
+use super::jobs::{job_columns_of, job_from_row, JOB_COLUMNS};
+use super::requests::request_retry;
+use super::runs::{
+    run_finish, run_insert_skipped, run_insert_started, Finished, NewRun, RunOutcome, RunStatus,
+    TickReason, Trigger,
+};
+use super::DbError;
+use crate::job::{Catchup, Job};
+use crate::schedule::Schedule;
+
+/// Who is claiming.
+#[derive(Debug, Clone)]
+pub struct Claimer<'a> {
+    pub node_id: &'a str,
+    pub node_name: &'a str,
+    pub allow_shell: bool,
+    pub actor: &'a Actor,
+}
+
+/// A run this node now owns and must execute.
+#[derive(Debug, Clone)]
+pub struct ClaimedRun {
+    pub job: Job,
+    pub run_id: i64,
+    pub trigger: Trigger,
+    pub scheduled_for: DateTime<Utc>,
+    pub started_at: DateTime<Utc>,
+    pub attempt: i32,
+}
+
+/// What one claim transaction did.
+#[derive(Debug, Default)]
+pub struct ClaimReport {
+    pub started: Vec<ClaimedRun>,
+    pub skipped_ticks: u64,
+    pub resumed: Vec<String>,
+}
+
+fn clamp_ticks(missed: u64) -> i32 {
+    i32::try_from(missed.saturating_add(1)).unwrap_or(i32::MAX)
+}
+
+/// Record the ticks from `tick` up to `now` as one skipped row and return the
+/// job's next slot after `now`. Used for overlaps, catch-up skips and pauses.
+pub async fn skip_ticks(
+    client: &impl GenericClient,
+    job: &Job,
+    tick: DateTime<Utc>,
+    now: DateTime<Utc>,
+    reason: TickReason,
+) -> Result<(Option<DateTime<Utc>>, u64), DbError> {
+    let Some(advance) = job.spec.schedule.advance(tick, now) else {
+        return Ok((None, 0));
+    };
+    let ticks = clamp_ticks(advance.missed);
+    run_insert_skipped(client, job.id, tick, ticks, reason).await?;
+    Ok((Some(advance.next), u64::try_from(ticks).unwrap_or(0)))
+}
+
+/// Run one claim transaction, starting at most `limit` runs.
+pub async fn claim(
+    client: &mut impl GenericClient,
+    claimer: &Claimer<'_>,
+    limit: usize,
+) -> Result<ClaimReport, DbError> {
+    let tx = client.transaction().await?;
+    let now: DateTime<Utc> = tx.query_one("SELECT now()", &[]).await?.try_get(0)?;
+    let mut report = ClaimReport::default();
+    resume_expired_pauses(&tx, claimer, now, &mut report).await?;
+    skip_overlapping_ticks(&tx, claimer, now, &mut report).await?;
+    if limit > 0 {
+        start_requests(&tx, claimer, limit, &mut report).await?;
+    }
+    let left = limit.saturating_sub(report.started.len());
+    if left > 0 {
+        start_due_jobs(&tx, claimer, now, left, &mut report).await?;
+    }
+    tx.commit().await?;
+    Ok(report)
+}
+
+async fn resume_expired_pauses(
+    tx: &impl GenericClient,
+    claimer: &Claimer<'_>,
+    now: DateTime<Utc>,
+    report: &mut ClaimReport,
+) -> Result<(), DbError> {
+    let sql = format!(
+        "SELECT {JOB_COLUMNS} FROM crondeck.jobs
+         WHERE NOT active AND numbercall <> 0 AND paused_until <= now()
+         FOR UPDATE SKIP LOCKED"
+    );
+    for row in tx.query(&sql, &[]).await? {
+        let job = job_from_row(&row)?;
+        let nextcall = match job.nextcall {
+            Some(tick) if tick <= now => {
+                skip_ticks(tx, &job, tick, now, TickReason::Paused).await?.0
+            }
+            other => other,
+        };
+        tx.execute(
+            "UPDATE crondeck.jobs SET active = true, paused_at = NULL, paused_by = NULL,
+                 paused_reason = NULL, paused_until = NULL, nextcall = $2, updated_at = now()
+             WHERE id = $1",
+            &[&job.id, &nextcall],
+        )
+        .await?;
+        let entry = AuditEntry {
+            job_id: Some(job.id),
+            job_name: &job.spec.name,
+            action: "resume",
+            old: Some(json!({ "active": false, "paused": job.pause })),
+            new: Some(json!({ "active": true })),
+            reason: Some("the pause ran out (automatic resume)"),
+        };
+        audit_insert(tx, claimer.actor, &entry).await?;
+        report.resumed.push(job.spec.name);
+    }
+    Ok(())
+}
+
+async fn skip_overlapping_ticks(
+    tx: &impl GenericClient,
+    claimer: &Claimer<'_>,
+    now: DateTime<Utc>,
+    report: &mut ClaimReport,
+) -> Result<(), DbError> {
+    let sql = format!(
+        "SELECT {JOB_COLUMNS} FROM crondeck.jobs
+         WHERE active AND numbercall <> 0 AND nextcall <= now() AND running_run_id IS NOT NULL
+           AND ($1 OR action_kind = 'sql')
+         FOR UPDATE SKIP LOCKED"
+    );
+    for row in tx.query(&sql, &[&claimer.allow_shell]).await? {
+        let job = job_from_row(&row)?;
+        let Some(tick) = job.nextcall else { continue };
+        let (next, ticks) = skip_ticks(tx, &job, tick, now, TickReason::Overlap).await?;
+        tx.execute(
+            "UPDATE crondeck.jobs SET nextcall = $2 WHERE id = $1",
+            &[&job.id, &next.unwrap_or(tick)],
+        )
+        .await?;
+        report.skipped_ticks += ticks;
+    }
+    Ok(())
+}
+
+async fn start_requests(
+    tx: &impl GenericClient,
+    claimer: &Claimer<'_>,
+    limit: usize,
+    report: &mut ClaimReport,
+) -> Result<(), DbError> {
+    let sql = format!(
+        "SELECT r.id AS request_id, r.trigger AS request_trigger, r.requested_by, r.requested_at,
+                r.scheduled_for AS request_tick, r.attempt AS request_attempt,
+                {}
+         FROM crondeck.run_requests r JOIN crondeck.jobs j ON j.id = r.job_id
+         WHERE r.state = 'pending' AND r.not_before <= now() AND j.running_run_id IS NULL
+           AND ($1 OR j.action_kind = 'sql')
+         ORDER BY j.priority, r.not_before, r.id
+         LIMIT $2
+         FOR UPDATE OF r, j SKIP LOCKED",
+        job_columns_of("j")
+    );
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = tx.query(&sql, &[&claimer.allow_shell, &limit]).await?;
+    let mut started_jobs = Vec::new();
+    for row in rows {
+        let job = job_from_row(&row)?;
+        let request_id: i64 = row.try_get("request_id")?;
+        // One run per job at a time: a second request for the same job waits.
+        if started_jobs.contains(&job.id) {
+            continue;
+        }
+        let trigger = Trigger::parse(row.try_get("request_trigger")?).unwrap_or(Trigger::Manual);
+        // A retry of a job that was paused or finished since is dropped.
+        if trigger == Trigger::Retry && (!job.active || job.is_done()) {
+            tx.execute(
+                "UPDATE crondeck.run_requests SET state = 'cancelled' WHERE id = $1",
+                &[&request_id],
+            )
+            .await?;
+            continue;
+        }
+        let requested_by: String = row.try_get("requested_by")?;
+        let requested_at: DateTime<Utc> = row.try_get("requested_at")?;
+        let tick: Option<DateTime<Utc>> = row.try_get("request_tick")?;
+        let attempt: i32 = row.try_get("request_attempt")?;
+        let scheduled_for = tick.unwrap_or(requested_at);
+        let new_run = NewRun {
+            job_id: job.id,
+            trigger,
+            requested_by: Some(&requested_by),
+            request_id: Some(request_id),
+            scheduled_for,
+            ticks: 1,
+            reason: None,
+            node_id: claimer.node_id,
+            node_name: claimer.node_name,
+            attempt,
+        };
+        let (run_id, started_at) = run_insert_started(tx, &new_run).await?;
+        tx.execute(
+            "UPDATE crondeck.run_requests SET state = 'started', run_id = $2 WHERE id = $1",
+            &[&request_id, &run_id],
+        )
+        .await?;
+        mark_running(
+            tx,
+            &job,
+            run_id,
+            claimer.node_id,
+            started_at,
+            None,
+            job.spec.numbercall,
+        )
+        .await?;
+        started_jobs.push(job.id);
+        report.started.push(ClaimedRun {
+            job,
+            run_id,
+            trigger,
+            scheduled_for,
+            started_at,
+            attempt,
+        });
+    }
+    Ok(())
+}
+
+async fn start_due_jobs(
+    tx: &impl GenericClient,
+    claimer: &Claimer<'_>,
+    now: DateTime<Utc>,
+    limit: usize,
+    report: &mut ClaimReport,
+) -> Result<(), DbError> {
+    let sql = format!(
+        "SELECT {JOB_COLUMNS} FROM crondeck.jobs
+         WHERE active AND numbercall <> 0 AND nextcall <= now() AND running_run_id IS NULL
+           AND ($1 OR action_kind = 'sql')
+         ORDER BY priority, nextcall
+         LIMIT $2
+         FOR UPDATE SKIP LOCKED"
+    );
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    for row in tx.query(&sql, &[&claimer.allow_shell, &limit]).await? {
+        let job = job_from_row(&row)?;
+        let Some(tick) = job.nextcall else { continue };
+        let Some(advance) = job.spec.schedule.advance(tick, now) else {
+            continue;
+        };
+        let late_beyond_interval = job
+            .spec
+            .schedule
+            .interval_at(tick)
+            .is_some_and(|interval| now - tick > interval);
+        if job.spec.catchup == Catchup::Skip && late_beyond_interval {
+            let (next, ticks) = skip_ticks(tx, &job, tick, now, TickReason::CatchupSkip).await?;
+            tx.execute(
+                "UPDATE crondeck.jobs SET nextcall = $2 WHERE id = $1",
+                &[&job.id, &next.unwrap_or(advance.next)],
+            )
+            .await?;
+            report.skipped_ticks += ticks;
+            continue;
+        }
+        let new_run = NewRun {
+            job_id: job.id,
+            trigger: Trigger::Schedule,
+            requested_by: None,
+            request_id: None,
+            scheduled_for: tick,
+            ticks: clamp_ticks(advance.missed),
+            reason: (advance.missed > 0).then_some(TickReason::SchedulerDown),
+            node_id: claimer.node_id,
+            node_name: claimer.node_name,
+            attempt: 0,
+        };
+        let (run_id, started_at) = run_insert_started(tx, &new_run).await?;
+        let numbercall = if job.spec.numbercall > 0 {
+            job.spec.numbercall - 1
+        } else {
+            job.spec.numbercall
+        };
+        mark_running(
+            tx,
+            &job,
+            run_id,
+            claimer.node_id,
+            started_at,
+            Some(advance.next),
+            numbercall,
+        )
+        .await?;
+        report.started.push(ClaimedRun {
+            job,
+            run_id,
+            trigger: Trigger::Schedule,
+            scheduled_for: tick,
+            started_at,
+            attempt: 0,
+        });
+    }
+    Ok(())
+}
+
+/// Point the job at its new run; for scheduled runs also move `nextcall` and
+/// count down `numbercall` (reaching 0 makes the job done and inactive).
+async fn mark_running(
+    tx: &impl GenericClient,
+    job: &Job,
+    run_id: i64,
+    node_id: &str,
+    started_at: DateTime<Utc>,
+    nextcall: Option<DateTime<Utc>>,
+    numbercall: i32,
+) -> Result<(), DbError> {
+    tx.execute(
+        "UPDATE crondeck.jobs SET running_run_id = $2, running_node_id = $3, running_since = $4,
+             last_run_id = $2, last_started_at = $4, last_status = 'running',
+             nextcall = coalesce($5, nextcall), numbercall = $6,
+             active = active AND $6 <> 0,
+             first_due_at = coalesce(first_due_at, CASE WHEN $5::timestamptz IS NOT NULL THEN nextcall END)
+         WHERE id = $1",
+        &[&job.id, &run_id, &node_id, &started_at, &nextcall, &numbercall],
+    )
+    .await?;
+    Ok(())
+}
+
+/// What happened to the job when its run was finished.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FinishResult {
+    /// Recorded.
+    Recorded {
+        auto_paused: bool,
+        retry_at: Option<DateTime<Utc>>,
+    },
+    /// The run was no longer this node's (rescued): nothing was written.
+    Fenced,
+}
+
+/// A finished execution to record.
+#[derive(Debug, Clone)]
+pub struct Completion<'a> {
+    pub run: &'a ClaimedRun,
+    pub node_id: &'a str,
+    pub status: RunStatus,
+    pub outcome: RunOutcome,
+}
+
+/// Record the end of a run and apply the failure policy, inside the caller's
+/// transaction (for SQL jobs, the one that ran the job's statements). The
+/// caller must roll back when the result is `Fenced`.
+pub async fn finish(
+    tx: &impl GenericClient,
+    completion: &Completion<'_>,
+    actor: &Actor,
+) -> Result<FinishResult, DbError> {
+    let run = completion.run;
+    let Some(Finished {
+        started_at,
+        ended_at,
+    }) = run_finish(
+        tx,
+        run.run_id,
+        completion.node_id,
+        completion.status,
+        &completion.outcome,
+    )
+    .await?
+    else {
+        return Ok(FinishResult::Fenced);
+    };
+    let success = completion.status == RunStatus::Succeeded;
+    let counts_as_failure = matches!(completion.status, RunStatus::Failed | RunStatus::TimedOut);
+    let duration_ms = (ended_at - started_at).num_milliseconds();
+    let row = tx
+        .query_opt(
+            "UPDATE crondeck.jobs SET running_run_id = NULL, running_node_id = NULL,
+                 running_since = NULL, last_ended_at = $3, last_status = $4,
+                 last_duration_ms = $5,
+                 last_success_at = CASE WHEN $6 THEN $3 ELSE last_success_at END,
+                 failure_streak = CASE WHEN $6 THEN 0 WHEN $7 THEN failure_streak + 1
+                                       ELSE failure_streak END,
+                 failure_streak_since = CASE WHEN $6 THEN NULL
+                                             WHEN $7 THEN coalesce(failure_streak_since, $8)
+                                             ELSE failure_streak_since END
+             WHERE id = $1 AND running_run_id = $2
+             RETURNING failure_streak, failure_streak_since, failure_threshold,
+                       failure_min_age_ms, retry_max, retry_backoff_ms, active, numbercall,
+                       nextcall, now()",
+            &[
+                &run.job.id,
+                &run.run_id,
+                &ended_at,
+                &completion.status.as_str(),
+                &duration_ms,
+                &success,
+                &counts_as_failure,
+                &started_at,
+            ],
+        )
+        .await?;
+    let Some(row) = row else {
+        // The job was freed by someone else (rescue) after all: same as fenced.
+        return Ok(FinishResult::Fenced);
+    };
+    if !counts_as_failure {
+        return Ok(FinishResult::Recorded {
+            auto_paused: false,
+            retry_at: None,
+        });
+    }
+    let streak: i32 = row.try_get(0)?;
+    let since: Option<DateTime<Utc>> = row.try_get(1)?;
+    let threshold: i32 = row.try_get(2)?;
+    let min_age_ms: i64 = row.try_get(3)?;
+    let retry_max: i32 = row.try_get(4)?;
+    let retry_backoff_ms: i64 = row.try_get(5)?;
+    let active: bool = row.try_get(6)?;
+    let numbercall: i32 = row.try_get(7)?;
+    let nextcall: Option<DateTime<Utc>> = row.try_get(8)?;
+    let now: DateTime<Utc> = row.try_get(9)?;
+
+    let old_enough = since.is_some_and(|s| (now - s).num_milliseconds() >= min_age_ms);
+    if active && threshold > 0 && streak >= threshold && old_enough {
+        auto_pause(tx, completion, actor, streak, since.unwrap_or(started_at)).await?;
+        return Ok(FinishResult::Recorded {
+            auto_paused: true,
+            retry_at: None,
+        });
+    }
+    let retry_at =
+        if run.trigger.is_retriable() && active && numbercall != 0 && run.attempt < retry_max {
+            let factor = 1_i64 << run.attempt.clamp(0, 20);
+            let at =
+                ended_at + chrono::Duration::milliseconds(retry_backoff_ms.saturating_mul(factor));
+            // Bounded by the next regular tick: that tick is the retry then.
+            let before_next_tick = match (&run.job.spec.schedule, nextcall) {
+                (Schedule::Manual, _) | (_, None) => true,
+                (_, Some(next)) => at < next,
+            };
+            if before_next_tick {
+                request_retry(tx, run.job.id, at, run.scheduled_for, run.attempt + 1).await?;
+                Some(at)
+            } else {
+                None
+            }
+        } else {
+            None
+        };
+    Ok(FinishResult::Recorded {
+        auto_paused: false,
+        retry_at,
+    })
+}
+
+impl Trigger {
+    /// Failed scheduled ticks (and their retries) may be retried; manual and
+    /// event runs are someone's explicit request and are not repeated.
+    fn is_retriable(self) -> bool {
+        matches!(self, Trigger::Schedule | Trigger::Retry)
+    }
+}
+
+async fn auto_pause(
+    tx: &impl GenericClient,
+    completion: &Completion<'_>,
+    actor: &Actor,
+    streak: i32,
+    since: DateTime<Utc>,
+) -> Result<(), DbError> {
+    let job = &completion.run.job;
+    let last = completion
+        .outcome
+        .error
+        .as_deref()
+        .map(|e| {
+            e.lines()
+                .next()
+                .unwrap_or("")
+                .chars()
+                .take(200)
+                .collect::<String>()
+        })
+        .unwrap_or_else(|| completion.status.as_str().to_string());
+    let reason = format!(
+        "auto-paused after {streak} consecutive failures since {} (last: {last})",
+        since.format("%Y-%m-%d %H:%M:%S UTC")
+    );
+    tx.execute(
+        "UPDATE crondeck.jobs SET active = false, paused_at = now(),
+             paused_by = 'crondeck (failure policy)', paused_reason = $2, paused_until = NULL,
+             updated_at = now()
+         WHERE id = $1",
+        &[&job.id, &reason],
+    )
+    .await?;
+    let entry = AuditEntry {
+        job_id: Some(job.id),
+        job_name: &job.spec.name,
+        action: "auto-pause",
+        old: Some(json!({ "active": true })),
+        new: Some(json!({ "active": false, "failure_streak": streak })),
+        reason: Some(&reason),
+    };
+    audit_insert(tx, actor, &entry).await?;
+    Ok(())
+}
+
+/// When the node should next look, in seconds from now (database time):
+/// the earliest tick it could claim, pause to lift, or request to start.
+/// `None` means nothing is scheduled; only a notification can wake it.
+pub async fn next_wake(
+    client: &impl GenericClient,
+    allow_shell: bool,
+) -> Result<Option<f64>, DbError> {
+    let row = client
+        .query_one(
+            "SELECT extract(epoch FROM least(
+                 (SELECT min(nextcall) FROM crondeck.jobs
+                  WHERE active AND numbercall <> 0 AND ($1 OR action_kind = 'sql')),
+                 (SELECT min(paused_until) FROM crondeck.jobs
+                  WHERE NOT active AND numbercall <> 0),
+                 (SELECT min(r.not_before) FROM crondeck.run_requests r
+                  JOIN crondeck.jobs j ON j.id = r.job_id
+                  WHERE r.state = 'pending' AND j.running_run_id IS NULL
+                    AND ($1 OR j.action_kind = 'sql'))
+             ) - now())::float8",
+            &[&allow_shell],
+        )
+        .await?;
+    Ok(row.try_get(0)?)
+}

@@ -1,0 +1,323 @@
+//! Queries on `crondeck.runs`: the run history. A run row is written when a
+//! run starts (status `running`) and finished once; the finish is fenced: it
+//! only applies while the run still belongs to the node that started it.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio_postgres::{GenericClient, Row};
+
+use super::DbError;
+
+/// Why a run started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Trigger {
+    Schedule,
+    Manual,
+    Retry,
+    Event,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Schedule => "schedule",
+            Trigger::Manual => "manual",
+            Trigger::Retry => "retry",
+            Trigger::Event => "event",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Trigger> {
+        Some(match s {
+            "schedule" => Trigger::Schedule,
+            "manual" => Trigger::Manual,
+            "retry" => Trigger::Retry,
+            "event" => Trigger::Event,
+            _ => return None,
+        })
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Running,
+    Succeeded,
+    Failed,
+    TimedOut,
+    Abandoned,
+    Interrupted,
+    Skipped,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::TimedOut => "timed_out",
+            RunStatus::Abandoned => "abandoned",
+            RunStatus::Interrupted => "interrupted",
+            RunStatus::Skipped => "skipped",
+        }
+    }
+}
+
+/// Why ticks were skipped or coalesced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TickReason {
+    /// The job was still running when the tick came.
+    Overlap,
+    /// No node started the job on time (down, or all workers busy).
+    SchedulerDown,
+    /// The job was paused.
+    Paused,
+    /// The catch-up policy is `skip` and the tick was older than one interval.
+    CatchupSkip,
+}
+
+impl TickReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TickReason::Overlap => "overlap",
+            TickReason::SchedulerDown => "scheduler_down",
+            TickReason::Paused => "paused",
+            TickReason::CatchupSkip => "catchup_skip",
+        }
+    }
+}
+
+/// A run about to start.
+#[derive(Debug, Clone)]
+pub struct NewRun<'a> {
+    pub job_id: i64,
+    pub trigger: Trigger,
+    pub requested_by: Option<&'a str>,
+    pub request_id: Option<i64>,
+    pub scheduled_for: DateTime<Utc>,
+    pub ticks: i32,
+    pub reason: Option<TickReason>,
+    pub node_id: &'a str,
+    pub node_name: &'a str,
+    pub attempt: i32,
+}
+
+/// Insert a `running` run; returns (id, started_at). Fails with a unique
+/// violation if the tick already has a run, or the job already runs.
+pub async fn run_insert_started(
+    client: &impl GenericClient,
+    run: &NewRun<'_>,
+) -> Result<(i64, DateTime<Utc>), DbError> {
+    let row = client
+        .query_one(
+            "INSERT INTO crondeck.runs (job_id, trigger, requested_by, request_id, scheduled_for,
+                 ticks, reason, status, node_id, node_name, attempt, started_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'running', $8, $9, $10, clock_timestamp())
+             RETURNING id, started_at",
+            &[
+                &run.job_id,
+                &run.trigger.as_str(),
+                &run.requested_by,
+                &run.request_id,
+                &run.scheduled_for,
+                &run.ticks,
+                &run.reason.map(TickReason::as_str),
+                &run.node_id,
+                &run.node_name,
+                &run.attempt,
+            ],
+        )
+        .await?;
+    Ok((row.try_get(0)?, row.try_get(1)?))
+}
+
+/// Record ticks that did not run, as one row standing for `ticks` ticks.
+pub async fn run_insert_skipped(
+    client: &impl GenericClient,
+    job_id: i64,
+    scheduled_for: DateTime<Utc>,
+    ticks: i32,
+    reason: TickReason,
+) -> Result<(), DbError> {
+    client
+        .execute(
+            "INSERT INTO crondeck.runs (job_id, trigger, scheduled_for, ticks, status, reason, ended_at)
+             VALUES ($1, 'schedule', $2, $3, 'skipped', $4, now())
+             ON CONFLICT DO NOTHING",
+            &[&job_id, &scheduled_for, &ticks, &reason.as_str()],
+        )
+        .await?;
+    Ok(())
+}
+
+/// The outcome of an execution, as recorded.
+#[derive(Debug, Clone, Default)]
+pub struct RunOutcome {
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub sqlstate: Option<String>,
+    pub rows_affected: Option<i64>,
+    pub error: Option<String>,
+    pub stdout: Option<String>,
+    pub stderr: Option<String>,
+    pub stdout_dropped: i64,
+    pub stderr_dropped: i64,
+}
+
+/// What a fenced finish wrote.
+#[derive(Debug, Clone, Copy)]
+pub struct Finished {
+    pub started_at: DateTime<Utc>,
+    pub ended_at: DateTime<Utc>,
+}
+
+/// Finish a run, only if it is still `running` and still belongs to `node_id`
+/// (fencing: a node whose run was rescued cannot overwrite the rescue).
+/// `None` means the run was taken away.
+pub async fn run_finish(
+    client: &impl GenericClient,
+    run_id: i64,
+    node_id: &str,
+    status: RunStatus,
+    outcome: &RunOutcome,
+) -> Result<Option<Finished>, DbError> {
+    let row = client
+        .query_opt(
+            "UPDATE crondeck.runs SET status = $3, ended_at = greatest(clock_timestamp(), started_at),
+                 exit_code = $4, signal = $5, sqlstate = $6, rows_affected = $7, error = $8,
+                 stdout = $9, stderr = $10, stdout_dropped = $11, stderr_dropped = $12
+             WHERE id = $1 AND node_id = $2 AND status = 'running'
+             RETURNING started_at, ended_at",
+            &[
+                &run_id,
+                &node_id,
+                &status.as_str(),
+                &outcome.exit_code,
+                &outcome.signal,
+                &outcome.sqlstate,
+                &outcome.rows_affected,
+                &outcome.error,
+                &outcome.stdout,
+                &outcome.stderr,
+                &outcome.stdout_dropped,
+                &outcome.stderr_dropped,
+            ],
+        )
+        .await?;
+    row.map(|r| {
+        Ok(Finished {
+            started_at: r.try_get(0)?,
+            ended_at: r.try_get(1)?,
+        })
+    })
+    .transpose()
+}
+
+/// A run as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunRow {
+    pub id: i64,
+    pub job_id: i64,
+    pub trigger: String,
+    pub requested_by: Option<String>,
+    pub scheduled_for: DateTime<Utc>,
+    pub ticks: i32,
+    pub status: String,
+    pub reason: Option<String>,
+    pub node_name: Option<String>,
+    pub attempt: i32,
+    pub started_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub duration_ms: Option<i64>,
+    pub lateness_ms: Option<i64>,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub sqlstate: Option<String>,
+    pub rows_affected: Option<i64>,
+    pub error: Option<String>,
+    pub stdout: Option<String>,
+    pub stderr: Option<String>,
+    pub stdout_dropped: i64,
+    pub stderr_dropped: i64,
+}
+
+const RUN_COLUMNS: &str = "id, job_id, trigger, requested_by, scheduled_for, ticks, status, reason,
+    node_name, attempt, started_at, ended_at,
+    (extract(epoch FROM ended_at - started_at) * 1000)::bigint AS duration_ms,
+    (extract(epoch FROM started_at - scheduled_for) * 1000)::bigint AS lateness_ms,
+    exit_code, signal, sqlstate, rows_affected, error, stdout, stderr, stdout_dropped, stderr_dropped";
+
+fn run_from_row(r: &Row) -> Result<RunRow, DbError> {
+    Ok(RunRow {
+        id: r.try_get("id")?,
+        job_id: r.try_get("job_id")?,
+        trigger: r.try_get("trigger")?,
+        requested_by: r.try_get("requested_by")?,
+        scheduled_for: r.try_get("scheduled_for")?,
+        ticks: r.try_get("ticks")?,
+        status: r.try_get("status")?,
+        reason: r.try_get("reason")?,
+        node_name: r.try_get("node_name")?,
+        attempt: r.try_get("attempt")?,
+        started_at: r.try_get("started_at")?,
+        ended_at: r.try_get("ended_at")?,
+        duration_ms: r.try_get("duration_ms")?,
+        lateness_ms: r.try_get("lateness_ms")?,
+        exit_code: r.try_get("exit_code")?,
+        signal: r.try_get("signal")?,
+        sqlstate: r.try_get("sqlstate")?,
+        rows_affected: r.try_get("rows_affected")?,
+        error: r.try_get("error")?,
+        stdout: r.try_get("stdout")?,
+        stderr: r.try_get("stderr")?,
+        stdout_dropped: r.try_get("stdout_dropped")?,
+        stderr_dropped: r.try_get("stderr_dropped")?,
+    })
+}
+
+/// The newest `limit` runs of a job, newest first.
+pub async fn run_list(
+    client: &impl GenericClient,
+    job_id: i64,
+    limit: i64,
+) -> Result<Vec<RunRow>, DbError> {
+    let sql = format!(
+        "SELECT {RUN_COLUMNS} FROM crondeck.runs WHERE job_id = $1 ORDER BY id DESC LIMIT $2"
+    );
+    let rows = client.query(&sql, &[&job_id, &limit]).await?;
+    rows.iter().map(run_from_row).collect()
+}
+
+pub async fn run_get(client: &impl GenericClient, run_id: i64) -> Result<Option<RunRow>, DbError> {
+    let sql = format!("SELECT {RUN_COLUMNS} FROM crondeck.runs WHERE id = $1");
+    let row = client.query_opt(&sql, &[&run_id]).await?;
+    row.as_ref().map(run_from_row).transpose()
+}
+
+/// Delete up to `batch` finished runs that are both beyond the newest
+/// `keep_runs` of their job and older than `keep_days`. Returns how many.
+pub async fn run_prune(
+    client: &impl GenericClient,
+    keep_runs: i64,
+    keep_days: i32,
+    batch: i64,
+) -> Result<u64, DbError> {
+    let deleted = client
+        .execute(
+            "DELETE FROM crondeck.runs WHERE id IN (
+                 SELECT id FROM (
+                     SELECT id, coalesce(ended_at, scheduled_for) AS at,
+                            row_number() OVER (PARTITION BY job_id ORDER BY id DESC) AS newer
+                     FROM crondeck.runs WHERE status <> 'running'
+                 ) ranked
+                 WHERE newer > $1 AND at < now() - make_interval(days => $2::int)
+                 LIMIT $3)",
+            &[&keep_runs, &keep_days, &batch],
+        )
+        .await?;
+    Ok(deleted)
+}

@@ -1,0 +1,172 @@
+//! Running a claimed run and recording its end. SQL jobs record inside their
+//! own transaction (`sql`); everything else is recorded here, in a short
+//! transaction of its own, retried while the lease could still be ours.
+
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use super::node::Shared;
+use super::shell::{run_shell, ShellCommand, ShellOutcome, ShellResult};
+use super::sql;
+use crate::db::claim::{finish, ClaimedRun, Completion, FinishResult};
+use crate::db::runs::{RunOutcome, RunStatus};
+use crate::job::ActionKind;
+
+/// Execute `run` and record the result. Never panics, never returns early
+/// without recording (unless the run was taken away from this node).
+pub async fn execute(shared: &Shared, run: &ClaimedRun, node_id: &str, cancel: &CancellationToken) {
+    match run.job.spec.action {
+        ActionKind::Sql => sql::execute(shared, run, node_id, cancel).await,
+        ActionKind::Shell => {
+            let (status, outcome) = match execute_shell(shared, run, cancel).await {
+                Ok(result) => shell_result(result),
+                Err(error) => (
+                    RunStatus::Failed,
+                    RunOutcome {
+                        error: Some(error),
+                        ..RunOutcome::default()
+                    },
+                ),
+            };
+            record(shared, run, node_id, status, outcome).await;
+        }
+    }
+}
+
+async fn execute_shell(
+    shared: &Shared,
+    run: &ClaimedRun,
+    cancel: &CancellationToken,
+) -> Result<ShellResult, String> {
+    let command = ShellCommand {
+        command: run.job.spec.command.clone(),
+        env: vec![
+            ("CRONDECK_JOB".into(), run.job.spec.name.clone()),
+            ("CRONDECK_RUN_ID".into(), run.run_id.to_string()),
+            (
+                "CRONDECK_SCHEDULED_FOR".into(),
+                run.scheduled_for.to_rfc3339(),
+            ),
+            ("CRONDECK_TRIGGER".into(), run.trigger.as_str().into()),
+        ],
+        timeout: run.job.spec.timeout,
+        kill_grace: shared.config.kill_grace,
+        output_limit: shared.config.output_limit,
+    };
+    run_shell(&command, cancel).await.map_err(|e| e.to_string())
+}
+
+fn shell_result(result: ShellResult) -> (RunStatus, RunOutcome) {
+    let mut outcome = RunOutcome {
+        stdout: Some(result.stdout.text),
+        stderr: Some(result.stderr.text),
+        stdout_dropped: i64::try_from(result.stdout.dropped_bytes).unwrap_or(i64::MAX),
+        stderr_dropped: i64::try_from(result.stderr.dropped_bytes).unwrap_or(i64::MAX),
+        ..RunOutcome::default()
+    };
+    let status = match result.outcome {
+        ShellOutcome::Exited(0) => {
+            outcome.exit_code = Some(0);
+            RunStatus::Succeeded
+        }
+        ShellOutcome::Exited(code) => {
+            outcome.exit_code = Some(code);
+            outcome.error = Some(format!("exited with status {code}"));
+            RunStatus::Failed
+        }
+        ShellOutcome::Signaled(signal) => {
+            outcome.signal = Some(signal);
+            outcome.error = Some(format!("killed by signal {signal}"));
+            RunStatus::Failed
+        }
+        ShellOutcome::TimedOut => {
+            outcome.error = Some(format!(
+                "timed out after {}; the process group was stopped",
+                humantime::format_duration(round_secs(result.elapsed))
+            ));
+            RunStatus::TimedOut
+        }
+        ShellOutcome::Interrupted => {
+            outcome.error = Some("interrupted: the node stopped before the job finished".into());
+            RunStatus::Interrupted
+        }
+    };
+    (status, outcome)
+}
+
+fn round_secs(d: Duration) -> Duration {
+    Duration::from_secs(d.as_secs())
+}
+
+/// Record a finished run in its own transaction. Retries on database errors
+/// for as long as the lease could still hold; after that the run has been (or
+/// will be) rescued as `abandoned`, and a late write would be fenced anyway.
+pub async fn record(
+    shared: &Shared,
+    run: &ClaimedRun,
+    node_id: &str,
+    status: RunStatus,
+    outcome: RunOutcome,
+) {
+    let completion = Completion {
+        run,
+        node_id,
+        status,
+        outcome,
+    };
+    let give_up = Instant::now() + shared.config.lease;
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match record_once(shared, &completion).await {
+            Ok(result) => {
+                log_result(run, status, &result);
+                return;
+            }
+            Err(error) if Instant::now() < give_up => {
+                tracing::warn!(run = run.run_id, error = %format!("{error:#}"), "recording the run failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            Err(error) => {
+                tracing::error!(run = run.run_id, error = %format!("{error:#}"),
+                    "could not record the run within the lease; it will be marked abandoned");
+                return;
+            }
+        }
+    }
+}
+
+async fn record_once(shared: &Shared, completion: &Completion<'_>) -> anyhow::Result<FinishResult> {
+    let mut client = shared.pool.get().await?;
+    let client: &mut tokio_postgres::Client = &mut client;
+    let tx = client.transaction().await?;
+    let result = finish(&tx, completion, &shared.actor).await?;
+    match result {
+        FinishResult::Fenced => tx.rollback().await?,
+        FinishResult::Recorded { .. } => tx.commit().await?,
+    }
+    Ok(result)
+}
+
+pub fn log_result(run: &ClaimedRun, status: RunStatus, result: &FinishResult) {
+    let job = &run.job.spec.name;
+    match result {
+        FinishResult::Fenced => tracing::warn!(
+            job = %job, run = run.run_id,
+            "the run was taken away from this node (lease lost); its result was not recorded"
+        ),
+        FinishResult::Recorded {
+            auto_paused,
+            retry_at,
+        } => {
+            tracing::info!(job = %job, run = run.run_id, status = status.as_str(), "run finished");
+            if *auto_paused {
+                tracing::warn!(job = %job, "job auto-paused by its failure policy");
+            }
+            if let Some(at) = retry_at {
+                tracing::info!(job = %job, retry_at = %at, "retry scheduled");
+            }
+        }
+    }
+}

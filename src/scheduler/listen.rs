@@ -1,0 +1,58 @@
+//! The LISTEN connection: turns `NOTIFY crondeck_wake` into wake-ups of the
+//! claim loop. If the connection drops, it reconnects with backoff and sends a
+//! wake-up right away, since notifications sent meanwhile were lost.
+
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::db::connect::ConnectionSpec;
+
+pub const WAKE_CHANNEL: &str = "crondeck_wake";
+
+/// Forward wake-ups to `wake` until `stop` is cancelled.
+pub async fn run(spec: ConnectionSpec, wake: mpsc::Sender<()>, stop: CancellationToken) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let attempt = async {
+            let (client, notes) = spec.connect_with_notifications().await?;
+            client
+                .batch_execute(&format!("LISTEN {WAKE_CHANNEL}"))
+                .await
+                .map_err(|e| anyhow::anyhow!("LISTEN failed: {e}"))?;
+            anyhow::Ok((client, notes_loop(notes, wake.clone())))
+        };
+        let connected = tokio::select! {
+            _ = stop.cancelled() => return,
+            result = attempt => result,
+        };
+        match connected {
+            Ok((_client, forwarding)) => {
+                backoff = Duration::from_millis(100);
+                // Anything sent while we were away is lost: look now.
+                let _ = wake.try_send(());
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    () = forwarding => tracing::warn!("the LISTEN connection closed; reconnecting"),
+                }
+            }
+            Err(error) => tracing::warn!(%error, "cannot listen for wake-ups; retrying"),
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+async fn notes_loop(
+    mut notes: mpsc::UnboundedReceiver<tokio_postgres::Notification>,
+    wake: mpsc::Sender<()>,
+) {
+    while notes.recv().await.is_some() {
+        // A full channel already holds a wake-up; one is as good as many.
+        let _ = wake.try_send(());
+    }
+}

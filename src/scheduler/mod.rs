@@ -1,0 +1,195 @@
+//! The scheduler node: claims due jobs from the job database, runs them on its
+//! workers, and records every run. Any number of nodes, on any hosts, share one
+//! database and coordinate only through it.
+//!
+//! ## How a node spends its time
+//!
+//! ```text
+//!            ┌──────────── NOTIFY crondeck_wake (jobs changed, run requested)
+//!            │   ┌──────── a worker finished
+//!            ▼   ▼
+//!   sleep until the earliest tick / lifted pause / request ──▶ claim (one tx)
+//!            ▲                                                   │
+//!            └──────── next_wake() (database time) ◀─────────────┘ start runs
+//! ```
+//!
+//! There is no polling: a node sleeps until the earliest moment something
+//! could become due (computed by the database, in database time) and is woken
+//! early by `LISTEN/NOTIFY`. When nothing is due, the database sees only the
+//! heartbeats.
+//!
+//! ## Leases, rescue and fencing
+//!
+//! Every node heartbeats (default every 5 s). A node whose heartbeat is older
+//! than its lease (default 30 s, by database time) is declared dead by the next
+//! live node that heartbeats: its running runs become `abandoned` and their
+//! jobs are free again. A node that finds it was declared dead (a stall, a
+//! network cut) stops its running work at once and registers anew; whatever it
+//! tries to record for the old runs is refused, because every finish is
+//! conditional on the run still belonging to the node (`db::claim::finish`).
+//! The lease must be well above the heartbeat interval, so a live node is
+//! never rescued: `NodeConfig::validate` insists on at least three heartbeats
+//! per lease.
+//!
+//! ## What a crash means for a run
+//!
+//! - SQL jobs: the job's statements and its success record commit together.
+//!   A crash before the commit leaves neither; the run is later `abandoned`.
+//! - Shell jobs: at most one execution per run; a crash of the node sends the
+//!   job's process group SIGTERM (then SIGKILL), and the run is `abandoned`
+//!   once the lease runs out. The command may have done part of its work.
+//! - A tick whose run was abandoned is not retried automatically; the next
+//!   tick runs as usual.
+
+mod execute;
+mod heartbeat;
+mod listen;
+mod node;
+mod prune;
+pub mod shell;
+mod sql;
+
+use std::time::Duration;
+
+pub use node::{NodeHandle, NodeStatus};
+
+/// Settings of one node, with documented defaults.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Shown in the console and the run history. Default: host name and pid.
+    pub name: String,
+    /// Jobs run at once (like Odoo's `max_cron_threads`). Default 2.
+    pub workers: usize,
+    /// Whether this node runs shell jobs. Default false: a node sharing a
+    /// database must opt in, since job definitions become commands on its host.
+    pub allow_shell: bool,
+    /// Heartbeat interval. Default 5 s.
+    pub heartbeat: Duration,
+    /// A node silent for longer than this is dead. Default 30 s.
+    pub lease: Duration,
+    /// On shutdown, how long running jobs may finish before being stopped.
+    /// Default 30 s.
+    pub shutdown_grace: Duration,
+    /// Between SIGTERM and SIGKILL when a shell job is stopped. Default 5 s.
+    pub kill_grace: Duration,
+    /// Bytes kept at the head and at the tail of each output stream. Default 16 KiB.
+    pub output_limit: usize,
+    pub retention: Retention,
+}
+
+/// Run-history retention (SPEC §3.15): per job, keep the newest `keep_runs`
+/// runs and everything younger than `keep_days`; delete the rest in batches.
+#[derive(Debug, Clone)]
+pub struct Retention {
+    pub keep_runs: i64,
+    pub keep_days: i32,
+    /// Rows deleted per statement, so pruning never holds locks for long.
+    pub batch: i64,
+    /// How often a node that has recorded runs looks for something to prune.
+    pub interval: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            keep_runs: 1000,
+            keep_days: 30,
+            batch: 500,
+            interval: Duration::from_secs(600),
+        }
+    }
+}
+
+pub const DEFAULT_WORKERS: usize = 2;
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            name: default_node_name(),
+            workers: DEFAULT_WORKERS,
+            allow_shell: false,
+            heartbeat: DEFAULT_HEARTBEAT,
+            lease: DEFAULT_LEASE,
+            shutdown_grace: Duration::from_secs(30),
+            kill_grace: Duration::from_secs(5),
+            output_limit: 16 * 1024,
+            retention: Retention::default(),
+        }
+    }
+}
+
+/// "host-pid", the default node name.
+pub fn default_node_name() -> String {
+    let host = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "node".to_string());
+    format!("{host}-{}", std::process::id())
+}
+
+impl NodeConfig {
+    /// Refuse settings that could rescue live work or never run anything.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.workers == 0 || self.workers > 1024 {
+            return Err(format!(
+                "workers = {} is out of range (expected 1 to 1024; default {DEFAULT_WORKERS})",
+                self.workers
+            ));
+        }
+        if self.name.trim().is_empty() {
+            return Err("the node name is empty".into());
+        }
+        if self.heartbeat < Duration::from_millis(100) {
+            return Err(format!(
+                "heartbeat {:?} is too short (expected at least 100ms; default 5s)",
+                self.heartbeat
+            ));
+        }
+        if self.lease < self.heartbeat * 3 {
+            return Err(format!(
+                "lease {:?} must be at least three heartbeats ({:?}), or a live but slow node \
+                 could be declared dead and its runs taken over (default lease 30s, heartbeat 5s)",
+                self.lease,
+                self.heartbeat * 3
+            ));
+        }
+        if self.retention.keep_runs < 0 || self.retention.keep_days < 0 || self.retention.batch < 1
+        {
+            return Err(
+                "retention: keep_runs and keep_days must be 0 or more, batch at least 1".into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_match_the_spec() {
+        let config = NodeConfig::default();
+        assert!(config.validate().is_ok());
+        assert_eq!(config.workers, 2);
+        assert_eq!(config.lease, Duration::from_secs(30));
+        assert!(!config.allow_shell);
+    }
+
+    #[test]
+    fn a_lease_too_close_to_the_heartbeat_is_refused() {
+        let config = NodeConfig {
+            heartbeat: Duration::from_secs(10),
+            lease: Duration::from_secs(20),
+            ..NodeConfig::default()
+        };
+        assert!(config.validate().unwrap_err().contains("three heartbeats"));
+        let config = NodeConfig {
+            workers: 0,
+            ..NodeConfig::default()
+        };
+        assert!(config.validate().unwrap_err().contains("workers"));
+    }
+}

@@ -1,0 +1,422 @@
+//! Running shell jobs: `sh -c <command>` with bounded output, timeouts,
+//! cancellation, and no processes left behind.
+//!
+//! # Process group
+//! Each job starts in a new process group (`process_group(0)`) with stdin
+//! closed. Every signal the node sends goes to the whole group (`killpg`), so
+//! pipelines and background children of the job are stopped together with
+//! `sh`. When `sh` exits by itself the group is SIGKILLed as well: **a job's
+//! processes do not outlive its run.** A leftover `cmd &` would otherwise keep
+//! running unrecorded and hold the output pipes open. A process that leaves
+//! the group on purpose (`setsid`, `setpgid`) escapes this; see "Capture".
+//!
+//! # Capture
+//! stdout and stderr are read concurrently while the job runs, 64 KiB at a
+//! time, into a head buffer plus a tail ring of `output_limit` bytes each
+//! ([`capture`]), so memory stays flat however much the job prints. Once the
+//! group is dead the pipes normally hit EOF at once; if an escaped process
+//! still holds one, reading stops after [`DRAIN_TIMEOUT`] and the text says so,
+//! so such a process cannot hang the node.
+//!
+//! # Timeout and cancellation
+//! On timeout or cancel the group gets SIGTERM, the node waits up to
+//! `kill_grace` for the job's main process, then SIGKILLs the group (always,
+//! even if the main process exited in time, because a grandchild may ignore
+//! SIGTERM). Outcome: `TimedOut` or `Interrupted`.
+//!
+//! # Orphans when the node dies
+//! If the node is killed with SIGKILL it cannot signal anything, and
+//! `PR_SET_PDEATHSIG` reaches only the direct child. So when GNU coreutils
+//! `timeout` is installed the job runs as
+//! `timeout --signal=KILL <backstop> sh -c <command>` with the death signal of
+//! the `timeout` process set to SIGALRM. Verified with coreutils 9.1 (not
+//! assumed): `timeout` puts itself in the job's group (it calls
+//! `setpgid(0, 0)`, a no-op here) and treats a SIGALRM from outside exactly
+//! like its own expiry, sending `--signal` to the command *and* to the whole
+//! group, grandchildren included; `timeout 0` disables only the timer, not
+//! that handling.
+//!
+//! Trade-off: the death path SIGKILLs the job with no grace. The gentler
+//! choice, death signal SIGTERM plus `--kill-after`, was tested and rejected:
+//! `timeout` forwards SIGTERM to the group, but its `--kill-after` escalation
+//! only runs while `sh` is still alive, so if `sh` dies of SIGTERM a grandchild
+//! that ignores SIGTERM survives for good. The `<backstop>` (job timeout +
+//! grace + [`BACKSTOP_SLACK`]; `0` = none when the job has no timeout) also
+//! covers a node that is hung rather than dead; the node's own timer fires
+//! first and is what records `TimedOut`.
+//!
+//! Exit statuses pass through `timeout` unchanged: exit code N gives N, and a
+//! command killed by signal N makes `timeout` re-raise N on itself (core dumps
+//! disabled), so the outcome is the job's own. The codes 125 to 127, which
+//! `timeout` uses for its own failures, cannot be told apart from the job's;
+//! in practice they come from `sh` (127: command not found).
+//!
+//! Without GNU `timeout`, `sh` runs directly with a death signal of SIGKILL
+//! and a warning is logged: on a node crash the job's other processes may
+//! survive.
+//!
+//! **Caveat:** the death signal fires when the *thread* that spawned the
+//! process exits, not the process. `run_shell` spawns from the thread polling
+//! it, so it must run in an async task on a runtime worker thread (they live as
+//! long as the runtime), never inside `spawn_blocking`, whose threads exit when
+//! idle and would kill the job.
+//!
+//! Linux only (`prctl`, `/proc`).
+
+mod capture;
+#[cfg(test)]
+mod tests;
+
+pub use capture::CapturedOutput;
+
+use std::io;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use capture::Capture;
+use nix::errno::Errno;
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::Command;
+use tokio::sync::OnceCell;
+use tokio_util::sync::CancellationToken;
+
+/// How long to keep reading output after the job's group is dead.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+/// Added to timeout + grace for the `timeout` wrapper's own backstop timer.
+pub const BACKSTOP_SLACK: Duration = Duration::from_secs(5);
+const READ_BUF: usize = 64 * 1024;
+const CUT_SHORT_NOTE: &str =
+    "\n[output cut short: a process that left the job's process group still held the pipe open]";
+
+/// A shell job to run.
+#[derive(Debug, Clone)]
+pub struct ShellCommand {
+    /// Run as `sh -c <command>`.
+    pub command: String,
+    /// Added to the inherited environment (CRONDECK_JOB, CRONDECK_RUN_ID, ...).
+    pub env: Vec<(String, String)>,
+    /// `None`: no timeout.
+    pub timeout: Option<Duration>,
+    /// Delay between SIGTERM and SIGKILL when stopping the job.
+    pub kill_grace: Duration,
+    /// Bytes kept at the head and at the tail of each stream.
+    pub output_limit: usize,
+}
+
+/// How the run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShellOutcome {
+    /// `sh` exited with this code (0 is success).
+    Exited(i32),
+    /// `sh` was killed by this signal (not by the node).
+    Signaled(i32),
+    /// Stopped by the node because the timeout passed.
+    TimedOut,
+    /// Stopped by the node because of the cancel token.
+    Interrupted,
+}
+
+#[derive(Debug, Clone)]
+pub struct ShellResult {
+    pub outcome: ShellOutcome,
+    pub stdout: CapturedOutput,
+    pub stderr: CapturedOutput,
+    pub elapsed: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ShellError {
+    #[error("could not start `sh`: {0}")]
+    Spawn(#[source] io::Error),
+    /// The job's group has been SIGKILLed when this is returned.
+    #[error("could not wait for the job's process: {0}")]
+    Wait(#[source] io::Error),
+}
+
+/// Runs `cmd` to completion.
+///
+/// `cancel` means stop now (node shutting down, lease lost): the group gets
+/// SIGTERM, then SIGKILL after `kill_grace`, and the outcome is `Interrupted`.
+/// Dropping the returned future SIGKILLs the group. Must be polled on a
+/// runtime worker thread, not in `spawn_blocking` (see the module docs).
+pub async fn run_shell(
+    cmd: &ShellCommand,
+    cancel: &CancellationToken,
+) -> Result<ShellResult, ShellError> {
+    let wrapper = timeout_wrapper().await;
+    run_with(cmd, cancel, wrapper.as_deref()).await
+}
+
+async fn run_with(
+    cmd: &ShellCommand,
+    cancel: &CancellationToken,
+    wrapper: Option<&Path>,
+) -> Result<ShellResult, ShellError> {
+    let started = Instant::now();
+    let backstop = cmd.timeout.map(|t| t + cmd.kill_grace + BACKSTOP_SLACK);
+    let (mut command, death_signal) = match wrapper {
+        Some(path) => {
+            let mut c = Command::new(path);
+            c.arg("--signal=KILL")
+                .arg("--")
+                .arg(backstop.map_or_else(|| "0".to_owned(), duration_arg))
+                .arg("sh");
+            (c, libc::SIGALRM)
+        }
+        None => (Command::new("sh"), libc::SIGKILL),
+    };
+    command
+        .arg("-c")
+        .arg(&cmd.command)
+        .envs(cmd.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let parent = std::process::id();
+    // SAFETY: the closure only makes async-signal-safe syscalls and does not
+    // allocate, as required between fork and exec.
+    unsafe {
+        command.pre_exec(move || set_death_signal(death_signal, parent));
+    }
+    let mut child = command.spawn().map_err(ShellError::Spawn)?;
+    let pid = child
+        .id()
+        .ok_or_else(|| ShellError::Spawn(io::Error::other("the spawned process has no pid")))?;
+    // process_group(0): the group id is the pid of the process we spawned.
+    let mut group = GroupGuard {
+        pgid: Pid::from_raw(pid as i32),
+        armed: true,
+    };
+    tracing::debug!(pid, wrapped = wrapper.is_some(), "shell job started");
+
+    let stop_reading = CancellationToken::new();
+    let (out_pipe, err_pipe) = (child.stdout.take(), child.stderr.take());
+    let readers = async {
+        tokio::join!(
+            read_stream(out_pipe, cmd.output_limit, &stop_reading),
+            read_stream(err_pipe, cmd.output_limit, &stop_reading),
+        )
+    };
+    let supervise = async {
+        let ended = tokio::select! {
+            biased;
+            status = child.wait() => Ended::Exited(status),
+            _ = sleep_opt(cmd.timeout) => Ended::Stopped(ShellOutcome::TimedOut),
+            _ = cancel.cancelled() => Ended::Stopped(ShellOutcome::Interrupted),
+        };
+        let outcome = match ended {
+            Ended::Exited(status) => {
+                // Background children of the job must not outlive it. The
+                // leader is already reaped; if the group is empty its id could
+                // in theory be reused, but only by a new group leader created
+                // within microseconds after a full pid wrap-around.
+                group.signal(Signal::SIGKILL);
+                status.map(|s| job_outcome(s, started.elapsed(), backstop))
+            }
+            Ended::Stopped(outcome) => {
+                group.signal(Signal::SIGTERM);
+                if tokio::time::timeout(cmd.kill_grace, child.wait())
+                    .await
+                    .is_err()
+                {
+                    tracing::info!(pid, "shell job ignored SIGTERM, sending SIGKILL");
+                }
+                // Even if the main process exited, a grandchild may ignore SIGTERM.
+                group.signal(Signal::SIGKILL);
+                if let Err(e) = child.wait().await {
+                    tracing::warn!(pid, error = %e, "could not reap a stopped shell job");
+                }
+                Ok(outcome)
+            }
+        };
+        group.armed = false;
+        outcome
+    };
+
+    tokio::pin!(readers, supervise);
+    let mut captured = None;
+    let outcome = loop {
+        tokio::select! {
+            outcome = &mut supervise => break outcome,
+            c = &mut readers, if captured.is_none() => captured = Some(c),
+        }
+    };
+    let (stdout, stderr) = match captured {
+        Some(c) => c,
+        None => match tokio::time::timeout(DRAIN_TIMEOUT, &mut readers).await {
+            Ok(c) => c,
+            Err(_) => {
+                tracing::warn!(pid, "an escaped process holds the output of a finished shell job; no longer reading it");
+                stop_reading.cancel();
+                readers.await
+            }
+        },
+    };
+    Ok(ShellResult {
+        outcome: outcome.map_err(ShellError::Wait)?,
+        stdout: stdout.finish(),
+        stderr: stderr.finish(),
+        elapsed: started.elapsed(),
+    })
+}
+
+enum Ended {
+    Exited(io::Result<ExitStatus>),
+    Stopped(ShellOutcome),
+}
+
+/// The job's outcome from the status of `sh` (or of the `timeout` wrapper,
+/// which passes it through).
+fn job_outcome(status: ExitStatus, elapsed: Duration, backstop: Option<Duration>) -> ShellOutcome {
+    let backstop_fired = backstop.is_some_and(|b| elapsed >= b);
+    match (status.code(), status.signal()) {
+        (Some(code), _) => ShellOutcome::Exited(code),
+        // The wrapper's backstop ends the job with --signal=KILL; only
+        // reachable if the node's own timer did not fire.
+        (None, Some(libc::SIGKILL)) if backstop_fired => ShellOutcome::TimedOut,
+        (None, Some(sig)) => ShellOutcome::Signaled(sig),
+        // wait() reports only terminated processes, which have one of the two.
+        (None, None) => ShellOutcome::Exited(-1),
+    }
+}
+
+/// SIGKILLs the job's group when dropped while armed, so that dropping the
+/// `run_shell` future does not leave the job running.
+struct GroupGuard {
+    pgid: Pid,
+    armed: bool,
+}
+
+impl GroupGuard {
+    fn signal(&self, signal: Signal) {
+        match killpg(self.pgid, signal) {
+            // The group is already empty.
+            Ok(()) | Err(Errno::ESRCH) => {}
+            Err(e) => {
+                tracing::warn!(pgid = %self.pgid, %signal, error = %e, "could not signal shell job")
+            }
+        }
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            self.signal(Signal::SIGKILL);
+        }
+    }
+}
+
+/// Runs between fork and exec in the child.
+fn set_death_signal(signal: libc::c_int, parent: u32) -> io::Result<()> {
+    // SAFETY: prctl and getppid are plain syscalls.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, signal as libc::c_ulong, 0, 0, 0) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // If the node died before prctl, no death signal will ever come.
+    if unsafe { libc::getppid() } as u32 != parent {
+        return Err(io::Error::from_raw_os_error(libc::ESRCH));
+    }
+    Ok(())
+}
+
+async fn read_stream<R: AsyncRead + Unpin>(
+    pipe: Option<R>,
+    limit: usize,
+    stop: &CancellationToken,
+) -> Capture {
+    let mut capture = Capture::new(limit);
+    let Some(mut pipe) = pipe else {
+        return capture;
+    };
+    let mut buf = vec![0u8; READ_BUF];
+    loop {
+        tokio::select! {
+            // Checked first: a pipe that is always readable must not starve it.
+            biased;
+            _ = stop.cancelled() => {
+                capture.set_note(CUT_SHORT_NOTE);
+                break;
+            }
+            read = pipe.read(&mut buf) => match read {
+                Ok(0) => break,
+                Ok(n) => capture.push(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not read shell job output");
+                    capture.set_note("\n[output cut short: read error]");
+                    break;
+                }
+            },
+        }
+    }
+    capture
+}
+
+async fn sleep_opt(duration: Option<Duration>) {
+    match duration {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// `timeout` duration syntax, millisecond precision.
+fn duration_arg(d: Duration) -> String {
+    format!("{}.{:03}s", d.as_secs(), d.subsec_millis())
+}
+
+/// The GNU coreutils `timeout` binary, looked up once per process.
+async fn timeout_wrapper() -> &'static Option<PathBuf> {
+    static WRAPPER: OnceCell<Option<PathBuf>> = OnceCell::const_new();
+    WRAPPER
+        .get_or_init(|| async {
+            let found = find_gnu_timeout().await;
+            match &found {
+                Some(path) => tracing::debug!(path = %path.display(), "shell jobs run under coreutils timeout"),
+                None => tracing::warn!(
+                    "GNU coreutils `timeout` not found: shell jobs run without it, and if the node \
+                     is killed a job's background processes may survive"
+                ),
+            }
+            found
+        })
+        .await
+}
+
+async fn find_gnu_timeout() -> Option<PathBuf> {
+    let mut candidates = vec![
+        PathBuf::from("/usr/bin/timeout"),
+        PathBuf::from("/bin/timeout"),
+    ];
+    if let Some(path) = std::env::var_os("PATH") {
+        candidates.extend(std::env::split_paths(&path).map(|dir| dir.join("timeout")));
+    }
+    for candidate in candidates {
+        if candidate.is_file() && is_gnu_timeout(&candidate).await {
+            return Some(candidate);
+        }
+    }
+    None
+}
+
+/// Only GNU's behaviour was verified (see the module docs); busybox and
+/// uutils `timeout` may not signal the whole group.
+async fn is_gnu_timeout(path: &Path) -> bool {
+    let output = Command::new(path)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    match tokio::time::timeout(Duration::from_secs(5), output).await {
+        Ok(Ok(out)) => {
+            out.status.success() && String::from_utf8_lossy(&out.stdout).contains("GNU coreutils")
+        }
+        _ => false,
+    }
+}
