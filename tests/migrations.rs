@@ -239,8 +239,8 @@ async fn the_database_enforces_what_must_never_be_wrong() {
         .unwrap();
     let err = client
         .execute(
-            "INSERT INTO crondeck.runs (job_id, trigger, scheduled_for, status)
-             VALUES ($1, 'schedule', '2026-01-01T00:00:00Z', 'skipped')",
+            "INSERT INTO crondeck.runs (job_id, trigger, scheduled_for, status, reason)
+             VALUES ($1, 'schedule', '2026-01-01T00:00:00Z', 'skipped', 'overlap')",
             &[&job_id],
         )
         .await
