@@ -358,28 +358,14 @@ pub struct JobJson<'a> {
 }
 
 impl Job {
-    /// A one-word state from the stored fields alone (the console's health,
-    /// which also needs the clock and run history, refines "active").
-    pub fn stored_state(&self) -> &'static str {
-        if self.is_done() {
-            "done"
-        } else if !self.active {
-            "paused"
-        } else if self.runtime.running_run_id.is_some() {
-            "running"
-        } else if self.runtime.failure_streak > 0 {
-            "failing"
-        } else {
-            "active"
-        }
-    }
-
-    pub fn to_json(&self) -> JobJson<'_> {
+    /// The JSON shape, with the health `state` at database time `now`.
+    pub fn to_json(&self, now: DateTime<Utc>) -> JobJson<'_> {
+        let health = crate::health::job_health(self, now, &crate::health::Thresholds::default());
         JobJson {
             id: self.id,
             name: &self.spec.name,
             description: &self.spec.description,
-            state: self.stored_state(),
+            state: health.primary.word(),
             schedule: self.spec.schedule.to_string(),
             schedule_words: self.spec.schedule.describe(),
             catchup: self.spec.catchup,

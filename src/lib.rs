@@ -26,6 +26,7 @@ pub mod config;
 pub mod database;
 pub mod db;
 pub mod embedded;
+pub mod health;
 pub mod job;
 pub mod jobfile;
 pub mod ops;

@@ -103,7 +103,7 @@ pub async fn add(
         job_name: &job.spec.name,
         action: "create",
         old: None,
-        new: Some(json!(job.to_json())),
+        new: Some(json!(job.to_json(now))),
         reason: None,
     };
     audit_insert(&tx, actor, &entry).await?;
@@ -332,13 +332,14 @@ pub async fn resume(
 pub async fn remove(client: &mut impl GenericClient, actor: &Actor, name: &str) -> Result<Job> {
     let tx = client.transaction().await?;
     let job = job_get(&tx, name, true).await?;
+    let now = db_now(&tx).await?;
     job_delete(&tx, job.id).await?;
     audit(
         &tx,
         actor,
         &job,
         "remove",
-        json!(job.to_json()),
+        json!(job.to_json(now)),
         Value::Null,
         None,
     )

@@ -113,7 +113,7 @@ async fn add_set_pause_resume_remove_change_list_json_and_leave_audit_rows() {
     assert_eq!(report["action"], "sql");
     assert_eq!(report["timeout_seconds"], 300);
     assert_eq!(report["active"], true);
-    assert_eq!(report["state"], "active");
+    assert_eq!(report["state"], "ok");
 
     ok(
         &db,

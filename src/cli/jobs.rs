@@ -167,7 +167,7 @@ pub async fn list(db: &Database, args: &ListArgs) -> anyhow::Result<()> {
     }
     let now = db_now(&db.client).await?;
     if args.json {
-        let json: Vec<_> = jobs.iter().map(|j| j.to_json()).collect();
+        let json: Vec<_> = jobs.iter().map(|j| j.to_json(now)).collect();
         println!("{}", serde_json::to_string_pretty(&json)?);
     } else {
         print!("{}", output::job_table(&jobs, now));
@@ -185,7 +185,7 @@ pub async fn show(db: &Database, args: &ShowArgs) -> anyhow::Result<()> {
     let audit = audit_list(&db.client, Some(&job.spec.name), 5).await?;
     if args.json {
         let json = serde_json::json!({
-            "job": job.to_json(),
+            "job": job.to_json(now),
             "upcoming": upcoming,
             "audit": audit,
         });

@@ -56,6 +56,11 @@ fn next_run_relative(job: &Job, now: DateTime<Utc>) -> String {
     }
 }
 
+fn state_word(job: &Job, now: DateTime<Utc>) -> String {
+    let health = crate::health::job_health(job, now, &crate::health::Thresholds::default());
+    health.primary.word().to_string()
+}
+
 pub fn job_table(jobs: &[Job], now: DateTime<Utc>) -> String {
     if jobs.is_empty() {
         return "no jobs (add one with `crondeck add`, see `crondeck add --help`)\n".to_string();
@@ -64,7 +69,7 @@ pub fn job_table(jobs: &[Job], now: DateTime<Utc>) -> String {
         .iter()
         .map(|job| {
             vec![
-                job.stored_state().to_string(),
+                state_word(job, now),
                 job.spec.name.clone(),
                 job.spec.schedule.describe(),
                 next_run_relative(job, now),
@@ -91,7 +96,7 @@ pub fn job_detail(
         let _ = writeln!(out, "{name:<16}{value}");
     };
     field("name", spec.name.clone());
-    field("state", job.stored_state().to_string());
+    field("state", state_word(job, now));
     if !spec.description.is_empty() {
         field("description", spec.description.clone());
     }
