@@ -68,18 +68,27 @@ pub fn job_table(jobs: &[Job], now: DateTime<Utc>) -> String {
     let rows: Vec<Vec<String>> = jobs
         .iter()
         .map(|job| {
+            let rt = &job.runtime;
             vec![
                 state_word(job, now),
                 job.spec.name.clone(),
                 job.spec.schedule.describe(),
                 next_run_relative(job, now),
+                rt.last_started_at
+                    .map_or_else(|| "-".to_string(), |t| format_relative(t, now)),
+                rt.last_result(),
+                millis_short(rt.last_duration_ms),
                 job.spec.priority.to_string(),
+                rt.running_node_name.clone().unwrap_or_else(|| "-".into()),
                 job.spec.tags.join(","),
             ]
         })
         .collect();
     table(
-        &["STATE", "NAME", "SCHEDULE", "NEXT RUN", "PRI", "TAGS"],
+        &[
+            "STATE", "NAME", "SCHEDULE", "NEXT RUN", "LAST RUN", "RESULT", "DURATION", "PRI",
+            "NODE", "TAGS",
+        ],
         &rows,
     )
 }

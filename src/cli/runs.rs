@@ -196,8 +196,16 @@ pub fn node_config(settings: &Settings, args: &SchedulerArgs) -> anyhow::Result<
      -> anyhow::Result<Option<Duration>> {
         flag.as_ref()
             .or(key.as_ref())
-            .map(|text| timespec::parse_duration(text).with_context(|| format!("scheduler {what}")))
+            // Tuning knobs may be sub-second ("500ms"), unlike job timeouts.
+            .map(|text| {
+                humantime::parse_duration(text).map_err(|e| {
+                    ops::OpsError::Invalid(format!(
+                        "scheduler {what} \"{text}\": {e} (expected e.g. \"500ms\", \"5s\", \"1m\")"
+                    ))
+                })
+            })
             .transpose()
+            .map_err(anyhow::Error::from)
     };
     if let Some(d) = duration(&args.heartbeat, &file.heartbeat, "heartbeat")? {
         config.heartbeat = d;
