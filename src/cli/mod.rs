@@ -70,7 +70,7 @@ pub enum Command {
     Run(runs::RunArgs),
     /// Show a job's run history
     History(runs::HistoryArgs),
-    /// Run a headless scheduler node (for systemd); stops on SIGTERM/SIGINT
+    /// Run a headless scheduler node (for systemd); stops gracefully on SIGTERM/SIGINT/SIGHUP
     Scheduler(runs::SchedulerArgs),
     /// Show the audit trail of operator actions
     Audit(jobs::AuditArgs),

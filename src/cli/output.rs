@@ -50,6 +50,7 @@ fn next_run_relative(job: &Job, now: DateTime<Utc>) -> String {
     match job.nextcall {
         None => "manual".to_string(),
         Some(_) if job.is_done() => "-".to_string(),
+        Some(_) if !job.active => "paused".to_string(),
         Some(at) if at <= now && now - at < chrono::Duration::seconds(1) => "due now".to_string(),
         Some(at) if at < now => format!("late {}", format_duration_short(now - at)),
         Some(at) => format_relative(at, now),

@@ -228,7 +228,7 @@ pub fn node_config(settings: &Settings, args: &SchedulerArgs) -> anyhow::Result<
     Ok(config)
 }
 
-/// The headless node: runs until SIGTERM or SIGINT, then shuts down gracefully.
+/// The headless node: runs until SIGTERM, SIGINT or SIGHUP, then shuts down gracefully.
 pub async fn scheduler(
     db: Database,
     settings: &Settings,
@@ -251,11 +251,15 @@ pub async fn scheduler(
 
 async fn wait_for_signal() -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
+    // SIGHUP too: a closed terminal or SSH session should stop the node the
+    // graceful way, not kill it mid-run.
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}
+        _ = hup.recv() => {}
     }
     Ok(())
 }

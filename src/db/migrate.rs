@@ -92,7 +92,8 @@ pub async fn migrate(client: &mut Client) -> Result<MigrateReport, MigrateError>
 async fn migrate_locked(client: &mut Client) -> Result<MigrateReport, MigrateError> {
     client
         .batch_execute(
-            "CREATE SCHEMA IF NOT EXISTS crondeck;
+            "SET client_min_messages = warning;
+             CREATE SCHEMA IF NOT EXISTS crondeck;
              CREATE TABLE IF NOT EXISTS crondeck.schema_migrations (
                  version    integer PRIMARY KEY,
                  name       text NOT NULL,
@@ -160,6 +161,7 @@ async fn migrate_locked(client: &mut Client) -> Result<MigrateReport, MigrateErr
         applied.push(migration.version);
         current = migration.version;
     }
+    client.batch_execute("RESET client_min_messages").await?;
     Ok(MigrateReport { applied, current })
 }
 
