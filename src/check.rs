@@ -118,7 +118,12 @@ pub struct Report {
 }
 
 /// Judge `jobs` (all of them; the options narrow the scope) and the cluster.
-pub fn evaluate(jobs: &[Job], nodes: &[NodeRow], now: DateTime<Utc>, opts: &CheckOptions) -> Report {
+pub fn evaluate(
+    jobs: &[Job],
+    nodes: &[NodeRow],
+    now: DateTime<Utc>,
+    opts: &CheckOptions,
+) -> Report {
     let in_scope: Vec<&Job> = jobs
         .iter()
         .filter(|j| opts.job.as_ref().map_or(true, |name| &j.spec.name == name))
@@ -135,15 +140,20 @@ pub fn evaluate(jobs: &[Job], nodes: &[NodeRow], now: DateTime<Utc>, opts: &Chec
         let name = Some(job.spec.name.clone());
         let rt = &job.runtime;
         let streak = u32::try_from(rt.failure_streak).unwrap_or(0);
-        if let Some(pause) = job.pause.as_ref().filter(|p| {
-            !job.active && p.by.as_deref() == Some(FAILURE_POLICY_PAUSER)
-        }) {
+        if let Some(pause) = job
+            .pause
+            .as_ref()
+            .filter(|p| !job.active && p.by.as_deref() == Some(FAILURE_POLICY_PAUSER))
+        {
             auto_paused += 1;
             problems.push(Problem {
                 status: Status::Warning,
                 job: name.clone(),
                 state: "auto-paused".into(),
-                why: pause.reason.clone().unwrap_or_else(|| "by its failure policy".into()),
+                why: pause
+                    .reason
+                    .clone()
+                    .unwrap_or_else(|| "by its failure policy".into()),
             });
             continue;
         }
@@ -152,7 +162,10 @@ pub fn evaluate(jobs: &[Job], nodes: &[NodeRow], now: DateTime<Utc>, opts: &Chec
             let since = rt.last_success_at.or(rt.first_due_at).or(job.nextcall);
             let why = match (rt.last_success_at, since) {
                 (Some(s), _) => format!("no success for {}", format_duration_short(now - s)),
-                (None, Some(s)) => format!("never succeeded, due since {}", format_duration_short(now - s)),
+                (None, Some(s)) => format!(
+                    "never succeeded, due since {}",
+                    format_duration_short(now - s)
+                ),
                 (None, None) => "never succeeded".into(),
             };
             problems.push(Problem {
@@ -191,7 +204,11 @@ pub fn evaluate(jobs: &[Job], nodes: &[NodeRow], now: DateTime<Utc>, opts: &Chec
         let why = if nodes.is_empty() {
             "no live scheduler node: nothing is executing".to_string()
         } else {
-            format!("{} live scheduler nodes, expected at least {}", nodes.len(), opts.min_nodes)
+            format!(
+                "{} live scheduler nodes, expected at least {}",
+                nodes.len(),
+                opts.min_nodes
+            )
         };
         problems.push(Problem {
             status: Status::Critical,

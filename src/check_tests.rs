@@ -10,7 +10,12 @@ fn at(h: u32, m: u32) -> DateTime<Utc> {
 fn job(name: &str) -> Job {
     Job {
         id: 1,
-        spec: JobSpec::new(name, Schedule::parse("every 5m").unwrap(), ActionKind::Sql, "SELECT 1"),
+        spec: JobSpec::new(
+            name,
+            Schedule::parse("every 5m").unwrap(),
+            ActionKind::Sql,
+            "SELECT 1",
+        ),
         nextcall: Some(at(10, 5)),
         active: true,
         pause: None,
@@ -56,16 +61,34 @@ fn late_and_failing_warn_overdue_and_no_node_are_critical() {
     let mut failing = job("f");
     failing.runtime.failure_streak = 2;
     failing.runtime.last_status = Some("failed".into());
-    let r = evaluate(&[job("a"), failing], &[node()], at(10, 6), &CheckOptions::default());
+    let r = evaluate(
+        &[job("a"), failing],
+        &[node()],
+        at(10, 6),
+        &CheckOptions::default(),
+    );
     assert_eq!(r.status, Status::Warning);
-    assert!(r.summary.contains("worst: a late (due 1m ago"), "{}", r.summary);
-    assert!(r.summary.contains("f failing (2 failures in a row, last failed)"), "{}", r.summary);
+    assert!(
+        r.summary.contains("worst: a late (due 1m ago"),
+        "{}",
+        r.summary
+    );
+    assert!(
+        r.summary
+            .contains("f failing (2 failures in a row, last failed)"),
+        "{}",
+        r.summary
+    );
     let r = evaluate(&[job("a")], &[node()], at(10, 11), &CheckOptions::default());
     assert_eq!(r.status, Status::Critical);
     assert_eq!(r.problems[0].state, "overdue");
     let r = evaluate(&[job("a")], &[], at(10, 1), &CheckOptions::default());
     assert_eq!(r.status, Status::Critical);
-    assert!(r.summary.contains("no live scheduler node"), "{}", r.summary);
+    assert!(
+        r.summary.contains("no live scheduler node"),
+        "{}",
+        r.summary
+    );
 }
 
 #[test]
@@ -78,7 +101,10 @@ fn scope_and_thresholds_narrow_the_verdict() {
         failing_streak: 3,
         ..CheckOptions::default()
     };
-    assert_eq!(evaluate(&jobs, &[node()], at(10, 1), &opts).status, Status::Ok);
+    assert_eq!(
+        evaluate(&jobs, &[node()], at(10, 1), &opts).status,
+        Status::Ok
+    );
     let opts = CheckOptions {
         tag: Some("billing".into()),
         ..CheckOptions::default()
@@ -100,8 +126,18 @@ fn auto_paused_jobs_warn_but_operator_pauses_do_not() {
     let mut auto = paused.clone();
     auto.spec.name = "q".into();
     auto.pause.as_mut().unwrap().by = Some(FAILURE_POLICY_PAUSER.into());
-    let r = evaluate(&[paused.clone()], &[node()], at(11, 0), &CheckOptions::default());
+    let r = evaluate(
+        &[paused.clone()],
+        &[node()],
+        at(11, 0),
+        &CheckOptions::default(),
+    );
     assert_eq!(r.status, Status::Ok);
-    let r = evaluate(&[paused, auto], &[node()], at(11, 0), &CheckOptions::default());
+    let r = evaluate(
+        &[paused, auto],
+        &[node()],
+        at(11, 0),
+        &CheckOptions::default(),
+    );
     assert_eq!((r.status, r.auto_paused), (Status::Warning, 1));
 }

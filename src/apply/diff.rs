@@ -117,7 +117,12 @@ mod tests {
     }
 
     fn spec(schedule: &str) -> JobSpec {
-        JobSpec::new("a", Schedule::parse(schedule).unwrap(), ActionKind::Sql, "SELECT 1")
+        JobSpec::new(
+            "a",
+            Schedule::parse(schedule).unwrap(),
+            ActionKind::Sql,
+            "SELECT 1",
+        )
     }
 
     #[test]

@@ -128,18 +128,17 @@ impl Plan {
             let _ = writeln!(out, "{mark} {word:<9} {}", item.name);
             if let PlanKind::Update(changes) | PlanKind::Unchanged(changes) = &item.kind {
                 for change in changes {
-                    let note = if change.applied {
-                        ""
+                    let (old, new) = (one_line(&change.old), one_line(&change.new));
+                    let _ = if change.applied {
+                        writeln!(out, "      {}: {old} -> {new}", change.field)
                     } else {
-                        "  (kept: operator-owned; --reset-schedule restores the file's)"
+                        writeln!(
+                            out,
+                            "      {}: kept {old} (operator-owned; the file says {new}, \
+                             --reset-schedule applies it)",
+                            change.field
+                        )
                     };
-                    let _ = writeln!(
-                        out,
-                        "      {}: {} -> {}{note}",
-                        change.field,
-                        one_line(&change.old),
-                        one_line(&change.new)
-                    );
                 }
             }
         }

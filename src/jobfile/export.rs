@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::job::{Catchup, Job, DEFAULT_PRIORITY, DEFAULT_TIMEOUT};
 use crate::job::{
     ActionKind, DEFAULT_FAILURE_MIN_AGE, DEFAULT_FAILURE_THRESHOLD, DEFAULT_RETRY_BACKOFF,
 };
+use crate::job::{Catchup, Job, DEFAULT_PRIORITY, DEFAULT_TIMEOUT};
 
 #[derive(Serialize)]
 struct ExportFile<'a> {

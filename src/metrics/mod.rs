@@ -101,7 +101,11 @@ impl Metrics {
     pub fn new() -> Metrics {
         let mut registry = Registry::with_prefix("crondeck");
         let runs = Family::<RunLabels, Counter>::default();
-        registry.register("runs", "Runs finished by this node, by job and status", runs.clone());
+        registry.register(
+            "runs",
+            "Runs finished by this node, by job and status",
+            runs.clone(),
+        );
         // 10 ms up to about 3 days, in factors of 4.
         let duration = Histogram::new(exponential_buckets(0.01, 4.0, 14));
         registry.register(
@@ -118,9 +122,17 @@ impl Metrics {
             lateness.clone(),
         );
         let jobs = Family::<StateLabels, Gauge>::default();
-        registry.register("jobs", "Jobs by health state (SPEC 4), cluster-wide", jobs.clone());
+        registry.register(
+            "jobs",
+            "Jobs by health state (SPEC 4), cluster-wide",
+            jobs.clone(),
+        );
         let live_nodes = Gauge::default();
-        registry.register("live_nodes", "Scheduler nodes alive by their lease", live_nodes.clone());
+        registry.register(
+            "live_nodes",
+            "Scheduler nodes alive by their lease",
+            live_nodes.clone(),
+        );
         let workers = Gauge::default();
         registry.register("workers", "Worker slots of live nodes", workers.clone());
         let busy = Gauge::default();
@@ -200,7 +212,9 @@ impl Metrics {
 
 impl RunObserver for Metrics {
     fn run_started(&self, run: &ClaimedRun) {
-        let late = (run.started_at - run.scheduled_for).num_milliseconds().max(0);
+        let late = (run.started_at - run.scheduled_for)
+            .num_milliseconds()
+            .max(0);
         #[allow(clippy::cast_precision_loss)] // milliseconds fit an f64 exactly for ~285k years
         self.lateness
             .get_or_create(&TriggerLabels {

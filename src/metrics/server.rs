@@ -94,31 +94,51 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
         .with_context(|| format!("cannot serve metrics on {addr}"))
 }
 
-async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn handle(
+    state: Arc<State>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     let reply = |status: StatusCode, content_type: &str, body: String| {
         let mut response = Response::new(Full::new(Bytes::from(body)));
         *response.status_mut() = status;
         if let Ok(value) = content_type.parse() {
-            response.headers_mut().insert(hyper::header::CONTENT_TYPE, value);
+            response
+                .headers_mut()
+                .insert(hyper::header::CONTENT_TYPE, value);
         }
         response
     };
     if req.method() != Method::GET {
-        return Ok(reply(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "GET only\n".into()));
+        return Ok(reply(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "GET only\n".into(),
+        ));
     }
     if req.uri().path() != "/metrics" {
-        return Ok(reply(StatusCode::NOT_FOUND, "text/plain", "crondeck: metrics are at /metrics\n".into()));
+        return Ok(reply(
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "crondeck: metrics are at /metrics\n".into(),
+        ));
     }
     refresh(&state).await;
     match state.metrics.encode() {
         Ok(text) => Ok(reply(StatusCode::OK, CONTENT_TYPE, text)),
-        Err(_) => Ok(reply(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", "encoding failed\n".into())),
+        Err(_) => Ok(reply(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "text/plain",
+            "encoding failed\n".into(),
+        )),
     }
 }
 
 async fn refresh(state: &State) {
     let mut slot = state.client.lock().await;
-    if slot.as_ref().map_or(true, tokio_postgres::Client::is_closed) {
+    if slot
+        .as_ref()
+        .map_or(true, tokio_postgres::Client::is_closed)
+    {
         match state.spec.connect().await {
             Ok(client) => *slot = Some(client),
             Err(error) => {

@@ -46,8 +46,10 @@ pub async fn send(notifier: &Notifier, pending: &Pending) -> Delivered {
             deliveries.push(entry(channel, "webhook", &outcome));
         }
         if let Some(command) = &channel.command {
-            let outcome =
-                retried(channel, || run_command(command, &body, pending, channel.timeout)).await;
+            let outcome = retried(channel, || {
+                run_command(command, &body, pending, channel.timeout)
+            })
+            .await;
             log(channel, "command", pending, &outcome);
             deliveries.push(entry(channel, "command", &outcome));
         }
@@ -177,13 +179,32 @@ async fn run_command(
     };
     let output = tokio::time::timeout(timeout, run)
         .await
-        .map_err(|_| format!("the command did not finish within {}", humantime::format_duration(timeout)))?
+        .map_err(|_| {
+            format!(
+                "the command did not finish within {}",
+                humantime::format_duration(timeout)
+            )
+        })?
         .map_err(|e| format!("waiting for the command: {e}"))?;
     if output.status.success() {
         Ok(())
     } else {
         let stderr = String::from_utf8_lossy(&output.stderr);
-        let first = stderr.lines().next().unwrap_or("").chars().take(200).collect::<String>();
-        Err(format!("the command exited with {}{}", output.status, if first.is_empty() { String::new() } else { format!(": {first}") }))
+        let first = stderr
+            .lines()
+            .next()
+            .unwrap_or("")
+            .chars()
+            .take(200)
+            .collect::<String>();
+        Err(format!(
+            "the command exited with {}{}",
+            output.status,
+            if first.is_empty() {
+                String::new()
+            } else {
+                format!(": {first}")
+            }
+        ))
     }
 }

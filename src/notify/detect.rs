@@ -41,10 +41,18 @@ fn job_problems(job: &Job, now: DateTime<Utc>, notifier: &Notifier) -> Vec<Found
     let rt = &job.runtime;
     let name = &job.spec.name;
     let mut found = Vec::new();
-    let threshold = job.spec.failure.notify_after.unwrap_or(notifier.failure_streak);
+    let threshold = job
+        .spec
+        .failure
+        .notify_after
+        .unwrap_or(notifier.failure_streak);
     if rt.failure_streak >= threshold {
         found.push(Found {
-            key: format!("failure_streak/{}/{}", job.id, stamp(rt.failure_streak_since)),
+            key: format!(
+                "failure_streak/{}/{}",
+                job.id,
+                stamp(rt.failure_streak_since)
+            ),
             event: "failure_streak",
             message: format!(
                 "crondeck: job \"{name}\" failed {} times in a row (last: {}{})",
@@ -163,7 +171,10 @@ async fn close_with_recovered(
         return Ok(None);
     };
     let message = match job {
-        Some(j) => format!("crondeck: job \"{}\" recovered: it succeeded again", j.spec.name),
+        Some(j) => format!(
+            "crondeck: job \"{}\" recovered: it succeeded again",
+            j.spec.name
+        ),
         None => "crondeck: scheduler nodes are alive again; jobs are executing".to_string(),
     };
     let found = Found {

@@ -160,16 +160,22 @@ impl Notifier {
             }
             if let Some(url) = &c.webhook {
                 if !(url.starts_with("https://") || url.starts_with("http://")) {
-                    return Err(format!("{at}: `webhook` must be an http:// or https:// URL"));
+                    return Err(format!(
+                        "{at}: `webhook` must be an http:// or https:// URL"
+                    ));
                 }
             }
             let timeout = match &c.timeout {
-                Some(t) => timespec::parse_duration(t).map_err(|e| format!("{at}: timeout: {e}"))?,
+                Some(t) => {
+                    timespec::parse_duration(t).map_err(|e| format!("{at}: timeout: {e}"))?
+                }
                 None => DEFAULT_CHANNEL_TIMEOUT,
             };
             let retries = c.retries.unwrap_or(DEFAULT_CHANNEL_RETRIES);
             if retries > 10 {
-                return Err(format!("{at}: retries = {retries} is too many (at most 10)"));
+                return Err(format!(
+                    "{at}: retries = {retries} is too many (at most 10)"
+                ));
             }
             let events = match &c.events {
                 Some(events) => {
@@ -226,7 +232,9 @@ mod tests {
         .unwrap_err();
         assert!(err.contains("unknown event \"late\""), "{err}");
         let ok = Notifier::from_file(
-            &file("failure_streak = 2\n[[channel]]\nwebhook = \"https://hooks.example/T/B/secret\"\n"),
+            &file(
+                "failure_streak = 2\n[[channel]]\nwebhook = \"https://hooks.example/T/B/secret\"\n",
+            ),
             "n",
         )
         .unwrap()
