@@ -322,3 +322,36 @@ async fn a_job_owned_by_another_file_refuses_the_whole_apply() {
         "nothing of the file was applied"
     );
 }
+
+#[tokio::test]
+async fn the_example_config_and_jobs_file_are_valid() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let config = crondeck::config::load_file(&root.join("assets/crondeck.example.toml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        config.notifications.channels.is_empty(),
+        "channels are commented out"
+    );
+    // The same file with its channels uncommented is valid too.
+    let text = std::fs::read_to_string(root.join("assets/crondeck.example.toml")).unwrap();
+    let uncommented: String = text
+        .lines()
+        .map(|l| {
+            l.strip_prefix("# ")
+                .filter(|r| !r.starts_with(' ') && r.contains(" = ") || r.starts_with("[["))
+                .unwrap_or(l)
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let parsed: crondeck::config::FileConfig =
+        toml::from_str(&uncommented).unwrap_or_else(|e| panic!("{e}\n{uncommented}"));
+    let notifier = crondeck::notify::Notifier::from_file(&parsed.notifications, "t")
+        .unwrap()
+        .expect("two channels");
+    assert_eq!(notifier.channels.len(), 2);
+
+    let db = TestDb::new().await;
+    let jobs = root.join("assets/jobs.example.toml");
+    let out = ok(&db, &["apply", jobs.to_str().unwrap(), "--dry-run"]);
+    assert!(out.contains("3 to create"), "{out}");
+}

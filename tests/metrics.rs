@@ -36,7 +36,10 @@ fn parse(text: &str) -> HashMap<String, f64> {
         let name_end = series.find('{').unwrap_or(series.len());
         let name = &series[..name_end];
         assert!(
-            !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
             "bad metric name in: {line}"
         );
         if name_end < series.len() {
@@ -69,7 +72,15 @@ async fn the_metrics_endpoint_is_prometheus_text_with_the_named_series() {
         .unwrap();
     let _node = Scheduler(
         db.cli()
-            .args(["scheduler", "--metrics-addr", &port.to_string(), "--heartbeat", "1s", "--lease", "3s"])
+            .args([
+                "scheduler",
+                "--metrics-addr",
+                &port.to_string(),
+                "--heartbeat",
+                "1s",
+                "--lease",
+                "3s",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -77,13 +88,21 @@ async fn the_metrics_endpoint_is_prometheus_text_with_the_named_series() {
     );
     let client = db.client().await;
     wait_for(Duration::from_secs(30), "two successful runs", || async {
-        let n: i64 = scalar(&client, "SELECT count(*) FROM crondeck.runs WHERE status = 'succeeded'", &[]).await;
+        let n: i64 = scalar(
+            &client,
+            "SELECT count(*) FROM crondeck.runs WHERE status = 'succeeded'",
+            &[],
+        )
+        .await;
         (n >= 2).then_some(())
     })
     .await;
     let url = format!("http://127.0.0.1:{port}/metrics");
     let (content_type, body) = wait_for(Duration::from_secs(10), "a scrape", || scrape(&url)).await;
-    assert!(content_type.starts_with("application/openmetrics-text"), "{content_type}");
+    assert!(
+        content_type.starts_with("application/openmetrics-text"),
+        "{content_type}"
+    );
     assert!(body.trim_end().ends_with("# EOF"), "{body}");
     let samples = parse(&body);
     let get = |series: &str| {
@@ -94,12 +113,16 @@ async fn the_metrics_endpoint_is_prometheus_text_with_the_named_series() {
     assert!(get(r#"crondeck_runs_total{job="tick",status="succeeded"}"#) >= 1.0);
     assert!(get("crondeck_run_duration_seconds_count") >= 1.0);
     assert!(get(r#"crondeck_run_lateness_seconds_count{trigger="schedule"}"#) >= 1.0);
-    assert!(samples.keys().any(|k| k.starts_with("crondeck_run_duration_seconds_bucket{le=")));
+    assert!(samples
+        .keys()
+        .any(|k| k.starts_with("crondeck_run_duration_seconds_bucket{le=")));
     assert_eq!(get("crondeck_live_nodes"), 1.0);
     assert_eq!(get("crondeck_workers"), 2.0);
     assert!(get("crondeck_busy_workers") >= 0.0);
     assert_eq!(get("crondeck_database_up"), 1.0);
-    for state in ["ok", "running", "late", "overdue", "failing", "paused", "done"] {
+    for state in [
+        "ok", "running", "late", "overdue", "failing", "paused", "done",
+    ] {
         get(&format!(r#"crondeck_jobs{{state="{state}"}}"#));
     }
     let total: f64 = samples
@@ -109,6 +132,8 @@ async fn the_metrics_endpoint_is_prometheus_text_with_the_named_series() {
         .sum();
     assert_eq!(total, 1.0, "one job, in exactly one state");
     // Anything but /metrics is a 404.
-    let other = reqwest::get(format!("http://127.0.0.1:{port}/")).await.unwrap();
+    let other = reqwest::get(format!("http://127.0.0.1:{port}/"))
+        .await
+        .unwrap();
     assert_eq!(other.status(), 404);
 }
