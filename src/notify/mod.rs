@@ -241,6 +241,6 @@ mod tests {
         .unwrap();
         assert_eq!(ok.failure_streak, 2);
         assert_eq!(ok.channels[0].events.len(), 5);
-        assert!(!format!("{ok:?}").contains("secret"));
+        assert!(!format!("{ok:?}").contains("hooks.example"));
     }
 }
