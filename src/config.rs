@@ -47,6 +47,12 @@ pub struct FileConfig {
     pub read_only: Option<bool>,
     pub scheduler: SchedulerFile,
     pub retention: RetentionFile,
+    /// `[notifications]`: channels and thresholds (see `crate::notify`).
+    pub notifications: crate::notify::NotificationsFile,
+    /// `[check]`: default thresholds of `crondeck check`.
+    pub check: crate::check::CheckFile,
+    /// `[metrics]`: the headless scheduler's metrics endpoint.
+    pub metrics: crate::metrics::MetricsFile,
     /// Line of `database_url`, so errors in its value can point at it.
     #[serde(skip)]
     database_url_line: Option<usize>,
@@ -61,6 +67,9 @@ impl fmt::Debug for FileConfig {
             .field("read_only", &self.read_only)
             .field("scheduler", &self.scheduler)
             .field("retention", &self.retention)
+            .field("notifications", &self.notifications)
+            .field("check", &self.check)
+            .field("metrics", &self.metrics)
             .finish()
     }
 }

@@ -11,7 +11,7 @@ use crate::db::audit::Actor;
 use crate::db::connect::ConnectionSpec;
 use crate::db::migrate::{migrate, MigrateReport};
 use crate::embedded::{EmbeddedOptions, EmbeddedServer};
-use crate::{jobfile, ops};
+use crate::{apply, jobfile};
 
 /// Name of the database the embedded server keeps the jobs in.
 pub const EMBEDDED_DATABASE: &str = "crondeck";
@@ -108,21 +108,22 @@ async fn create_database_if_missing(server: &EmbeddedServer, dbname: &str) -> an
     }
 }
 
-/// Seed the demo jobs through the same path as any other job definition.
+/// Seed the demo jobs through the same path as any other jobs file (`apply`,
+/// managed by "demo", the file's `source`). All or nothing: a half-seeded
+/// database would never be seeded again.
 pub async fn seed_demo(client: &mut Client, actor: &Actor) -> anyhow::Result<usize> {
-    let jobs = jobfile::parse(DEMO_JOBS, std::path::Path::new("assets/demo.toml"))?;
-    // All or nothing: a half-seeded database would never be seeded again.
-    let mut tx = client.transaction().await?;
-    for job in &jobs {
-        let opts = ops::AddOptions {
-            next: None,
-            paused: job.paused.then(|| job.pause_reason.clone()),
-            managed_by: Some("demo".to_string()),
-        };
-        ops::add(&mut tx, actor, &job.spec, &opts)
-            .await
-            .with_context(|| format!("seeding demo job \"{}\"", job.spec.name))?;
-    }
-    tx.commit().await?;
-    Ok(jobs.len())
+    let path = std::path::Path::new("assets/demo.toml");
+    let file = jobfile::parse_file(DEMO_JOBS, path)?;
+    let identity = apply::identity(&file, path);
+    apply::apply(
+        client,
+        actor,
+        &file,
+        path,
+        &identity,
+        apply::ApplyOptions::default(),
+    )
+    .await
+    .context("seeding the demo jobs")?;
+    Ok(file.jobs.len())
 }

@@ -105,6 +105,9 @@ pub struct FailurePolicy {
     /// First retry delay; doubled on each further retry.
     #[serde(with = "duration_secs")]
     pub retry_backoff: Duration,
+    /// Failures in a row that send a "failure streak" notification; `None`
+    /// uses the global `[notifications] failure_streak`.
+    pub notify_after: Option<i32>,
 }
 
 impl Default for FailurePolicy {
@@ -114,6 +117,7 @@ impl Default for FailurePolicy {
             min_age: DEFAULT_FAILURE_MIN_AGE,
             retry_max: 0,
             retry_backoff: DEFAULT_RETRY_BACKOFF,
+            notify_after: None,
         }
     }
 }
@@ -176,6 +180,9 @@ impl JobSpec {
         }
         if self.run_as.is_some() && self.action != ActionKind::Sql {
             return Err("run_as applies to sql jobs only".to_string());
+        }
+        if self.failure.notify_after.is_some_and(|n| n < 1) {
+            return Err("notify_failures must be 1 or more".into());
         }
         if self.timeout == Some(Duration::ZERO) {
             return Err("a timeout of zero is not allowed (use \"none\" for no timeout)".into());

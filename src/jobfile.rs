@@ -4,6 +4,8 @@
 //! through `crate::ops`. Every error names the file, the line and the field.
 //!
 //! ```toml
+//! source = "billing"              # optional: who manages these jobs (see below)
+//!
 //! [[job]]
 //! name = "refresh-stats"          # required, unique
 //! schedule = "every 15m"          # required: "90s", "1h 30m", "0 9 * * MON Europe/Paris", "manual"
@@ -18,9 +20,19 @@
 //! paused = false
 //! pause_reason = "waiting for the migration"
 //! failure_threshold = 5           # consecutive failures before auto-pause; 0 never
+//! failure_min_age = "24h"         # the streak's first failure must be this old ("0s": at once)
 //! retries = 0
 //! retry_backoff = "1m"
+//! notify_failures = 3             # failures in a row that notify; default [notifications]
 //! ```
+//!
+//! ## Identity (`source`)
+//!
+//! `crondeck apply` marks the jobs it creates as managed by the file's
+//! identity, stored in the job's `managed_by`: the top-level `source` if the
+//! file has one, else `file:` and the file's canonical path. `--prune` removes
+//! only jobs with that identity. Set `source` when the same file is applied
+//! from several checkouts (a laptop and CI), so that they agree.
 
 use std::collections::HashSet;
 use std::ops::Range;
@@ -33,6 +45,17 @@ use crate::job::{ActionKind, Catchup, JobSpec};
 use crate::schedule::Schedule;
 use crate::timespec;
 
+mod export;
+pub use export::{export_json, export_toml, format_duration};
+
+/// A whole jobs file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobFile {
+    /// The top-level `source`, if given (see the module doc).
+    pub source: Option<String>,
+    pub jobs: Vec<FileJob>,
+}
+
 /// One job read from a file, with the operator-facing options that are not
 /// part of the definition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +63,8 @@ pub struct FileJob {
     pub spec: JobSpec,
     pub paused: bool,
     pub pause_reason: Option<String>,
+    /// Line of the job's `name`, for messages about the job as a whole.
+    pub line: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +78,7 @@ pub struct JobFileError {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawFile {
+    source: Option<Spanned<String>>,
     #[serde(default)]
     job: Vec<RawJob>,
 }
@@ -77,28 +103,45 @@ struct RawJob {
     paused: bool,
     pause_reason: Option<String>,
     failure_threshold: Option<Spanned<i32>>,
+    failure_min_age: Option<Spanned<String>>,
     retries: Option<Spanned<i32>>,
     retry_backoff: Option<Spanned<String>>,
+    notify_failures: Option<Spanned<i32>>,
 }
 
 /// Read and check a jobs file.
-pub fn load(path: &Path) -> Result<Vec<FileJob>, JobFileError> {
+pub fn load(path: &Path) -> Result<JobFile, JobFileError> {
     let text = std::fs::read_to_string(path).map_err(|e| JobFileError {
         path: path.to_path_buf(),
         line: 0,
         message: format!("cannot read the file: {e}"),
     })?;
-    parse(&text, path)
+    parse_file(&text, path)
+}
+
+/// Check a jobs file's text and return its jobs; `path` is only used in messages.
+pub fn parse(text: &str, path: &Path) -> Result<Vec<FileJob>, JobFileError> {
+    parse_file(text, path).map(|file| file.jobs)
 }
 
 /// Check a jobs file's text; `path` is only used in messages.
-pub fn parse(text: &str, path: &Path) -> Result<Vec<FileJob>, JobFileError> {
+pub fn parse_file(text: &str, path: &Path) -> Result<JobFile, JobFileError> {
     let err = |span: Option<Range<usize>>, message: String| JobFileError {
         path: path.to_path_buf(),
         line: span.map_or(0, |s| line_of(text, s.start)),
         message,
     };
     let raw: RawFile = toml::from_str(text).map_err(|e| err(e.span(), e.message().to_string()))?;
+    let source = match raw.source {
+        Some(source) if source.get_ref().trim().is_empty() => {
+            return Err(err(
+                Some(source.span()),
+                "field `source`: must not be empty (or leave it out to use the file's path)".into(),
+            ))
+        }
+        Some(source) => Some(source.into_inner()),
+        None => None,
+    };
     let mut seen = HashSet::new();
     let mut jobs = Vec::with_capacity(raw.job.len());
     for job in raw.job {
@@ -161,6 +204,20 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<FileJob>, JobFileError> {
                 ));
             }
         }
+        if let Some(age) = &job.failure_min_age {
+            spec.failure.min_age = parse_duration_or_zero(age.get_ref())
+                .map_err(|e| field_err(age.span(), "failure_min_age", e.to_string()))?;
+        }
+        if let Some(notify) = &job.notify_failures {
+            if *notify.get_ref() < 1 {
+                return Err(field_err(
+                    notify.span(),
+                    "notify_failures",
+                    "must be 1 or more (leave it out to use the [notifications] default)".into(),
+                ));
+            }
+            spec.failure.notify_after = Some(*notify.get_ref());
+        }
         if let Some(retries) = &job.retries {
             spec.failure.retry_max = *retries.get_ref();
             if spec.failure.retry_max < 0 {
@@ -181,9 +238,19 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<FileJob>, JobFileError> {
             spec,
             paused: job.paused,
             pause_reason: job.pause_reason,
+            line: line_of(text, job.name.span().start),
         });
     }
-    Ok(jobs)
+    Ok(JobFile { source, jobs })
+}
+
+/// A duration, where zero (`"0"`, `"0s"`) is meaningful ("at once").
+fn parse_duration_or_zero(text: &str) -> Result<std::time::Duration, timespec::TimeSpecError> {
+    let trimmed = text.trim();
+    if trimmed == "0" || trimmed.trim_end_matches(char::is_alphabetic) == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    timespec::parse_duration(text)
 }
 
 /// 1-based line number of a byte offset.
@@ -266,5 +333,29 @@ mod tests {
         )
         .expect("demo jobs parse");
         assert!(jobs.len() >= 7);
+    }
+
+    #[test]
+    fn source_and_new_fields_are_read() {
+        let file = parse_file(
+            "source = \"billing\"\n[[job]]\nname = \"a\"\nschedule = \"1m\"\nsql = \"x\"\nfailure_min_age = \"0s\"\nnotify_failures = 2\n",
+            Path::new("jobs.toml"),
+        )
+        .expect("valid file");
+        assert_eq!(file.source.as_deref(), Some("billing"));
+        assert_eq!(file.jobs[0].spec.failure.min_age, std::time::Duration::ZERO);
+        assert_eq!(file.jobs[0].spec.failure.notify_after, Some(2));
+        assert_eq!(file.jobs[0].line, 3);
+    }
+
+    #[test]
+    fn unknown_time_zone_names_the_schedule_line() {
+        let err = parse_str(
+            "[[job]]\nname = \"a\"\nschedule = \"0 9 * * MON Mars/Olympus\"\nsql = \"x\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with("jobs.toml:3:"), "{err}");
+        assert!(err.contains("field `schedule`"), "{err}");
     }
 }

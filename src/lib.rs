@@ -16,11 +16,17 @@
 //! - [`embedded`] starts or attaches to the private PostgreSQL server of the
 //!   default setup; [`database`] opens whichever database the [`config`]
 //!   settings point at, migrating (and seeding the demo jobs) on first use.
+//! - [`apply`] makes the jobs match a jobs file ([`jobfile`]); [`check`]
+//!   judges the cluster for monitoring systems; [`notify`] sends the events
+//!   operators are paged for, once per episode across all nodes; [`metrics`]
+//!   exposes the headless scheduler to Prometheus.
 //! - [`cli`] turns arguments into validated domain values and calls the above.
 //!
 //! The database, schedule and job modules do not depend on the command line
 //! or any user interface, so they can be used as a library.
 
+pub mod apply;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod database;
@@ -29,6 +35,8 @@ pub mod embedded;
 pub mod health;
 pub mod job;
 pub mod jobfile;
+pub mod metrics;
+pub mod notify;
 pub mod ops;
 pub mod schedule;
 pub mod scheduler;

@@ -389,3 +389,60 @@ pub async fn run_now(client: &mut impl GenericClient, actor: &Actor, name: &str)
     tx.commit().await?;
     Ok(request_id)
 }
+
+/// Update a job's definition from a jobs file (`apply`): what it runs and
+/// how, and who manages it. Schedule and priority are operator-owned and only
+/// restored with `reset_schedule`; pause state, `nextcall` (unless the
+/// schedule itself changes) and `numbercall` are never touched. Returns the
+/// fields that differed (applied or kept); nothing is written or audited when
+/// no applied field differs.
+pub async fn update_definition(
+    client: &mut impl GenericClient,
+    actor: &Actor,
+    spec: &JobSpec,
+    managed_by: &str,
+    reset_schedule: bool,
+) -> Result<(Job, Vec<crate::apply::FieldChange>)> {
+    spec.validate().map_err(OpsError::Invalid)?;
+    let tx = client.transaction().await?;
+    let job = job_get(&tx, &spec.name, true).await?;
+    let changes = crate::apply::diff(&job, spec, managed_by, reset_schedule);
+    let applied: Vec<_> = changes.iter().filter(|c| c.applied).collect();
+    if applied.is_empty() {
+        tx.commit().await?;
+        return Ok((job, changes));
+    }
+    crate::db::jobs::job_update_definition(&tx, job.id, spec, Some(managed_by)).await?;
+    if reset_schedule {
+        if job.spec.schedule != spec.schedule {
+            let now = db_now(&tx).await?;
+            let next = rescheduled_nextcall(&spec.schedule, job.nextcall, now);
+            job_update_schedule(&tx, job.id, &spec.schedule, next).await?;
+        }
+        if job.spec.priority != spec.priority {
+            job_update_priority(&tx, job.id, spec.priority).await?;
+        }
+    }
+    let old: serde_json::Map<String, Value> = applied
+        .iter()
+        .map(|c| (c.field.to_string(), json!(c.old)))
+        .collect();
+    let new: serde_json::Map<String, Value> = applied
+        .iter()
+        .map(|c| (c.field.to_string(), json!(c.new)))
+        .collect();
+    let reason = format!("apply ({managed_by})");
+    audit(
+        &tx,
+        actor,
+        &job,
+        "apply",
+        Value::Object(old),
+        Value::Object(new),
+        Some(&reason),
+    )
+    .await?;
+    let updated = job_get(&tx, &spec.name, false).await?;
+    tx.commit().await?;
+    Ok((updated, changes))
+}

@@ -2,6 +2,7 @@
 //! group. Arguments become validated domain values here, at the edge.
 
 mod jobs;
+mod operations;
 mod output;
 mod runs;
 
@@ -76,6 +77,14 @@ pub enum Command {
     Audit(jobs::AuditArgs),
     /// Apply schema migrations to the job database (also done at every start)
     Migrate,
+    /// Make the jobs match a TOML jobs file (create, update, --prune); one transaction
+    Apply(operations::ApplyArgs),
+    /// Write the jobs out as a jobs file (TOML, or --json); `apply` of it changes nothing
+    Export(operations::ExportArgs),
+    /// One-line health for monitoring: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN
+    Check(operations::CheckArgs),
+    /// Show the notifications sent (all, or one job's)
+    Notifications(operations::NotificationsArgs),
 }
 
 /// Exit codes, documented in the README.
@@ -123,6 +132,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         )
         .into());
     }
+    // `check` opens the database itself: not reaching it is UNKNOWN (3).
+    if let Command::Check(a) = &command {
+        return operations::check(&settings, a).await;
+    }
     let mut db = database::open(&settings).await?;
     if db.seeded {
         eprintln!(
@@ -142,6 +155,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Run(a) => runs::run(&mut db, &a).await,
         Command::History(a) => runs::history(&db, &a).await,
         Command::Scheduler(a) => runs::scheduler(db, &settings, &a).await,
+        Command::Apply(a) => operations::apply(&mut db, &a).await,
+        Command::Export(a) => operations::export(&db, &a).await,
+        Command::Notifications(a) => operations::notifications(&db, &a).await,
+        Command::Check(_) => Ok(()), // handled above
         Command::Migrate => {
             let report = &db.migrations;
             if report.applied.is_empty() {
@@ -179,7 +196,7 @@ impl Command {
                 | Command::Resume(_)
                 | Command::Remove(_)
                 | Command::Run(_)
-        )
+        ) || matches!(self, Command::Apply(a) if !a.dry_run)
     }
 }
 
@@ -190,6 +207,9 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
     use crate::embedded::EmbeddedError;
     use crate::ops::OpsError;
     for cause in error.chain() {
+        if let Some(operations::CheckExit(status)) = cause.downcast_ref() {
+            return status.code();
+        }
         if cause.downcast_ref::<runs::RunDidNotSucceed>().is_some() {
             return exit::RUN_FAILED;
         }

@@ -60,6 +60,10 @@ pub struct SchedulerArgs {
     /// On SIGTERM/SIGINT, how long running jobs may finish [default: 30s]
     #[arg(long, value_name = "DURATION")]
     pub shutdown_grace: Option<String>,
+    /// Serve Prometheus metrics at http://ADDR/metrics; ADDR is HOST:PORT or
+    /// a port on 127.0.0.1 [default: off, or [metrics] addr; usual: 127.0.0.1:9464]
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<String>,
 }
 
 /// Exit code of `run --wait` when the run did not succeed.
@@ -222,6 +226,10 @@ pub fn node_config(settings: &Settings, args: &SchedulerArgs) -> anyhow::Result<
     if let Some(days) = settings.file.retention.keep_days {
         config.retention.keep_days = i32::try_from(days).unwrap_or(i32::MAX);
     }
+    config.notifier =
+        crate::notify::Notifier::from_file(&settings.file.notifications, &config.name)
+            .map_err(ops::OpsError::Invalid)?
+            .map(std::sync::Arc::new);
     config
         .validate()
         .map_err(|e| ops::OpsError::Invalid(format!("scheduler settings: {e}")))?;
@@ -234,7 +242,27 @@ pub async fn scheduler(
     settings: &Settings,
     args: &SchedulerArgs,
 ) -> anyhow::Result<()> {
-    let config = node_config(settings, args)?;
+    let mut config = node_config(settings, args)?;
+    let metrics_addr = args
+        .metrics_addr
+        .as_ref()
+        .or(settings.file.metrics.addr.as_ref())
+        .map(|text| crate::metrics::parse_addr(text).map_err(ops::OpsError::Invalid))
+        .transpose()?;
+    let stop_metrics = tokio_util::sync::CancellationToken::new();
+    if let Some(addr) = metrics_addr {
+        // Bound before the node starts, so a taken port fails the start.
+        let listener = crate::metrics::bind(addr).await?;
+        let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
+        config.observer = Some(metrics.clone());
+        tokio::spawn(crate::metrics::serve(
+            listener,
+            metrics,
+            db.spec.clone(),
+            stop_metrics.clone(),
+        ));
+        eprintln!("crondeck scheduler: metrics at http://{addr}/metrics");
+    }
     let node = NodeHandle::start(db.spec.clone(), config).await?;
     eprintln!(
         "crondeck scheduler: node {} ({}) on {}; stop with Ctrl-C or SIGTERM",
@@ -245,6 +273,7 @@ pub async fn scheduler(
     wait_for_signal().await?;
     tracing::info!("stopping: finishing running jobs");
     node.shutdown().await?;
+    stop_metrics.cancel();
     drop(db);
     Ok(())
 }

@@ -19,7 +19,7 @@ pub const JOB_COLUMNS: &str =
     failure_threshold, failure_min_age_ms, retry_max, retry_backoff_ms, managed_by, created_at, \
     updated_at, first_due_at, last_run_id, last_started_at, last_ended_at, last_status, \
     last_duration_ms, last_success_at, failure_streak, failure_streak_since, running_run_id, \
-    running_node_id, running_since";
+    running_node_id, running_since, notify_failures";
 
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
@@ -108,6 +108,7 @@ pub fn job_from_row(row: &Row) -> Result<Job, DbError> {
                 min_age: duration_from_millis(row.try_get("failure_min_age_ms")?),
                 retry_max: row.try_get("retry_max")?,
                 retry_backoff: duration_from_millis(row.try_get("retry_backoff_ms")?),
+                notify_after: row.try_get("notify_failures")?,
             },
         },
         nextcall: row.try_get("nextcall")?,
@@ -180,9 +181,10 @@ pub async fn job_insert(
         "INSERT INTO crondeck.jobs (name, description, schedule_kind, interval_count, interval_unit,
              cron_expr, cron_tz, catchup, nextcall, numbercall, priority, active, paused_at,
              paused_by, paused_reason, paused_until, action_kind, command, timeout_ms, run_as, tags,
-             failure_threshold, failure_min_age_ms, retry_max, retry_backoff_ms, managed_by)
+             failure_threshold, failure_min_age_ms, retry_max, retry_backoff_ms, managed_by,
+             notify_failures)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
-             $19, $20, $21, $22, $23, $24, $25, $26)
+             $19, $20, $21, $22, $23, $24, $25, $26, $27)
          RETURNING {JOB_COLUMNS}"
     );
     let row = client
@@ -215,6 +217,7 @@ pub async fn job_insert(
                 &spec.failure.retry_max,
                 &millis(spec.failure.retry_backoff),
                 &managed_by,
+                &spec.failure.notify_after,
             ],
         )
         .await
@@ -339,5 +342,43 @@ pub async fn job_delete(client: &impl GenericClient, id: i64) -> Result<(), DbEr
     client
         .execute("DELETE FROM crondeck.jobs WHERE id = $1", &[&id])
         .await?;
+    Ok(())
+}
+
+/// Replace what a job executes and how (everything an admin defines except
+/// the name, the schedule, priority and numbercall, which operators own), and
+/// who manages it. Used by `apply`; the caller audits.
+pub async fn job_update_definition(
+    client: &impl GenericClient,
+    id: i64,
+    spec: &JobSpec,
+    managed_by: Option<&str>,
+) -> Result<(), DbError> {
+    client
+        .execute(
+            "UPDATE crondeck.jobs SET description = $2, catchup = $3, action_kind = $4,
+                 command = $5, timeout_ms = $6, run_as = $7, tags = $8, failure_threshold = $9,
+                 failure_min_age_ms = $10, retry_max = $11, retry_backoff_ms = $12,
+                 notify_failures = $13, managed_by = $14, updated_at = now()
+             WHERE id = $1",
+            &[
+                &id,
+                &spec.description,
+                &spec.catchup.as_str(),
+                &spec.action.as_str(),
+                &spec.command,
+                &spec.timeout.map(millis),
+                &spec.run_as,
+                &spec.tags,
+                &spec.failure.threshold,
+                &millis(spec.failure.min_age),
+                &spec.failure.retry_max,
+                &millis(spec.failure.retry_backoff),
+                &spec.failure.notify_after,
+                &managed_by,
+            ],
+        )
+        .await
+        .map_err(|e| DbError::from_write(e, &spec.name))?;
     Ok(())
 }

@@ -19,11 +19,18 @@ pub struct Migration {
 }
 
 /// All migrations, in order. Append only: never edit or renumber a released one.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sql: include_str!("migrations/0001_init.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("migrations/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "operations",
+        sql: include_str!("migrations/0002_operations.sql"),
+    },
+];
 
 /// Arbitrary but fixed key for `pg_advisory_lock`; "crondeck" in ASCII.
 const MIGRATION_LOCK_KEY: i64 = 0x6372_6f6e_6465_636b;

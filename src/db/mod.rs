@@ -9,6 +9,7 @@ pub mod connect;
 pub mod jobs;
 pub mod migrate;
 pub mod nodes;
+pub mod notifications;
 pub mod requests;
 pub mod runs;
 pub mod tls;

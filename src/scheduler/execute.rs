@@ -120,7 +120,7 @@ pub async fn record(
     loop {
         match record_once(shared, &completion).await {
             Ok(result) => {
-                log_result(run, status, &result);
+                log_result(shared, run, status, &result);
                 return;
             }
             Err(error) if Instant::now() < give_up => {
@@ -131,6 +131,9 @@ pub async fn record(
             Err(error) => {
                 tracing::error!(run = run.run_id, error = %format!("{error:#}"),
                     "could not record the run within the lease; it will be marked abandoned");
+                if let Some(observer) = &shared.config.observer {
+                    observer.run_lost(run);
+                }
                 return;
             }
         }
@@ -149,7 +152,13 @@ async fn record_once(shared: &Shared, completion: &Completion<'_>) -> anyhow::Re
     Ok(result)
 }
 
-pub fn log_result(run: &ClaimedRun, status: RunStatus, result: &FinishResult) {
+pub fn log_result(shared: &Shared, run: &ClaimedRun, status: RunStatus, result: &FinishResult) {
+    if let Some(observer) = &shared.config.observer {
+        match result {
+            FinishResult::Fenced => observer.run_lost(run),
+            FinishResult::Recorded { .. } => observer.run_finished(run, status),
+        }
+    }
     let job = &run.job.spec.name;
     match result {
         FinishResult::Fenced => tracing::warn!(

@@ -41,6 +41,7 @@
 //! - A tick whose run was abandoned is not retried automatically; the next
 //!   tick runs as usual.
 
+mod alerts;
 mod execute;
 mod heartbeat;
 mod listen;
@@ -49,9 +50,24 @@ mod prune;
 pub mod shell;
 mod sql;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use node::{NodeHandle, NodeStatus};
+
+use crate::db::claim::ClaimedRun;
+use crate::db::runs::RunStatus;
+
+/// Told when this node starts and finishes runs (the metrics implement it).
+/// Called on the scheduler's tasks: keep it quick and never block.
+pub trait RunObserver: Send + Sync + std::fmt::Debug {
+    /// A run was claimed and is about to execute.
+    fn run_started(&self, run: &ClaimedRun);
+    /// A run's end was recorded with `status`.
+    fn run_finished(&self, run: &ClaimedRun, status: RunStatus);
+    /// A run was taken away from this node (lease lost); nothing recorded.
+    fn run_lost(&self, run: &ClaimedRun);
+}
 
 /// Settings of one node, with documented defaults.
 #[derive(Debug, Clone)]
@@ -75,6 +91,11 @@ pub struct NodeConfig {
     /// Bytes kept at the head and at the tail of each output stream. Default 16 KiB.
     pub output_limit: usize,
     pub retention: Retention,
+    /// Notification channels and thresholds; `None` (the default) detects
+    /// and sends nothing. See `crate::notify`.
+    pub notifier: Option<Arc<crate::notify::Notifier>>,
+    /// Told about runs (metrics); `None` by default.
+    pub observer: Option<Arc<dyn RunObserver>>,
 }
 
 /// Run-history retention (SPEC §3.15): per job, keep the newest `keep_runs`
@@ -116,6 +137,8 @@ impl Default for NodeConfig {
             kill_grace: Duration::from_secs(5),
             output_limit: 16 * 1024,
             retention: Retention::default(),
+            notifier: None,
+            observer: None,
         }
     }
 }

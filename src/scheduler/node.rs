@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::{execute, heartbeat, listen, prune, NodeConfig};
+use super::{alerts, execute, heartbeat, listen, prune, NodeConfig};
 use crate::db::audit::Actor;
 use crate::db::claim::{claim, next_wake, Claimer};
 use crate::db::connect::ConnectionSpec;
@@ -189,6 +189,9 @@ async fn run(shared: Arc<Shared>, stop: CancellationToken) -> anyhow::Result<()>
         services.clone(),
     ));
     tokio::spawn(prune::run(shared.clone(), services.clone()));
+    if let Some(notifier) = shared.config.notifier.clone() {
+        tokio::spawn(alerts::run(shared.clone(), notifier, services.clone()));
+    }
 
     let mut workers: JoinSet<()> = JoinSet::new();
     let mut lease_rx = shared.lease_ok.subscribe();
@@ -270,6 +273,9 @@ async fn cycle(
     let started = report.started.len();
     for run in report.started {
         tracing::debug!(job = %run.job.spec.name, run = run.run_id, trigger = run.trigger.as_str(), "starting run");
+        if let Some(observer) = &shared.config.observer {
+            observer.run_started(&run);
+        }
         shared.busy.fetch_add(1, Ordering::Relaxed);
         let shared = shared.clone();
         let token = shared.run_token();

@@ -187,7 +187,7 @@ async fn run_in_transaction(
         }
         FinishResult::Recorded { .. } => tx.commit().await.map_err(Failure::Db)?,
     }
-    log_result(run, RunStatus::Succeeded, &result);
+    log_result(shared, run, RunStatus::Succeeded, &result);
     Ok(())
 }
 

@@ -1,0 +1,297 @@
+//! Operations commands: apply and export (jobs as code), check (monitoring),
+//! notifications (what was sent).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{ArgGroup, Args};
+
+use crate::apply::{self, ApplyOptions};
+use crate::check::{self, CheckOptions, Status};
+use crate::config::Settings;
+use crate::database::{self, Database};
+use crate::db::audit::Actor;
+use crate::db::jobs::job_list;
+use crate::db::nodes::node_list_live;
+use crate::db::notifications::{notification_list, notifications_for_job, NotificationRow};
+use crate::health::Thresholds;
+use crate::notify::{self, Notifier};
+use crate::ops::{db_now, OpsError};
+use crate::{jobfile, timespec};
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// Jobs file (TOML, `[[job]]` tables; see the README)
+    pub file: PathBuf,
+    /// Print the plan and write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Remove jobs managed by this file that are no longer in it
+    #[arg(long)]
+    pub prune: bool,
+    /// Restore the file's schedule and priority over edits made by operators
+    #[arg(long)]
+    pub reset_schedule: bool,
+    /// Print the plan as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(group = ArgGroup::new("format").args(["json", "toml"]).multiple(false))]
+pub struct ExportArgs {
+    /// Write JSON (the same structure; for scripts)
+    #[arg(long)]
+    pub json: bool,
+    /// Write a TOML jobs file that `crondeck apply` reads (the default)
+    #[arg(long)]
+    pub toml: bool,
+    /// Only jobs managed by this source (see `source` in jobs files)
+    #[arg(long, value_name = "SOURCE")]
+    pub source: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Print JSON: the status, the counts and every problem
+    #[arg(long)]
+    pub json: bool,
+    /// Only jobs with this tag
+    #[arg(long, value_name = "TAG")]
+    pub tag: Option<String>,
+    /// Only this job
+    #[arg(long, value_name = "NAME")]
+    pub job: Option<String>,
+    /// A job whose tick passed longer ago than this is late [default: 30s, or [check]]
+    #[arg(long, value_name = "DURATION")]
+    pub late_grace: Option<String>,
+    /// Intervals without success that make a job overdue [default: 2, or [check]]
+    #[arg(long, value_name = "N")]
+    pub overdue_intervals: Option<u32>,
+    /// Failures in a row before a job counts as failing [default: 1, or [check]]
+    #[arg(long, value_name = "N")]
+    pub failing_streak: Option<u32>,
+    /// Fewer live scheduler nodes than this is CRITICAL [default: 1, or [check]]
+    #[arg(long, value_name = "N")]
+    pub min_nodes: Option<u32>,
+    /// Give up reaching the database after this long (then UNKNOWN) [default: 10s]
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
+    /// Do not send the "no live node" notification (the dead man's switch)
+    #[arg(long)]
+    pub no_notify: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct NotificationsArgs {
+    /// Only this job's notifications
+    pub name: Option<String>,
+    #[arg(long, default_value_t = 50)]
+    pub limit: i64,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `check` ends with its Nagios status as the exit code.
+#[derive(Debug, thiserror::Error)]
+#[error("check: {}", .0.word())]
+pub struct CheckExit(pub Status);
+
+pub async fn apply(db: &mut Database, args: &ApplyArgs) -> anyhow::Result<()> {
+    let file = jobfile::load(&args.file)?;
+    let identity = apply::identity(&file, &args.file);
+    let opts = ApplyOptions {
+        dry_run: args.dry_run,
+        prune: args.prune,
+        reset_schedule: args.reset_schedule,
+    };
+    let plan = apply::apply(
+        &mut db.client,
+        &Actor::current(),
+        &file,
+        &args.file,
+        &identity,
+        opts,
+    )
+    .await?;
+    if args.json {
+        let json =
+            serde_json::json!({ "dry_run": args.dry_run, "plan": plan, "noop": plan.is_noop() });
+        println!("{}", serde_json::to_string_pretty(&json)?);
+    } else {
+        print!("{}", plan.render(args.dry_run));
+    }
+    Ok(())
+}
+
+pub async fn export(db: &Database, args: &ExportArgs) -> anyhow::Result<()> {
+    let mut jobs = job_list(&db.client).await?;
+    if let Some(source) = &args.source {
+        jobs.retain(|j| j.managed_by.as_deref() == Some(source.as_str()));
+    }
+    jobs.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
+    // The file's identity: the one asked for, or the one all jobs share, so
+    // that applying the export back manages them as they are managed now.
+    let common = jobs
+        .first()
+        .and_then(|j| j.managed_by.clone())
+        .filter(|first| jobs.iter().all(|j| j.managed_by.as_deref() == Some(first)));
+    let source = args.source.clone().or(common);
+    if source.is_none() && !jobs.is_empty() {
+        eprintln!(
+            "note: these jobs are not all managed by one source; add `source = \"NAME\"` to the file \
+             before applying it, or applying it will manage them under the file's path"
+        );
+    }
+    let text = if args.json {
+        jobfile::export_json(source.as_deref(), &jobs)?
+    } else {
+        jobfile::export_toml(source.as_deref(), &jobs)?
+    };
+    print!("{text}");
+    if !text.ends_with('\n') {
+        println!();
+    }
+    Ok(())
+}
+
+fn check_options(settings: &Settings, args: &CheckArgs) -> anyhow::Result<CheckOptions> {
+    let file = &settings.file.check;
+    let mut thresholds = Thresholds::default();
+    if let Some(text) = args.late_grace.as_ref().or(file.late_grace.as_ref()) {
+        thresholds.late_grace = timespec::parse_duration(text).context("late grace")?;
+    }
+    if let Some(n) = args.overdue_intervals.or(file.overdue_intervals) {
+        if n == 0 {
+            return Err(OpsError::Invalid("overdue intervals must be 1 or more".into()).into());
+        }
+        thresholds.overdue_intervals = n;
+    }
+    Ok(CheckOptions {
+        thresholds,
+        failing_streak: args.failing_streak.or(file.failing_streak).unwrap_or(1),
+        min_nodes: args.min_nodes.or(file.min_nodes).unwrap_or(1) as usize,
+        tag: args.tag.clone(),
+        job: args.job.clone(),
+    })
+}
+
+/// `crondeck check`. Opens the database itself, so that not reaching it is
+/// UNKNOWN (3), not the usual "unavailable" exit code.
+pub async fn check(settings: &Settings, args: &CheckArgs) -> anyhow::Result<()> {
+    let opts = check_options(settings, args)?;
+    let limit = match &args.timeout {
+        Some(text) => timespec::parse_duration(text).context("--timeout")?,
+        None => Duration::from_secs(10),
+    };
+    let unknown = |error: anyhow::Error| -> anyhow::Result<()> {
+        let line = check::unknown_line(&error);
+        if args.json {
+            let json = serde_json::json!({ "status": Status::Unknown, "code": 3, "summary": line });
+            println!("{json}");
+        } else {
+            println!("{line}");
+        }
+        Err(CheckExit(Status::Unknown).into())
+    };
+    let db = match tokio::time::timeout(limit, database::open(settings)).await {
+        Ok(Ok(db)) => db,
+        Ok(Err(error)) => return unknown(error),
+        Err(_) => {
+            return unknown(anyhow::anyhow!(
+                "no answer within {}",
+                humantime::format_duration(limit)
+            ))
+        }
+    };
+    let gathered = async {
+        let now = db_now(&db.client).await?;
+        let jobs = job_list(&db.client).await?;
+        let nodes = node_list_live(&db.client).await?;
+        anyhow::Ok((now, jobs, nodes))
+    };
+    let (now, jobs, nodes) = match tokio::time::timeout(limit, gathered).await {
+        Ok(Ok(data)) => data,
+        Ok(Err(error)) => return unknown(error),
+        Err(_) => {
+            return unknown(anyhow::anyhow!(
+                "no answer within {}",
+                humantime::format_duration(limit)
+            ))
+        }
+    };
+    if let Some(name) = &opts.job {
+        if !jobs.iter().any(|j| &j.spec.name == name) {
+            return unknown(anyhow::anyhow!("no job named \"{name}\""));
+        }
+    }
+    let report = check::evaluate(&jobs, &nodes, now, &opts);
+    if !args.no_notify && !settings.read_only {
+        dead_mans_switch(settings, &db, nodes.len()).await;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("{}", report.summary);
+    }
+    match report.status {
+        Status::Ok => Ok(()),
+        status => Err(CheckExit(status).into()),
+    }
+}
+
+/// With no live node, nobody else is left to say so: `check` sends it (once
+/// per episode, however often it runs).
+async fn dead_mans_switch(settings: &Settings, db: &Database, live_nodes: usize) {
+    let sender = format!("check@{}", Actor::current().host);
+    let notifier = match Notifier::from_file(&settings.file.notifications, &sender) {
+        Ok(Some(notifier)) => notifier,
+        Ok(None) => return,
+        Err(error) => {
+            eprintln!("crondeck: notifications not sent: {error}");
+            return;
+        }
+    };
+    match notify::check_cluster(&db.client, &notifier, live_nodes).await {
+        Ok(Some(pending)) => {
+            let delivered = notify::send(&notifier, &pending).await;
+            notify::record(&db.client, &pending, &delivered).await;
+        }
+        Ok(None) => {}
+        Err(error) => eprintln!("crondeck: could not record the no-live-node event: {error}"),
+    }
+}
+
+pub async fn notifications(db: &Database, args: &NotificationsArgs) -> anyhow::Result<()> {
+    let rows = match &args.name {
+        Some(name) => {
+            let job = crate::db::jobs::job_get(&db.client, name, false).await?;
+            notifications_for_job(&db.client, job.id, args.limit).await?
+        }
+        None => notification_list(&db.client, args.limit).await?,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        print!("{}", notification_table(&rows));
+    }
+    Ok(())
+}
+
+fn notification_table(rows: &[NotificationRow]) -> String {
+    if rows.is_empty() {
+        return "no notifications (configure channels in [notifications]; see the README)\n".into();
+    }
+    let mut out = String::new();
+    for row in rows {
+        out.push_str(&format!(
+            "{}  {:<14}  {:<10}  {}\n",
+            crate::timefmt::local(row.created_at),
+            row.event,
+            row.status,
+            row.message
+        ));
+    }
+    out
+}

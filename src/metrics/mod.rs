@@ -1,0 +1,251 @@
+//! Prometheus metrics of the headless scheduler (SPEC §10), in the
+//! OpenMetrics text format (which Prometheus scrapes natively).
+//!
+//! | series | type | from |
+//! |--------|------|------|
+//! | `crondeck_runs_total{job,status}` | counter | runs this node finished |
+//! | `crondeck_run_duration_seconds` | histogram | runs this node finished (wall time on this node) |
+//! | `crondeck_run_lateness_seconds{trigger}` | histogram | start minus scheduled time, at claim (database clock) |
+//! | `crondeck_jobs{state}` | gauge | every job's health state (SPEC §4), at scrape |
+//! | `crondeck_live_nodes` | gauge | nodes alive by their lease, at scrape |
+//! | `crondeck_workers`, `crondeck_busy_workers` | gauge | summed over live nodes, at scrape |
+//! | `crondeck_node_busy_workers{node}` | gauge | per live node, at scrape |
+//! | `crondeck_database_up` | gauge | 1 if the scrape could read the job database |
+//!
+//! Counters and histograms are per node (sum them across nodes in queries);
+//! the gauges read at scrape time describe the whole cluster, so every node
+//! reports the same values for them (use `max` rather than `sum`).
+
+mod server;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use serde::Deserialize;
+use tokio_postgres::GenericClient;
+
+pub use server::{bind, parse_addr, serve, DEFAULT_ADDR};
+
+use crate::db::claim::ClaimedRun;
+use crate::db::jobs::job_list;
+use crate::db::nodes::node_list_live;
+use crate::db::runs::RunStatus;
+use crate::health::{count_states, job_health, Thresholds};
+use crate::scheduler::RunObserver;
+
+/// `[metrics]` in the config file.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsFile {
+    /// Serve metrics on this address (`HOST:PORT`, or a port on 127.0.0.1).
+    pub addr: Option<String>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RunLabels {
+    job: String,
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TriggerLabels {
+    trigger: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NodeLabels {
+    node: String,
+}
+
+/// The metrics of one node process.
+pub struct Metrics {
+    registry: Registry,
+    runs: Family<RunLabels, Counter>,
+    duration: Histogram,
+    lateness: Family<TriggerLabels, Histogram>,
+    jobs: Family<StateLabels, Gauge>,
+    live_nodes: Gauge,
+    workers: Gauge,
+    busy: Gauge,
+    node_busy: Family<NodeLabels, Gauge>,
+    database_up: Gauge,
+    /// When each run in progress started on this node (monotonic clock).
+    started: Mutex<HashMap<i64, Instant>>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("crondeck");
+        let runs = Family::<RunLabels, Counter>::default();
+        registry.register(
+            "runs",
+            "Runs finished by this node, by job and status",
+            runs.clone(),
+        );
+        // 10 ms up to about 3 days, in factors of 4.
+        let duration = Histogram::new(exponential_buckets(0.01, 4.0, 14));
+        registry.register(
+            "run_duration_seconds",
+            "Duration of runs finished by this node",
+            duration.clone(),
+        );
+        let lateness = Family::<TriggerLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.001, 4.0, 14))
+        });
+        registry.register(
+            "run_lateness_seconds",
+            "Start of runs claimed by this node minus their scheduled time",
+            lateness.clone(),
+        );
+        let jobs = Family::<StateLabels, Gauge>::default();
+        registry.register(
+            "jobs",
+            "Jobs by health state (SPEC 4), cluster-wide",
+            jobs.clone(),
+        );
+        let live_nodes = Gauge::default();
+        registry.register(
+            "live_nodes",
+            "Scheduler nodes alive by their lease",
+            live_nodes.clone(),
+        );
+        let workers = Gauge::default();
+        registry.register("workers", "Worker slots of live nodes", workers.clone());
+        let busy = Gauge::default();
+        registry.register("busy_workers", "Busy workers of live nodes", busy.clone());
+        let node_busy = Family::<NodeLabels, Gauge>::default();
+        registry.register(
+            "node_busy_workers",
+            "Busy workers per live node (as of its last heartbeat)",
+            node_busy.clone(),
+        );
+        let database_up = Gauge::default();
+        registry.register(
+            "database_up",
+            "1 if the last scrape could read the job database",
+            database_up.clone(),
+        );
+        Metrics {
+            registry,
+            runs,
+            duration,
+            lateness,
+            jobs,
+            live_nodes,
+            workers,
+            busy,
+            node_busy,
+            database_up,
+            started: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Read the cluster-wide gauges from the job database.
+    pub async fn refresh(&self, client: &impl GenericClient) -> anyhow::Result<()> {
+        let now = crate::ops::db_now(client).await?;
+        let jobs = job_list(client).await?;
+        let nodes = node_list_live(client).await?;
+        let healths: Vec<_> = jobs
+            .iter()
+            .map(|j| job_health(j, now, &Thresholds::default()))
+            .collect();
+        for (state, count) in count_states(&healths) {
+            self.jobs
+                .get_or_create(&StateLabels {
+                    state: state.word().to_string(),
+                })
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
+        self.live_nodes
+            .set(i64::try_from(nodes.len()).unwrap_or(i64::MAX));
+        self.workers
+            .set(nodes.iter().map(|n| i64::from(n.workers)).sum());
+        self.busy.set(nodes.iter().map(|n| i64::from(n.busy)).sum());
+        // Nodes come and go: drop the series of the ones that went.
+        self.node_busy.clear();
+        for node in &nodes {
+            self.node_busy
+                .get_or_create(&NodeLabels {
+                    node: node.name.clone(),
+                })
+                .set(i64::from(node.busy));
+        }
+        Ok(())
+    }
+
+    /// Mark whether the last refresh could read the database.
+    pub fn set_database_up(&self, up: bool) {
+        self.database_up.set(i64::from(up));
+    }
+
+    /// The exposition text.
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
+        Ok(text)
+    }
+}
+
+impl RunObserver for Metrics {
+    fn run_started(&self, run: &ClaimedRun) {
+        let late = (run.started_at - run.scheduled_for)
+            .num_milliseconds()
+            .max(0);
+        #[allow(clippy::cast_precision_loss)] // milliseconds fit an f64 exactly for ~285k years
+        self.lateness
+            .get_or_create(&TriggerLabels {
+                trigger: run.trigger.as_str().to_string(),
+            })
+            .observe(late as f64 / 1000.0);
+        if let Ok(mut started) = self.started.lock() {
+            started.insert(run.run_id, Instant::now());
+        }
+    }
+
+    fn run_finished(&self, run: &ClaimedRun, status: RunStatus) {
+        self.runs
+            .get_or_create(&RunLabels {
+                job: run.job.spec.name.clone(),
+                status: status.as_str().to_string(),
+            })
+            .inc();
+        let started = self
+            .started
+            .lock()
+            .ok()
+            .and_then(|mut s| s.remove(&run.run_id));
+        if let Some(at) = started {
+            self.duration.observe(at.elapsed().as_secs_f64());
+        }
+    }
+
+    fn run_lost(&self, run: &ClaimedRun) {
+        if let Ok(mut started) = self.started.lock() {
+            started.remove(&run.run_id);
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! The metrics endpoint: a minimal HTTP/1 server (hyper) answering
+//! `GET /metrics`. Each scrape refreshes the cluster gauges from the job
+//! database over one connection kept between scrapes (and opened again after
+//! an error); when the database is unreachable the scrape still answers, with
+//! `crondeck_database_up 0` and the node's own counters.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use super::Metrics;
+use crate::db::connect::ConnectionSpec;
+
+/// Where metrics are served when only a port is given, or `[metrics] addr`
+/// is a bare port: loopback, so nothing is exposed by accident.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:9464";
+
+const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// `HOST:PORT`, `[V6]:PORT`, or a bare port (bound on 127.0.0.1).
+pub fn parse_addr(text: &str) -> Result<SocketAddr, String> {
+    let text = text.trim();
+    if let Ok(port) = text.parse::<u16>() {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    text.parse::<SocketAddr>().map_err(|_| {
+        format!("invalid metrics address \"{text}\" (expected HOST:PORT like {DEFAULT_ADDR}, or a port)")
+    })
+}
+
+struct State {
+    metrics: Arc<Metrics>,
+    spec: ConnectionSpec,
+    client: Mutex<Option<tokio_postgres::Client>>,
+}
+
+/// Serve until `stop`. The listener is bound by the caller, so a taken port
+/// is reported before the node starts.
+pub async fn serve(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    spec: ConnectionSpec,
+    stop: CancellationToken,
+) {
+    let state = Arc::new(State {
+        metrics,
+        spec,
+        client: Mutex::new(None),
+    });
+    loop {
+        let accepted = tokio::select! {
+            () = stop.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                tracing::warn!(%error, "metrics: accepting a connection failed");
+                continue;
+            }
+        };
+        let state = state.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| handle(state.clone(), req));
+            if let Err(error) = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!(%error, "metrics: connection ended with an error");
+            }
+        });
+    }
+}
+
+/// Bind the metrics address, with a message that names it.
+pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    if !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "metrics are served on a non-loopback address; anyone who can reach it can read job names");
+    }
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot serve metrics on {addr}"))
+}
+
+async fn handle(
+    state: Arc<State>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let reply = |status: StatusCode, content_type: &str, body: String| {
+        let mut response = Response::new(Full::new(Bytes::from(body)));
+        *response.status_mut() = status;
+        if let Ok(value) = content_type.parse() {
+            response
+                .headers_mut()
+                .insert(hyper::header::CONTENT_TYPE, value);
+        }
+        response
+    };
+    if req.method() != Method::GET {
+        return Ok(reply(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "GET only\n".into(),
+        ));
+    }
+    if req.uri().path() != "/metrics" {
+        return Ok(reply(
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "crondeck: metrics are at /metrics\n".into(),
+        ));
+    }
+    refresh(&state).await;
+    match state.metrics.encode() {
+        Ok(text) => Ok(reply(StatusCode::OK, CONTENT_TYPE, text)),
+        Err(_) => Ok(reply(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "text/plain",
+            "encoding failed\n".into(),
+        )),
+    }
+}
+
+async fn refresh(state: &State) {
+    let mut slot = state.client.lock().await;
+    if slot
+        .as_ref()
+        .map_or(true, tokio_postgres::Client::is_closed)
+    {
+        match state.spec.connect().await {
+            Ok(client) => *slot = Some(client),
+            Err(error) => {
+                tracing::warn!(error = %format!("{error:#}"), "metrics: cannot reach the job database");
+                state.metrics.set_database_up(false);
+                return;
+            }
+        }
+    }
+    let Some(client) = slot.as_ref() else { return };
+    match state.metrics.refresh(client).await {
+        Ok(()) => state.metrics.set_database_up(true),
+        Err(error) => {
+            tracing::warn!(error = %format!("{error:#}"), "metrics: reading the job database failed");
+            state.metrics.set_database_up(false);
+            *slot = None;
+        }
+    }
+}
