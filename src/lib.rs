@@ -34,3 +34,4 @@ pub mod schedule;
 pub mod scheduler;
 pub mod timefmt;
 pub mod timespec;
+pub mod tui;
