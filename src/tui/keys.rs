@@ -87,6 +87,8 @@ pub struct Binding {
     pub keys: &'static [Key],
     /// How the keys are written in the footer and help.
     pub label: &'static str,
+    /// One or two words for the footer.
+    pub short: &'static str,
     pub help: &'static str,
     pub command: Command,
     pub screens: Screens,
@@ -98,7 +100,7 @@ pub struct Binding {
 
 const fn bind(
     keys: &'static [Key],
-    label: &'static str,
+    (label, short): (&'static str, &'static str),
     help: &'static str,
     command: Command,
     screens: Screens,
@@ -107,6 +109,7 @@ const fn bind(
     Binding {
         keys,
         label,
+        short,
         help,
         command,
         screens,
@@ -117,7 +120,7 @@ const fn bind(
 
 const fn mutation(
     keys: &'static [Key],
-    label: &'static str,
+    (label, short): (&'static str, &'static str),
     help: &'static str,
     command: Command,
     hint: bool,
@@ -125,6 +128,7 @@ const fn mutation(
     Binding {
         keys,
         label,
+        short,
         help,
         command,
         screens: JOBS | DETAIL,
@@ -134,32 +138,32 @@ const fn mutation(
 }
 
 pub static BINDINGS: &[Binding] = &[
-    bind(&[ch('k'), code(KeyCode::Up)], "↑/k", "move up", Command::Up, ALL, true),
-    bind(&[ch('j'), code(KeyCode::Down)], "↓/j", "move down", Command::Down, ALL, false),
-    bind(&[ch('g'), code(KeyCode::Home)], "g", "go to the top", Command::Top, ALL, false),
-    bind(&[ch('G'), code(KeyCode::End)], "G", "go to the bottom", Command::Bottom, ALL, false),
-    bind(&[ctrl('d'), code(KeyCode::PageDown)], "^d", "half a page down", Command::PageDown, ALL, false),
-    bind(&[ctrl('u'), code(KeyCode::PageUp)], "^u", "half a page up", Command::PageUp, ALL, false),
-    bind(&[code(KeyCode::Enter)], "⏎", "open the job / run", Command::Open, JOBS | DETAIL, true),
-    bind(&[code(KeyCode::Esc)], "esc", "back / clear the filter", Command::Back, ALL, true),
-    bind(&[ch('/')], "/", "filter by name, tag or command", Command::Filter, JOBS, true),
-    bind(&[ch('1')], "1", "only failing jobs (again: all)", Command::Quick(Quick::Failing), JOBS, false),
-    bind(&[ch('2')], "2", "only overdue jobs", Command::Quick(Quick::Overdue), JOBS, false),
-    bind(&[ch('3')], "3", "only late jobs", Command::Quick(Quick::Late), JOBS, false),
-    bind(&[ch('4')], "4", "only running jobs", Command::Quick(Quick::Running), JOBS, false),
-    bind(&[ch('5')], "5", "only paused jobs", Command::Quick(Quick::Paused), JOBS, false),
-    bind(&[ch('s')], "s", "sort by the next column", Command::Sort, JOBS, false),
-    bind(&[ch('S')], "S", "reverse the sort", Command::SortReverse, JOBS, false),
-    mutation(&[ch('r')], "r", "run now", Command::RunNow, true),
-    mutation(&[ch('p')], "p", "pause (reason, duration)", Command::Pause, true),
-    mutation(&[ch('u')], "u", "resume", Command::Resume, false),
-    mutation(&[ch('e')], "e", "edit the schedule", Command::EditSchedule, true),
-    mutation(&[ch('n')], "n", "edit the next run", Command::EditNext, false),
-    mutation(&[ch('P')], "P", "change the priority", Command::EditPriority, false),
-    bind(&[ch('a')], "a", "audit trail", Command::Audit, JOBS | DETAIL, false),
-    bind(&[ctrl('r')], "^r", "refresh now", Command::Refresh, ALL, false),
-    bind(&[ch('?')], "?", "help", Command::Help, ALL, true),
-    bind(&[ch('q'), ctrl('c')], "q", "quit", Command::Quit, ALL, true),
+    bind(&[ch('k'), code(KeyCode::Up)], ("↑/k", "move"), "move up", Command::Up, ALL, true),
+    bind(&[ch('j'), code(KeyCode::Down)], ("↓/j", "down"), "move down", Command::Down, ALL, false),
+    bind(&[ch('g'), code(KeyCode::Home)], ("g", "top"), "go to the top", Command::Top, ALL, false),
+    bind(&[ch('G'), code(KeyCode::End)], ("G", "bottom"), "go to the bottom", Command::Bottom, ALL, false),
+    bind(&[ctrl('d'), code(KeyCode::PageDown)], ("^d", "page"), "half a page down", Command::PageDown, ALL, false),
+    bind(&[ctrl('u'), code(KeyCode::PageUp)], ("^u", "page"), "half a page up", Command::PageUp, ALL, false),
+    bind(&[code(KeyCode::Enter)], ("⏎", "open"), "open the job / run", Command::Open, JOBS | DETAIL, true),
+    bind(&[code(KeyCode::Esc)], ("esc", "back"), "back / clear the filter", Command::Back, ALL, true),
+    bind(&[ch('/')], ("/", "filter"), "filter by name, tag or command", Command::Filter, JOBS, true),
+    bind(&[ch('1')], ("1", "filter"), "only failing jobs (again: all)", Command::Quick(Quick::Failing), JOBS, false),
+    bind(&[ch('2')], ("2", "filter"), "only overdue jobs", Command::Quick(Quick::Overdue), JOBS, false),
+    bind(&[ch('3')], ("3", "filter"), "only late jobs", Command::Quick(Quick::Late), JOBS, false),
+    bind(&[ch('4')], ("4", "filter"), "only running jobs", Command::Quick(Quick::Running), JOBS, false),
+    bind(&[ch('5')], ("5", "filter"), "only paused jobs", Command::Quick(Quick::Paused), JOBS, false),
+    bind(&[ch('s')], ("s", "sort"), "sort by the next column", Command::Sort, JOBS, false),
+    bind(&[ch('S')], ("S", "reverse"), "reverse the sort", Command::SortReverse, JOBS, false),
+    mutation(&[ch('r')], ("r", "run"), "run now", Command::RunNow, true),
+    mutation(&[ch('p')], ("p", "pause"), "pause (reason, duration)", Command::Pause, true),
+    mutation(&[ch('u')], ("u", "resume"), "resume", Command::Resume, false),
+    mutation(&[ch('e')], ("e", "edit"), "edit the schedule", Command::EditSchedule, true),
+    mutation(&[ch('n')], ("n", "next"), "edit the next run", Command::EditNext, false),
+    mutation(&[ch('P')], ("P", "priority"), "change the priority", Command::EditPriority, false),
+    bind(&[ch('a')], ("a", "audit"), "audit trail", Command::Audit, JOBS | DETAIL, false),
+    bind(&[ctrl('r')], ("^r", "refresh"), "refresh now", Command::Refresh, ALL, false),
+    bind(&[ch('?')], ("?", "help"), "help", Command::Help, ALL, true),
+    bind(&[ch('q'), ctrl('c')], ("q", "quit"), "quit", Command::Quit, ALL, true),
 ];
 
 /// Normalise a terminal key: Shift is part of the character already.

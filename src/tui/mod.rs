@@ -6,3 +6,4 @@ pub mod forms;
 pub mod keys;
 pub mod theme;
 pub mod update;
+pub mod views;
