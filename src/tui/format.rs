@@ -53,6 +53,36 @@ pub fn next_run(at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
     }
 }
 
+/// A schedule in a table cell: "every 1h 30m", "every 1 month",
+/// "0 9 * * MON Europe/Paris", "manual".
+pub fn short_schedule(schedule: &crate::schedule::Schedule) -> String {
+    use crate::schedule::Schedule;
+    match schedule {
+        Schedule::Every(i) => match i.fixed_duration() {
+            Some(d) => format!("every {}", timespec::format_duration_short(d)),
+            None => format!("every {} {}", i.count, i.unit),
+        },
+        other => other.to_string(),
+    }
+}
+
+/// The last result in a few characters: "succeeded", "failed exit 3",
+/// "failed SQL 22012", "timed_out sig 9".
+pub fn short_result(rt: &crate::job::JobRuntime) -> String {
+    let Some(status) = &rt.last_status else {
+        return "-".to_string();
+    };
+    if let Some(code) = rt.last_exit_code.filter(|c| *c != 0) {
+        format!("{status} exit {code}")
+    } else if let Some(signal) = rt.last_signal {
+        format!("{status} sig {signal}")
+    } else if let Some(state) = &rt.last_sqlstate {
+        format!("{status} SQL {}", one_line(state))
+    } else {
+        status.clone()
+    }
+}
+
 /// Milliseconds as "850ms", "12s", "1m 5s".
 pub fn millis(ms: i64) -> String {
     if ms.abs() < 1000 {

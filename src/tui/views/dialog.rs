@@ -79,8 +79,8 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, d: &Dialog) {
         };
         lines.push(Line::styled(hint, t.dim()));
     }
-    // Wrapped error text can take more lines; leave room for two extra.
-    let height = (lines.len() as u16 + 4).min(area.height);
+    // Borders, plus one line of room for a wrapped error message.
+    let height = (lines.len() as u16 + 3).min(area.height);
     let popup = centered(area, width, height);
     let title = format!(" {} ", d.kind.title());
     let block = Block::default()

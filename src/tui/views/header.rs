@@ -13,9 +13,9 @@ use crate::tui::format::Zone;
 pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let t = &app.theme;
     let clock = match app.zone {
-        Zone::Utc => format!("{} UTC ", Zone::Utc.format(app.now, "%H:%M:%S")),
+        Zone::Utc => format!("  {} UTC ", Zone::Utc.format(app.now, "%H:%M:%S")),
         Zone::Local => format!(
-            "{} UTC · {} local ",
+            "  {} UTC · {} local ",
             Zone::Utc.format(app.now, "%H:%M:%S"),
             Zone::Local.format(app.now, "%H:%M:%S")
         ),

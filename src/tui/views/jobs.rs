@@ -1,7 +1,6 @@
 //! The jobs table (SPEC §5). Only the rows on screen are built.
 
 use ratatui::layout::Rect;
-use ratatui::style::Style;
 use ratatui::text::Line;
 use ratatui::widgets::{Cell, Paragraph, Row, Table};
 use ratatui::Frame;
@@ -10,12 +9,14 @@ use super::{constraints, fit_columns, Column};
 use crate::health::State;
 use crate::job::Job;
 use crate::tui::app::{App, Conn, SortKey};
-use crate::tui::format::{millis, millis_or_dash, next_run, one_line, relative};
+use crate::tui::format::{
+    millis, millis_or_dash, next_run, one_line, relative, short_result, short_schedule,
+};
 
 const COLUMNS: [Column; 10] = [
     Column { title: "STATE", width: 9, drop: 0 },
     Column { title: "NAME", width: 0, drop: 0 },
-    Column { title: "SCHEDULE", width: 13, drop: 5 },
+    Column { title: "SCHEDULE", width: 14, drop: 5 },
     Column { title: "NEXT", width: 11, drop: 0 },
     Column { title: "LAST", width: 10, drop: 6 },
     Column { title: "RESULT", width: 16, drop: 4 },
@@ -91,7 +92,7 @@ fn cells(app: &App, job: &Job, state: State) -> [String; 10] {
         Some(since) if rt.running_run_id.is_some() => {
             format!("running {}", crate::timespec::format_duration_short(now - since))
         }
-        _ => one_line(&rt.last_result()),
+        _ => short_result(rt),
     };
     let duration = match (rt.last_duration_ms, app.typical_ms.get(&job.id)) {
         (None, _) => "-".to_string(),
@@ -106,7 +107,7 @@ fn cells(app: &App, job: &Job, state: State) -> [String; 10] {
     [
         format!("{} {}", state.glyph(), state.word()),
         one_line(&job.spec.name),
-        job.spec.schedule.to_string(),
+        short_schedule(&job.spec.schedule),
         next,
         relative(rt.last_started_at, now),
         result,
@@ -119,9 +120,4 @@ fn cells(app: &App, job: &Job, state: State) -> [String; 10] {
         job.spec.priority.to_string(),
         rt.running_node_name.clone().unwrap_or_default(),
     ]
-}
-
-/// The style a row of `state` gets (for tests and the README legend).
-pub fn row_style(app: &App, state: State) -> Style {
-    app.theme.state(state)
 }
