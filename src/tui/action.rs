@@ -17,9 +17,14 @@ use crate::scheduler::NodeStatus;
 #[derive(Debug, Clone)]
 pub enum Action {
     Key(KeyEvent),
-    Resize { width: u16, height: u16 },
+    Resize {
+        width: u16,
+        height: u16,
+    },
     /// Once a second, with this host's clock: relative times move on.
-    Tick { wall: DateTime<Utc> },
+    Tick {
+        wall: DateTime<Utc>,
+    },
     /// The embedded node's own view of itself (None with --no-scheduler).
     OwnNode(Option<NodeStatus>),
     Data(DataEvent),
@@ -32,8 +37,14 @@ pub enum Action {
 pub enum DataEvent {
     Connection(Link),
     Jobs(Box<JobsSnapshot>),
-    Runs { job_id: i64, runs: Vec<RunRow> },
-    Run { run_id: i64, run: Option<Box<RunRow>> },
+    Runs {
+        job_id: i64,
+        runs: Vec<RunRow>,
+    },
+    Run {
+        run_id: i64,
+        run: Option<Box<RunRow>>,
+    },
     Audit(Vec<AuditRecord>),
     /// A mutation finished: the message to show, or why it failed.
     Done(Result<String, String>),

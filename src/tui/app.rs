@@ -38,7 +38,10 @@ pub enum Conn {
     Live,
     /// The database went away at `since` (database time, estimated); the
     /// data shown is from then. The data task keeps reconnecting.
-    Stale { since: DateTime<Utc>, error: String },
+    Stale {
+        since: DateTime<Utc>,
+        error: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -270,8 +273,13 @@ impl App {
         self.haystack = jobs
             .iter()
             .map(|j| {
-                format!("{} {} {}", j.spec.name, j.spec.tags.join(" "), j.spec.command)
-                    .to_lowercase()
+                format!(
+                    "{} {} {}",
+                    j.spec.name,
+                    j.spec.tags.join(" "),
+                    j.spec.command
+                )
+                .to_lowercase()
             })
             .collect();
         self.jobs = jobs;
@@ -280,9 +288,18 @@ impl App {
         self.recompute_health();
     }
 
+    /// The instant the table describes: now while live; while STALE, the
+    /// time of the last data, so old data never raises alarms of its own.
+    pub fn as_of(&self) -> DateTime<Utc> {
+        match (&self.conn, self.data_at) {
+            (Conn::Stale { .. }, Some(at)) => at,
+            _ => self.now,
+        }
+    }
+
     /// Health depends on time: recomputed on every tick and snapshot.
     pub fn recompute_health(&mut self) {
-        let now = self.now;
+        let now = self.as_of();
         let thresholds = self.thresholds;
         self.health = self
             .jobs
@@ -321,7 +338,10 @@ impl App {
             SortKey::Next => nulls_last(ja.nextcall, jb.nextcall),
             // Most recent first.
             SortKey::Last => nulls_last(jb.runtime.last_started_at, ja.runtime.last_started_at),
-            SortKey::Duration => jb.runtime.last_duration_ms.cmp(&ja.runtime.last_duration_ms),
+            SortKey::Duration => jb
+                .runtime
+                .last_duration_ms
+                .cmp(&ja.runtime.last_duration_ms),
             SortKey::Failures => jb.runtime.failure_streak.cmp(&ja.runtime.failure_streak),
             SortKey::Priority => ja.spec.priority.cmp(&jb.spec.priority),
         }
@@ -384,17 +404,24 @@ impl App {
         }
     }
 
-    /// (running, failing, late, overdue, paused) over all jobs.
+    /// (running, failing, late, overdue, paused): jobs running now, and
+    /// otherwise by the state their row shows, so the counts match the rows.
     pub fn counts(&self) -> [usize; 5] {
-        let mut c = [0; 5];
-        for h in &self.health {
-            c[0] += usize::from(h.running);
-            c[1] += usize::from(h.failing);
-            c[2] += usize::from(h.late);
-            c[3] += usize::from(h.overdue);
-            c[4] += usize::from(h.primary == State::Paused);
-        }
-        c
+        let by_state = crate::health::count_states(&self.health);
+        let of = |state: State| {
+            by_state
+                .iter()
+                .find(|(s, _)| *s == state)
+                .map_or(0, |(_, n)| *n)
+        };
+        let running = self.health.iter().filter(|h| h.running).count();
+        [
+            running,
+            of(State::Failing),
+            of(State::Late),
+            of(State::Overdue),
+            of(State::Paused),
+        ]
     }
 
     pub fn info(&mut self, text: impl Into<String>) {

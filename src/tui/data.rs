@@ -189,10 +189,7 @@ async fn run(
                     }
                     Some(text)
                 }
-                Err(_) => Some(format!(
-                    "no answer within {}s",
-                    REQUEST_DEADLINE.as_secs()
-                )),
+                Err(_) => Some(format!("no answer within {}s", REQUEST_DEADLINE.as_secs())),
             };
             if let Some(error) = lost {
                 tracing::warn!(%error, "console: database connection lost");
@@ -237,7 +234,8 @@ fn classify(error: DbError, during_change: bool) -> Failure {
         // A statement timeout or any other server error during a refresh
         // leaves the data unknown: treat it as lost and reconnect.
         DbError::Postgres(e) if !during_change => Failure::Lost(
-            e.as_db_error().map_or_else(|| e.to_string(), |d| d.message().to_string()),
+            e.as_db_error()
+                .map_or_else(|| e.to_string(), |d| d.message().to_string()),
             false,
         ),
         other => Failure::Refused(other.to_string()),
@@ -281,14 +279,18 @@ async fn perform(
         }
         Work::Runs(job_id) => Ok(DataEvent::Runs {
             job_id,
-            runs: run_list(&*client, job_id, HISTORY_LIMIT).await.map_err(lost)?,
+            runs: run_list(&*client, job_id, HISTORY_LIMIT)
+                .await
+                .map_err(lost)?,
         }),
         Work::Run(run_id) => Ok(DataEvent::Run {
             run_id,
             run: run_get(&*client, run_id).await.map_err(lost)?.map(Box::new),
         }),
         Work::Audit => Ok(DataEvent::Audit(
-            audit_list(&*client, None, AUDIT_LIMIT).await.map_err(lost)?,
+            audit_list(&*client, None, AUDIT_LIMIT)
+                .await
+                .map_err(lost)?,
         )),
         Work::Mutate(m) => {
             // The UI refuses first (update::mutation_refused); this is the fence.
@@ -297,7 +299,9 @@ async fn perform(
                     "read-only mode: changes are disabled".into(),
                 ));
             }
-            mutate(client, actor, m).await.map(|text| DataEvent::Done(Ok(text)))
+            mutate(client, actor, m)
+                .await
+                .map(|text| DataEvent::Done(Ok(text)))
         }
     }
 }
@@ -335,7 +339,9 @@ async fn mutate(client: &mut Client, actor: &Actor, m: Mutation) -> Result<Strin
                 schedule: Some(schedule),
                 ..JobChanges::default()
             };
-            let updated = ops::set(client, actor, &job, &changes).await.map_err(fail)?;
+            let updated = ops::set(client, actor, &job, &changes)
+                .await
+                .map_err(fail)?;
             Ok(format!(
                 "\"{job}\" now runs {}",
                 updated.spec.schedule.describe()
@@ -346,7 +352,9 @@ async fn mutate(client: &mut Client, actor: &Actor, m: Mutation) -> Result<Strin
                 next: Some(next),
                 ..JobChanges::default()
             };
-            ops::set(client, actor, &job, &changes).await.map_err(fail)?;
+            ops::set(client, actor, &job, &changes)
+                .await
+                .map_err(fail)?;
             Ok(format!("moved the next run of \"{job}\""))
         }
         Mutation::Priority { job, priority } => {
@@ -354,7 +362,9 @@ async fn mutate(client: &mut Client, actor: &Actor, m: Mutation) -> Result<Strin
                 priority: Some(priority),
                 ..JobChanges::default()
             };
-            ops::set(client, actor, &job, &changes).await.map_err(fail)?;
+            ops::set(client, actor, &job, &changes)
+                .await
+                .map_err(fail)?;
             Ok(format!("priority of \"{job}\" is now {priority}"))
         }
     }

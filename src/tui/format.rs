@@ -29,7 +29,11 @@ impl Zone {
     }
 
     /// What an operator typed for "when" ("now", "+15m", a time in this zone).
-    pub fn parse_when(self, input: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, TimeSpecError> {
+    pub fn parse_when(
+        self,
+        input: &str,
+        now: DateTime<Utc>,
+    ) -> Result<DateTime<Utc>, TimeSpecError> {
         match self {
             Zone::Utc => timespec::parse_when(input, now, &Utc),
             Zone::Local => timespec::parse_when(input, now, &chrono::Local),
@@ -60,7 +64,7 @@ pub fn short_schedule(schedule: &crate::schedule::Schedule) -> String {
     match schedule {
         Schedule::Every(i) => match i.fixed_duration() {
             Some(d) => format!("every {}", timespec::format_duration_short(d)),
-            None => format!("every {} {}", i.count, i.unit),
+            None => schedule.describe(),
         },
         other => other.to_string(),
     }
@@ -150,8 +154,14 @@ mod tests {
     #[test]
     fn next_run_says_late_for_past_ticks() {
         let now = Utc.with_ymd_and_hms(2026, 3, 2, 10, 0, 0).unwrap();
-        assert_eq!(next_run(Some(now - chrono::Duration::seconds(120)), now), "late 2m");
-        assert_eq!(next_run(Some(now + chrono::Duration::seconds(240)), now), "in 4m");
+        assert_eq!(
+            next_run(Some(now - chrono::Duration::seconds(120)), now),
+            "late 2m"
+        );
+        assert_eq!(
+            next_run(Some(now + chrono::Duration::seconds(240)), now),
+            "in 4m"
+        );
         assert_eq!(next_run(None, now), "-");
         assert_eq!(millis(850), "850ms");
         assert_eq!(millis(65_000), "1m 5s");

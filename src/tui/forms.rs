@@ -59,6 +59,8 @@ pub struct Dialog {
     pub preview: Vec<String>,
     /// Extra warning on the confirm step (e.g. "it is running now").
     pub note: Option<String>,
+    /// The job's next tick now, for previewing a new schedule.
+    pub nextcall: Option<DateTime<Utc>>,
 }
 
 fn field(label: &'static str, value: &str) -> Field {
@@ -80,7 +82,10 @@ impl Dialog {
                 }),
             ),
             Kind::Pause => (
-                vec![field("reason (optional)", ""), field("for (optional, e.g. 2h)", "")],
+                vec![
+                    field("reason (optional)", ""),
+                    field("for (optional, e.g. 2h)", ""),
+                ],
                 if job.active { "active" } else { "paused" }.to_string(),
                 None,
             ),
@@ -97,7 +102,10 @@ impl Dialog {
                 None,
             ),
             Kind::Priority => (
-                vec![field("priority (0 = most urgent)", &job.spec.priority.to_string())],
+                vec![field(
+                    "priority (0 = most urgent)",
+                    &job.spec.priority.to_string(),
+                )],
                 job.spec.priority.to_string(),
                 None,
             ),
@@ -115,6 +123,7 @@ impl Dialog {
             outcome: Err(String::new()),
             preview: Vec::new(),
             note,
+            nextcall: job.nextcall,
         };
         dialog.validate(now, zone);
         dialog
@@ -179,13 +188,20 @@ impl Dialog {
     ) -> Result<(Mutation, String), String> {
         let schedule = Schedule::parse(self.value(0)).map_err(|e| e.to_string())?;
         self.preview.push(schedule.describe());
-        if let Some(first) = schedule.next_after(now) {
+        // As `ops::set` will apply it: a cron schedule takes its next slot; an
+        // interval keeps the current tick unless the new one comes sooner.
+        let soonest = schedule.next_after(now);
+        let first = match (&schedule, self.nextcall, soonest) {
+            (Schedule::Every(_), Some(current), Some(soonest)) => Some(current.min(soonest)),
+            (_, _, soonest) => soonest,
+        };
+        if let Some(first) = first {
             let times: Vec<String> = schedule
                 .upcoming(first, 3)
                 .into_iter()
                 .map(|t| zone.format(t, "%a %d %b %H:%M:%S"))
                 .collect();
-            self.preview.push(format!("then: {}", times.join(", ")));
+            self.preview.push(format!("next: {}", times.join(", ")));
         }
         let new = schedule.to_string();
         Ok((Mutation::Schedule { job, schedule }, new))
@@ -205,8 +221,11 @@ impl Dialog {
                 zone.datetime(at)
             ));
         }
-        self.preview
-            .push(format!("{} ({})", zone.datetime(at), timespec::format_relative(at, now)));
+        self.preview.push(format!(
+            "{} ({})",
+            zone.datetime(at),
+            timespec::format_relative(at, now)
+        ));
         // Relative input is resolved against the database clock when applied;
         // an absolute time is sent as the instant the operator saw.
         let next = if text.eq_ignore_ascii_case("now") || text.starts_with('+') {

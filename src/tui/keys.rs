@@ -138,32 +138,195 @@ const fn mutation(
 }
 
 pub static BINDINGS: &[Binding] = &[
-    bind(&[ch('k'), code(KeyCode::Up)], ("↑/k", "move"), "move up", Command::Up, ALL, true),
-    bind(&[ch('j'), code(KeyCode::Down)], ("↓/j", "down"), "move down", Command::Down, ALL, false),
-    bind(&[ch('g'), code(KeyCode::Home)], ("g", "top"), "go to the top", Command::Top, ALL, false),
-    bind(&[ch('G'), code(KeyCode::End)], ("G", "bottom"), "go to the bottom", Command::Bottom, ALL, false),
-    bind(&[ctrl('d'), code(KeyCode::PageDown)], ("^d", "page"), "half a page down", Command::PageDown, ALL, false),
-    bind(&[ctrl('u'), code(KeyCode::PageUp)], ("^u", "page"), "half a page up", Command::PageUp, ALL, false),
-    bind(&[code(KeyCode::Enter)], ("⏎", "open"), "open the job / run", Command::Open, JOBS | DETAIL, true),
-    bind(&[code(KeyCode::Esc)], ("esc", "back"), "back / clear the filter", Command::Back, ALL, true),
-    bind(&[ch('/')], ("/", "filter"), "filter by name, tag or command", Command::Filter, JOBS, true),
-    bind(&[ch('1')], ("1", "filter"), "only failing jobs (again: all)", Command::Quick(Quick::Failing), JOBS, false),
-    bind(&[ch('2')], ("2", "filter"), "only overdue jobs", Command::Quick(Quick::Overdue), JOBS, false),
-    bind(&[ch('3')], ("3", "filter"), "only late jobs", Command::Quick(Quick::Late), JOBS, false),
-    bind(&[ch('4')], ("4", "filter"), "only running jobs", Command::Quick(Quick::Running), JOBS, false),
-    bind(&[ch('5')], ("5", "filter"), "only paused jobs", Command::Quick(Quick::Paused), JOBS, false),
-    bind(&[ch('s')], ("s", "sort"), "sort by the next column", Command::Sort, JOBS, false),
-    bind(&[ch('S')], ("S", "reverse"), "reverse the sort", Command::SortReverse, JOBS, false),
+    bind(
+        &[ch('k'), code(KeyCode::Up)],
+        ("↑/k", "move"),
+        "move up",
+        Command::Up,
+        ALL,
+        true,
+    ),
+    bind(
+        &[ch('j'), code(KeyCode::Down)],
+        ("↓/j", "down"),
+        "move down",
+        Command::Down,
+        ALL,
+        false,
+    ),
+    bind(
+        &[ch('g'), code(KeyCode::Home)],
+        ("g", "top"),
+        "go to the top",
+        Command::Top,
+        ALL,
+        false,
+    ),
+    bind(
+        &[ch('G'), code(KeyCode::End)],
+        ("G", "bottom"),
+        "go to the bottom",
+        Command::Bottom,
+        ALL,
+        false,
+    ),
+    bind(
+        &[ctrl('d'), code(KeyCode::PageDown)],
+        ("^d", "page"),
+        "half a page down",
+        Command::PageDown,
+        ALL,
+        false,
+    ),
+    bind(
+        &[ctrl('u'), code(KeyCode::PageUp)],
+        ("^u", "page"),
+        "half a page up",
+        Command::PageUp,
+        ALL,
+        false,
+    ),
+    bind(
+        &[code(KeyCode::Enter)],
+        ("⏎", "open"),
+        "open the job / run",
+        Command::Open,
+        JOBS | DETAIL,
+        true,
+    ),
+    bind(
+        &[code(KeyCode::Esc)],
+        ("esc", "back"),
+        "back / clear the filter",
+        Command::Back,
+        ALL,
+        true,
+    ),
+    bind(
+        &[ch('/')],
+        ("/", "filter"),
+        "filter by name, tag or command",
+        Command::Filter,
+        JOBS,
+        true,
+    ),
+    bind(
+        &[ch('1')],
+        ("1", "filter"),
+        "only failing jobs (again: all)",
+        Command::Quick(Quick::Failing),
+        JOBS,
+        false,
+    ),
+    bind(
+        &[ch('2')],
+        ("2", "filter"),
+        "only overdue jobs",
+        Command::Quick(Quick::Overdue),
+        JOBS,
+        false,
+    ),
+    bind(
+        &[ch('3')],
+        ("3", "filter"),
+        "only late jobs",
+        Command::Quick(Quick::Late),
+        JOBS,
+        false,
+    ),
+    bind(
+        &[ch('4')],
+        ("4", "filter"),
+        "only running jobs",
+        Command::Quick(Quick::Running),
+        JOBS,
+        false,
+    ),
+    bind(
+        &[ch('5')],
+        ("5", "filter"),
+        "only paused jobs",
+        Command::Quick(Quick::Paused),
+        JOBS,
+        false,
+    ),
+    bind(
+        &[ch('s')],
+        ("s", "sort"),
+        "sort by the next column",
+        Command::Sort,
+        JOBS,
+        false,
+    ),
+    bind(
+        &[ch('S')],
+        ("S", "reverse"),
+        "reverse the sort",
+        Command::SortReverse,
+        JOBS,
+        false,
+    ),
     mutation(&[ch('r')], ("r", "run"), "run now", Command::RunNow, true),
-    mutation(&[ch('p')], ("p", "pause"), "pause (reason, duration)", Command::Pause, true),
-    mutation(&[ch('u')], ("u", "resume"), "resume", Command::Resume, false),
-    mutation(&[ch('e')], ("e", "edit"), "edit the schedule", Command::EditSchedule, true),
-    mutation(&[ch('n')], ("n", "next"), "edit the next run", Command::EditNext, false),
-    mutation(&[ch('P')], ("P", "priority"), "change the priority", Command::EditPriority, false),
-    bind(&[ch('a')], ("a", "audit"), "audit trail", Command::Audit, JOBS | DETAIL, false),
-    bind(&[ctrl('r')], ("^r", "refresh"), "refresh now", Command::Refresh, ALL, false),
+    mutation(
+        &[ch('p')],
+        ("p", "pause"),
+        "pause (reason, duration)",
+        Command::Pause,
+        true,
+    ),
+    mutation(
+        &[ch('u')],
+        ("u", "resume"),
+        "resume",
+        Command::Resume,
+        false,
+    ),
+    mutation(
+        &[ch('e')],
+        ("e", "edit"),
+        "edit the schedule",
+        Command::EditSchedule,
+        true,
+    ),
+    mutation(
+        &[ch('n')],
+        ("n", "next"),
+        "edit the next run",
+        Command::EditNext,
+        false,
+    ),
+    mutation(
+        &[ch('P')],
+        ("P", "priority"),
+        "change the priority",
+        Command::EditPriority,
+        false,
+    ),
+    bind(
+        &[ch('a')],
+        ("a", "audit"),
+        "audit trail",
+        Command::Audit,
+        JOBS | DETAIL,
+        false,
+    ),
+    bind(
+        &[ctrl('r')],
+        ("^r", "refresh"),
+        "refresh now",
+        Command::Refresh,
+        ALL,
+        false,
+    ),
     bind(&[ch('?')], ("?", "help"), "help", Command::Help, ALL, true),
-    bind(&[ch('q'), ctrl('c')], ("q", "quit"), "quit", Command::Quit, ALL, true),
+    bind(
+        &[ch('q'), ctrl('c')],
+        ("q", "quit"),
+        "quit",
+        Command::Quit,
+        ALL,
+        true,
+    ),
 ];
 
 /// Normalise a terminal key: Shift is part of the character already.
@@ -209,9 +372,15 @@ mod tests {
     #[test]
     fn shift_letters_and_ctrl_are_told_apart() {
         let upper = KeyEvent::new(KeyCode::Char('G'), KeyModifiers::SHIFT);
-        assert_eq!(lookup(JOBS, &upper).map(|b| b.command), Some(Command::Bottom));
+        assert_eq!(
+            lookup(JOBS, &upper).map(|b| b.command),
+            Some(Command::Bottom)
+        );
         let ctrl_d = KeyEvent::new(KeyCode::Char('d'), KeyModifiers::CONTROL);
-        assert_eq!(lookup(JOBS, &ctrl_d).map(|b| b.command), Some(Command::PageDown));
+        assert_eq!(
+            lookup(JOBS, &ctrl_d).map(|b| b.command),
+            Some(Command::PageDown)
+        );
         let plain_d = KeyEvent::new(KeyCode::Char('d'), KeyModifiers::NONE);
         assert!(lookup(JOBS, &plain_d).is_none());
     }

@@ -31,3 +31,6 @@ pub mod update;
 pub mod views;
 
 pub use run::{log_path, run, ConsoleOptions};
+
+#[cfg(test)]
+mod tests;

@@ -61,7 +61,12 @@ pub async fn run(db: Database, options: ConsoleOptions) -> anyhow::Result<()> {
     };
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let requests = data::spawn(db.spec.clone(), options.read_only, events_tx);
-    let mut app = App::new(db.target.clone(), options.read_only, node.is_some(), Utc::now());
+    let mut app = App::new(
+        db.target.clone(),
+        options.read_only,
+        node.is_some(),
+        Utc::now(),
+    );
     app.theme = Theme::from_env(std::env::var("NO_COLOR").ok().as_deref());
     app.zone = Zone::Local;
     if let Some(note) = startup_note {
@@ -70,7 +75,14 @@ pub async fn run(db: Database, options: ConsoleOptions) -> anyhow::Result<()> {
 
     let result = {
         let mut guard = TerminalGuard::enter().context("setting up the terminal")?;
-        event_loop(&mut guard.terminal, &mut app, node.as_ref(), &requests, events_rx).await
+        event_loop(
+            &mut guard.terminal,
+            &mut app,
+            node.as_ref(),
+            &requests,
+            events_rx,
+        )
+        .await
     };
     let _ = requests.send(Effect::Quit);
     if let Some(node) = node {
@@ -78,7 +90,9 @@ pub async fn run(db: Database, options: ConsoleOptions) -> anyhow::Result<()> {
         if busy > 0 {
             eprintln!("crondeck: waiting for {busy} running job(s) of this console's scheduler to finish…");
         }
-        node.shutdown().await.context("stopping the embedded scheduler node")?;
+        node.shutdown()
+            .await
+            .context("stopping the embedded scheduler node")?;
     }
     drop(db);
     result

@@ -43,7 +43,9 @@ impl Theme {
             State::Late => self.pick(Style::default().fg(Color::Yellow), bold),
             State::Failing => self.pick(Style::default().fg(Color::Magenta), Style::default()),
             State::Running => self.pick(
-                Style::default().fg(Color::Cyan).add_modifier(Modifier::BOLD),
+                Style::default()
+                    .fg(Color::Cyan)
+                    .add_modifier(Modifier::BOLD),
                 bold,
             ),
             State::Paused | State::Done => self.pick(
@@ -65,7 +67,9 @@ impl Theme {
 
     pub fn column_header(&self) -> Style {
         self.pick(
-            Style::default().fg(Color::Blue).add_modifier(Modifier::BOLD),
+            Style::default()
+                .fg(Color::Blue)
+                .add_modifier(Modifier::BOLD),
             Style::default().add_modifier(Modifier::BOLD | Modifier::UNDERLINED),
         )
     }
@@ -83,7 +87,9 @@ impl Theme {
 
     pub fn warn(&self) -> Style {
         self.pick(
-            Style::default().fg(Color::Yellow).add_modifier(Modifier::BOLD),
+            Style::default()
+                .fg(Color::Yellow)
+                .add_modifier(Modifier::BOLD),
             Style::default().add_modifier(Modifier::BOLD),
         )
     }
@@ -108,7 +114,9 @@ impl Theme {
 
     pub fn key(&self) -> Style {
         self.pick(
-            Style::default().fg(Color::Cyan).add_modifier(Modifier::BOLD),
+            Style::default()
+                .fg(Color::Cyan)
+                .add_modifier(Modifier::BOLD),
             Style::default().add_modifier(Modifier::BOLD),
         )
     }

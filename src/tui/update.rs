@@ -74,7 +74,8 @@ fn on_data(app: &mut App, event: DataEvent) -> Vec<Effect> {
                 app.conn = Conn::Stale {
                     since: app.data_at.unwrap_or(app.now),
                     error,
-                }
+                };
+                app.recompute_health();
             }
         },
         DataEvent::Jobs(snapshot) => {
@@ -339,9 +340,10 @@ fn dialog_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
         }
         _ => {
             let field = dialog.field;
-            if let (Some(f), Some(request)) =
-                (dialog.fields.get_mut(field), to_input_request(&Event::Key(key)))
-            {
+            if let (Some(f), Some(request)) = (
+                dialog.fields.get_mut(field),
+                to_input_request(&Event::Key(key)),
+            ) {
                 f.input.handle(request);
                 dialog.validate(now, zone);
             }

@@ -12,12 +12,36 @@ use crate::tui::app::{App, AuditState};
 use crate::tui::format::{json_short, one_line};
 
 const COLUMNS: [Column; 6] = [
-    Column { title: "AT", width: 14, drop: 0 },
-    Column { title: "WHO", width: 18, drop: 3 },
-    Column { title: "JOB", width: 16, drop: 0 },
-    Column { title: "ACTION", width: 6, drop: 0 },
-    Column { title: "OLD → NEW", width: 0, drop: 0 },
-    Column { title: "REASON", width: 16, drop: 2 },
+    Column {
+        title: "AT",
+        width: 14,
+        drop: 0,
+    },
+    Column {
+        title: "WHO",
+        width: 18,
+        drop: 3,
+    },
+    Column {
+        title: "JOB",
+        width: 16,
+        drop: 0,
+    },
+    Column {
+        title: "ACTION",
+        width: 6,
+        drop: 0,
+    },
+    Column {
+        title: "OLD → NEW",
+        width: 0,
+        drop: 0,
+    },
+    Column {
+        title: "REASON",
+        width: 16,
+        drop: 2,
+    },
 ];
 
 /// "priority: 5 → 1; nextcall: … → …" for changed keys; compact otherwise.
@@ -56,11 +80,17 @@ fn who(r: &AuditRecord) -> String {
 pub fn draw(frame: &mut Frame, area: Rect, app: &App, a: &AuditState) {
     let t = &app.theme;
     let Some(records) = &a.records else {
-        frame.render_widget(Paragraph::new(Line::styled(" loading the audit trail…", t.dim())), area);
+        frame.render_widget(
+            Paragraph::new(Line::styled(" loading the audit trail…", t.dim())),
+            area,
+        );
         return;
     };
     if records.is_empty() {
-        frame.render_widget(Paragraph::new(Line::styled(" no operator actions yet", t.dim())), area);
+        frame.render_widget(
+            Paragraph::new(Line::styled(" no operator actions yet", t.dim())),
+            area,
+        );
         return;
     }
     let keep = fit_columns(&COLUMNS, area.width);
@@ -68,22 +98,27 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, a: &AuditState) {
         Row::new(keep.iter().map(|&i| Cell::from(COLUMNS[i].title))).style(t.column_header());
     let visible = usize::from(area.height.saturating_sub(1)).max(1);
     let offset = (a.cursor + 1).saturating_sub(visible);
-    let rows = records.iter().enumerate().skip(offset).take(visible).map(|(n, r)| {
-        let cells = [
-            app.zone.format(r.at, "%m-%d %H:%M:%S"),
-            one_line(&who(r)),
-            one_line(&r.job_name),
-            r.action.clone(),
-            one_line(&change(&r.old, &r.new)),
-            one_line(r.reason.as_deref().unwrap_or("")),
-        ];
-        let row = Row::new(keep.iter().map(|&c| Cell::from(cells[c].clone())));
-        if n == a.cursor {
-            row.style(t.selected())
-        } else {
-            row
-        }
-    });
+    let rows = records
+        .iter()
+        .enumerate()
+        .skip(offset)
+        .take(visible)
+        .map(|(n, r)| {
+            let cells = [
+                app.zone.format(r.at, "%m-%d %H:%M:%S"),
+                one_line(&who(r)),
+                one_line(&r.job_name),
+                r.action.clone(),
+                one_line(&change(&r.old, &r.new)),
+                one_line(r.reason.as_deref().unwrap_or("")),
+            ];
+            let row = Row::new(keep.iter().map(|&c| Cell::from(cells[c].clone())));
+            if n == a.cursor {
+                row.style(t.selected())
+            } else {
+                row
+            }
+        });
     let table = Table::new(rows, constraints(&COLUMNS, &keep))
         .header(header)
         .column_spacing(1);

@@ -14,15 +14,51 @@ use crate::tui::app::{App, DetailState};
 use crate::tui::format::{millis, millis_or_dash, next_run, one_line, relative};
 
 const RUN_COLUMNS: [Column; 9] = [
-    Column { title: "STATUS", width: 11, drop: 0 },
-    Column { title: "TRIGGER", width: 8, drop: 4 },
-    Column { title: "SCHEDULED", width: 14, drop: 0 },
-    Column { title: "STARTED", width: 8, drop: 3 },
-    Column { title: "LATE", width: 7, drop: 5 },
-    Column { title: "DURATION", width: 8, drop: 0 },
-    Column { title: "NODE", width: 0, drop: 6 },
-    Column { title: "RESULT", width: 14, drop: 2 },
-    Column { title: "TICKS", width: 5, drop: 7 },
+    Column {
+        title: "STATUS",
+        width: 11,
+        drop: 0,
+    },
+    Column {
+        title: "TRIGGER",
+        width: 8,
+        drop: 4,
+    },
+    Column {
+        title: "SCHEDULED",
+        width: 14,
+        drop: 0,
+    },
+    Column {
+        title: "STARTED",
+        width: 8,
+        drop: 3,
+    },
+    Column {
+        title: "LATE",
+        width: 7,
+        drop: 5,
+    },
+    Column {
+        title: "DURATION",
+        width: 8,
+        drop: 0,
+    },
+    Column {
+        title: "NODE",
+        width: 0,
+        drop: 6,
+    },
+    Column {
+        title: "RESULT",
+        width: 14,
+        drop: 2,
+    },
+    Column {
+        title: "TICKS",
+        width: 5,
+        drop: 7,
+    },
 ];
 
 /// Success rate and duration percentiles over finished runs.
@@ -61,15 +97,17 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, d: &DetailState) {
         frame.render_widget(Paragraph::new(Line::styled(text, t.warn())), area);
         return;
     };
-    let [top, bottom] =
-        Layout::vertical([Constraint::Length(9), Constraint::Min(2)]).areas(area);
+    let [top, bottom] = Layout::vertical([Constraint::Length(9), Constraint::Min(2)]).areas(area);
     let [left, right] =
         Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(top);
 
     let state = health.primary;
     let mut lines = vec![Line::from(vec![
         Span::styled(format!(" {} ", one_line(&job.spec.name)), t.title()),
-        Span::styled(format!("{} {}", state.glyph(), state.word()), t.state(state)),
+        Span::styled(
+            format!("{} {}", state.glyph(), state.word()),
+            t.state(state),
+        ),
     ])];
     lines.extend(definition(app, job).into_iter().map(Line::from));
     frame.render_widget(Paragraph::new(lines), left);
@@ -102,11 +140,9 @@ fn definition(app: &App, job: &Job) -> Vec<String> {
         spec.schedule,
         spec.schedule.describe()
     ));
-    let timeout = spec
-        .timeout
-        .map_or("none".to_string(), |d| {
-            format_duration_short(chrono::Duration::seconds(d.as_secs() as i64))
-        });
+    let timeout = spec.timeout.map_or("none".to_string(), |d| {
+        format_duration_short(chrono::Duration::seconds(d.as_secs() as i64))
+    });
     let runs_left = if spec.numbercall < 0 {
         "unlimited".to_string()
     } else {
@@ -121,7 +157,7 @@ fn definition(app: &App, job: &Job) -> Vec<String> {
     }
     let rt = &job.runtime;
     if let Some(p) = &job.pause {
-        let mut text = format!(" paused {}", relative(Some(p.at), app.now));
+        let mut text = format!(" paused {}", relative(Some(p.at), app.as_of()));
         if let Some(by) = &p.by {
             text.push_str(&format!(" by {}", one_line(by)));
         }
@@ -136,7 +172,7 @@ fn definition(app: &App, job: &Job) -> Vec<String> {
         out.push(format!(
             " failing {} times in a row since {}",
             rt.failure_streak,
-            relative(rt.failure_streak_since, app.now)
+            relative(rt.failure_streak_since, app.as_of())
         ));
     }
     if let Some(err) = &rt.last_error {
@@ -148,7 +184,7 @@ fn definition(app: &App, job: &Job) -> Vec<String> {
 fn upcoming(app: &App, job: &Job, d: &DetailState) -> Vec<Line<'static>> {
     let t = &app.theme;
     let mut lines = vec![Line::styled(
-        format!("next {}", next_run(job.nextcall, app.now)),
+        format!("next {}", next_run(job.nextcall, app.as_of())),
         t.title(),
     )];
     match job.nextcall {
@@ -198,8 +234,8 @@ fn history(frame: &mut Frame, area: Rect, app: &App, d: &DetailState) {
         return;
     }
     let keep = fit_columns(&RUN_COLUMNS, area.width);
-    let header = Row::new(keep.iter().map(|&i| Cell::from(RUN_COLUMNS[i].title)))
-        .style(t.column_header());
+    let header =
+        Row::new(keep.iter().map(|&i| Cell::from(RUN_COLUMNS[i].title))).style(t.column_header());
     let visible = usize::from(area.height.saturating_sub(1)).max(1);
     let offset = (d.cursor + 1).saturating_sub(visible);
     let rows = runs
@@ -235,9 +271,7 @@ fn run_cells(app: &App, r: &RunRow) -> [String; 9] {
     };
     let duration = match (r.duration_ms, r.started_at) {
         (Some(ms), _) => millis(ms),
-        (None, Some(start)) if r.status == "running" => {
-            format_duration_short(app.now - start)
-        }
+        (None, Some(start)) if r.status == "running" => format_duration_short(app.as_of() - start),
         _ => "-".to_string(),
     };
     [

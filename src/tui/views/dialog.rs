@@ -8,8 +8,8 @@ use ratatui::Frame;
 
 use super::centered;
 use crate::tui::app::App;
-use crate::tui::forms::Dialog;
 use crate::tui::format::one_line;
+use crate::tui::forms::Dialog;
 
 pub fn draw(frame: &mut Frame, area: Rect, app: &App, d: &Dialog) {
     let t = &app.theme;
@@ -79,8 +79,14 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, d: &Dialog) {
         };
         lines.push(Line::styled(hint, t.dim()));
     }
-    // Borders, plus one line of room for a wrapped error message.
-    let height = (lines.len() as u16 + 3).min(area.height);
+    // Borders plus every line as it wraps (error messages can be long).
+    let wrapped: usize = lines
+        .iter()
+        .map(|l| l.width().div_ceil(inner_width.max(1)).max(1))
+        .sum();
+    let height = u16::try_from(wrapped + 2)
+        .unwrap_or(u16::MAX)
+        .min(area.height);
     let popup = centered(area, width, height);
     let title = format!(" {} ", d.kind.title());
     let block = Block::default()

@@ -47,7 +47,10 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     first.push(Span::raw("  "));
     first.push(Span::styled(app.target.clone(), t.dim()));
     frame.render_widget(Paragraph::new(Line::from(first)), left);
-    frame.render_widget(Paragraph::new(Line::styled(clock, t.dim())).right_aligned(), right);
+    frame.render_widget(
+        Paragraph::new(Line::styled(clock, t.dim())).right_aligned(),
+        right,
+    );
 
     frame.render_widget(Paragraph::new(nodes_line(app)), row2);
     frame.render_widget(Paragraph::new(counts_line(app)), row3);
@@ -72,7 +75,11 @@ fn nodes_line(app: &App) -> Line<'static> {
             .nodes
             .iter()
             .map(|n| {
-                let this = if Some(n.id.as_str()) == own { " (this)" } else { "" };
+                let this = if Some(n.id.as_str()) == own {
+                    " (this)"
+                } else {
+                    ""
+                };
                 format!("{}{this} {}/{}", n.name, n.busy, n.workers)
             })
             .collect();
@@ -121,7 +128,12 @@ fn counts_line(app: &App) -> Line<'static> {
         }
         if !view.is_empty() {
             spans.push(Span::styled(
-                format!("   showing {} of {}: {}", app.view.len(), app.jobs.len(), view.join(" ")),
+                format!(
+                    "   showing {} of {}: {}",
+                    app.view.len(),
+                    app.jobs.len(),
+                    view.join(" ")
+                ),
                 t.warn(),
             ));
         }

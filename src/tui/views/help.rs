@@ -63,8 +63,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let inner = block.inner(popup);
     frame.render_widget(Clear, popup);
     frame.render_widget(block, popup);
-    let [body, legend] =
-        Layout::vertical([Constraint::Min(1), Constraint::Length(1)]).areas(inner);
+    let [body, legend] = Layout::vertical([Constraint::Min(1), Constraint::Length(1)]).areas(inner);
     let [l, r] = Layout::horizontal([Constraint::Percentage(50); 2]).areas(body);
     frame.render_widget(Paragraph::new(left), l);
     frame.render_widget(Paragraph::new(right), r);
@@ -72,5 +71,8 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         .iter()
         .map(|s| format!("{} {}", s.glyph(), s.word()))
         .collect();
-    frame.render_widget(Paragraph::new(Line::styled(states.join("  "), t.dim())), legend);
+    frame.render_widget(
+        Paragraph::new(Line::styled(states.join("  "), t.dim())),
+        legend,
+    );
 }

@@ -14,16 +14,56 @@ use crate::tui::format::{
 };
 
 const COLUMNS: [Column; 10] = [
-    Column { title: "STATE", width: 9, drop: 0 },
-    Column { title: "NAME", width: 0, drop: 0 },
-    Column { title: "SCHEDULE", width: 14, drop: 5 },
-    Column { title: "NEXT", width: 11, drop: 0 },
-    Column { title: "LAST", width: 10, drop: 6 },
-    Column { title: "RESULT", width: 16, drop: 4 },
-    Column { title: "DURATION", width: 11, drop: 7 },
-    Column { title: "FAIL", width: 4, drop: 8 },
-    Column { title: "PRI", width: 3, drop: 9 },
-    Column { title: "NODE", width: 14, drop: 10 },
+    Column {
+        title: "STATE",
+        width: 9,
+        drop: 0,
+    },
+    Column {
+        title: "NAME",
+        width: 0,
+        drop: 0,
+    },
+    Column {
+        title: "SCHEDULE",
+        width: 12,
+        drop: 5,
+    },
+    Column {
+        title: "NEXT",
+        width: 12,
+        drop: 0,
+    },
+    Column {
+        title: "LAST",
+        width: 11,
+        drop: 6,
+    },
+    Column {
+        title: "RESULT",
+        width: 16,
+        drop: 4,
+    },
+    Column {
+        title: "DURATION",
+        width: 11,
+        drop: 7,
+    },
+    Column {
+        title: "FAIL",
+        width: 4,
+        drop: 8,
+    },
+    Column {
+        title: "PRI",
+        width: 3,
+        drop: 9,
+    },
+    Column {
+        title: "NODE",
+        width: 14,
+        drop: 10,
+    },
 ];
 
 fn sort_column(key: SortKey) -> usize {
@@ -54,7 +94,10 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         } else {
             "no job matches the filter (esc clears it)".to_string()
         };
-        frame.render_widget(Paragraph::new(Line::styled(format!(" {text}"), t.dim())), area);
+        frame.render_widget(
+            Paragraph::new(Line::styled(format!(" {text}"), t.dim())),
+            area,
+        );
         return;
     }
     let keep = fit_columns(&COLUMNS, area.width);
@@ -87,10 +130,13 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
 
 fn cells(app: &App, job: &Job, state: State) -> [String; 10] {
     let rt = &job.runtime;
-    let now = app.now;
+    let now = app.as_of();
     let result = match rt.running_since {
         Some(since) if rt.running_run_id.is_some() => {
-            format!("running {}", crate::timespec::format_duration_short(now - since))
+            format!(
+                "running {}",
+                crate::timespec::format_duration_short(now - since)
+            )
         }
         _ => short_result(rt),
     };

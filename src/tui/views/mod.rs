@@ -71,7 +71,11 @@ pub fn fit_columns(columns: &[Column], width: u16) -> Vec<usize> {
     let mut keep: Vec<usize> = (0..columns.len()).collect();
     let needed = |keep: &[usize]| -> u16 {
         keep.iter()
-            .map(|&i| columns[i].width.max(if columns[i].width == 0 { 12 } else { 0 }))
+            .map(|&i| {
+                columns[i]
+                    .width
+                    .max(if columns[i].width == 0 { 12 } else { 0 })
+            })
             .sum::<u16>()
             + keep.len().saturating_sub(1) as u16
     };

@@ -14,9 +14,10 @@ use crate::tui::format::{millis_or_dash, one_line, sanitize};
 pub fn lines(app: &App, run: &RunRow) -> Vec<Line<'static>> {
     let t = &app.theme;
     let z = app.zone;
-    let job = app
-        .job_by_id(run.job_id)
-        .map_or_else(|| format!("job {}", run.job_id), |(j, _)| one_line(&j.spec.name));
+    let job = app.job_by_id(run.job_id).map_or_else(
+        || format!("job {}", run.job_id),
+        |(j, _)| one_line(&j.spec.name),
+    );
     let mut out = vec![
         Line::from(vec![
             Span::styled(format!(" run {} of {job} ", run.id), t.title()),
