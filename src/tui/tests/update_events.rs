@@ -220,7 +220,7 @@ fn resize_keeps_the_cursor_visible() {
     );
     assert!(app.cursor >= app.offset && app.cursor < app.offset + app.table_rows());
     assert_eq!((app.width, app.height), (80, 15));
-    assert!(app.too_small() == false);
+    assert!(!app.too_small());
     update(
         &mut app,
         Action::Resize {

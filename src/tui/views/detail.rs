@@ -207,16 +207,14 @@ fn upcoming(app: &App, job: &Job, d: &DetailState) -> Vec<Line<'static>> {
         None => "loading runs…".to_string(),
         Some(runs) => {
             let s = stats(runs);
-            if s.finished == 0 {
-                "no finished runs yet".to_string()
-            } else {
-                format!(
-                    "ok {}% of {} · p50 {} · p95 {}",
-                    s.succeeded * 100 / s.finished,
+            match (s.succeeded * 100).checked_div(s.finished) {
+                None => "no finished runs yet".to_string(),
+                Some(rate) => format!(
+                    "ok {rate}% of {} · p50 {} · p95 {}",
                     s.finished,
                     millis_or_dash(s.p50_ms),
                     millis_or_dash(s.p95_ms)
-                )
+                ),
             }
         }
     };
