@@ -17,9 +17,12 @@
 //!   default setup; [`database`] opens whichever database the [`config`]
 //!   settings point at, migrating (and seeding the demo jobs) on first use.
 //! - [`cli`] turns arguments into validated domain values and calls the above.
+//! - [`tui`] is the operations console (`crondeck` alone): a pure `update` of
+//!   one state, pure views, and a data task that alone talks to the database.
 //!
 //! The database, schedule and job modules do not depend on the command line
-//! or any user interface, so they can be used as a library.
+//! or any user interface (nothing outside `tui` uses it), so they can be used
+//! as a library.
 
 pub mod cli;
 pub mod config;
