@@ -21,9 +21,12 @@
 //!   operators are paged for, once per episode across all nodes; [`metrics`]
 //!   exposes the headless scheduler to Prometheus.
 //! - [`cli`] turns arguments into validated domain values and calls the above.
+//! - [`tui`] is the operations console (`crondeck` alone): a pure `update` of
+//!   one state, pure views, and a data task that alone talks to the database.
 //!
 //! The database, schedule and job modules do not depend on the command line
-//! or any user interface, so they can be used as a library.
+//! or any user interface (nothing outside `tui` uses it), so they can be used
+//! as a library.
 
 pub mod apply;
 pub mod check;
@@ -42,3 +45,4 @@ pub mod schedule;
 pub mod scheduler;
 pub mod timefmt;
 pub mod timespec;
+pub mod tui;

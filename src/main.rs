@@ -8,7 +8,11 @@ use crondeck::cli::{self, Cli};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.default_log_filter());
+    if cli.is_console() {
+        init_file_logging(cli.default_log_filter());
+    } else {
+        init_logging(cli.default_log_filter());
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -33,5 +37,37 @@ fn init_logging(default: &str) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .init();
+}
+
+/// The console owns the screen: logs go to a file in the state directory
+/// (see `tui::log_path`), never to the terminal. If that file cannot be
+/// opened, the console runs without a log rather than draw over itself.
+fn init_file_logging(default: &str) {
+    let Some(path) = crondeck::tui::log_path() else {
+        return;
+    };
+    let opened = path
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+        });
+    let file = match opened {
+        Ok(file) => file,
+        Err(e) => {
+            eprintln!("crondeck: no log file ({}: {e})", path.display());
+            return;
+        }
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_writer(std::sync::Mutex::new(file))
         .init();
 }

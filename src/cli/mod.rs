@@ -15,7 +15,7 @@ use crate::database;
 
 /// PostgreSQL-backed cron scheduler with a terminal operations console.
 ///
-/// With no subcommand, opens the console (for now: prints the job list).
+/// With no subcommand, opens the operations console (press ? for its keys).
 /// With no database configured, uses a private embedded PostgreSQL server
 /// seeded with demo jobs.
 #[derive(Debug, Parser)]
@@ -28,6 +28,10 @@ use crate::database;
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalOpts,
+    /// Console only: do not run a scheduler node inside the console (jobs
+    /// then run only on other nodes)
+    #[arg(long)]
+    pub no_scheduler: bool,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -123,9 +127,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let env = |key: &str| std::env::var(key).ok();
     let settings = config::resolve(&args, &env, || Ok(crate::embedded::default_data_dir()?))?;
-    let command = cli
-        .command
-        .unwrap_or(Command::List(jobs::ListArgs::default()));
+    let Some(command) = cli.command else {
+        return console(&settings, cli.no_scheduler).await;
+    };
     if command.mutates() && settings.read_only {
         return Err(crate::ops::OpsError::Invalid(
             "read-only mode: this command would change the job database".into(),
@@ -176,13 +180,45 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// The console: the same database and node settings as the commands, then
+/// the terminal UI. The embedded node is configured like `crondeck scheduler`
+/// with no flags (shell jobs only on the embedded default database).
+async fn console(settings: &config::Settings, no_scheduler: bool) -> anyhow::Result<()> {
+    let node = if no_scheduler {
+        None
+    } else {
+        Some(runs::node_config(
+            settings,
+            &runs::SchedulerArgs::default(),
+        )?)
+    };
+    let db = database::open(settings).await?;
+    if db.seeded {
+        eprintln!(
+            "crondeck: new embedded database at {}; seeded the demo jobs",
+            db.target
+        );
+    }
+    let options = crate::tui::ConsoleOptions {
+        read_only: settings.read_only,
+        node,
+    };
+    crate::tui::run(db, options).await
+}
+
 impl Cli {
-    /// Commands print their results; a headless node logs what it does.
+    /// Commands print their results; a headless node and the console (whose
+    /// log goes to a file) log what they do.
     pub fn default_log_filter(&self) -> &'static str {
         match self.command {
-            Some(Command::Scheduler(_)) => "info",
+            Some(Command::Scheduler(_)) | None => "info",
             _ => "warn",
         }
+    }
+
+    /// The console draws on the terminal: its log must go to a file.
+    pub fn is_console(&self) -> bool {
+        self.command.is_none()
     }
 }
 

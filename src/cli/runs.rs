@@ -40,7 +40,7 @@ pub struct HistoryArgs {
     pub json: bool,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 pub struct SchedulerArgs {
     /// Jobs run at once [default: 2, or [scheduler] workers]
     #[arg(long, value_name = "N")]

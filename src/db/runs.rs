@@ -321,3 +321,28 @@ pub async fn run_prune(
         .await?;
     Ok(deleted)
 }
+
+/// Typical (median) duration in ms of each job's newest `per_job` finished
+/// runs, by job id, for the console's jobs table. Skipped and running rows
+/// are left out; jobs with no finished run are absent.
+pub async fn run_typical_durations(
+    client: &impl GenericClient,
+    per_job: i64,
+) -> Result<std::collections::HashMap<i64, i64>, DbError> {
+    let rows = client
+        .query(
+            "SELECT job_id, (percentile_cont(0.5) WITHIN GROUP (ORDER BY ms))::bigint
+             FROM (SELECT job_id, extract(epoch FROM ended_at - started_at) * 1000 AS ms,
+                          row_number() OVER (PARTITION BY job_id ORDER BY id DESC) AS newer
+                   FROM crondeck.runs
+                   WHERE status NOT IN ('running', 'skipped')
+                     AND started_at IS NOT NULL AND ended_at IS NOT NULL) recent
+             WHERE newer <= $1
+             GROUP BY job_id",
+            &[&per_job],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect()
+}

@@ -259,6 +259,66 @@ where
     }
 }
 
+/// Stop the test server at once (`pg_ctl stop -m immediate`), as a crash
+/// or an outage would: every connection drops. Only for test binaries that
+/// hold no other test using the server meanwhile (e.g. tests/tui_e2e.rs).
+pub fn stop_server() {
+    pg_ctl(&["stop", "-w", "-m", "immediate"]);
+}
+
+/// Start the test server again after `stop_server`, on the same socket.
+pub fn start_server_again() {
+    let cluster = cluster_dir();
+    // The embedded launcher passes these on its command line, not in
+    // postgresql.conf, so they are repeated here.
+    let options = format!(
+        "-c listen_addresses='' -c unix_socket_directories='{}' -c port=5432 \
+         -c unix_socket_permissions=0700 -c fsync=off",
+        cluster.display()
+    );
+    let log = cluster.join("server.log");
+    pg_ctl(&[
+        "start",
+        "-w",
+        "-t",
+        "60",
+        "-l",
+        &log.display().to_string(),
+        "-o",
+        &options,
+    ]);
+}
+
+fn cluster_dir() -> std::path::PathBuf {
+    match &server()._embedded {
+        Some((embedded, _)) => embedded.cluster_dir().to_path_buf(),
+        None => panic!("restarting the server needs the embedded test server (unset CRONDECK_TEST_DATABASE_URL)"),
+    }
+}
+
+/// Run pg_ctl on the test cluster, as the cluster's owner (the launcher runs
+/// the server as an unprivileged user when the tests run as root).
+fn pg_ctl(args: &[&str]) {
+    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::process::CommandExt;
+    let cluster = cluster_dir();
+    let data = cluster.join("data");
+    let bins = crondeck::embedded::find_binaries().expect("PostgreSQL binaries");
+    let mut cmd = Command::new(bins.pg_ctl());
+    cmd.args(args).arg("-D").arg(&data).current_dir(&cluster);
+    if nix::unistd::geteuid().is_root() {
+        let owner = std::fs::metadata(&data).expect("cluster data directory");
+        cmd.uid(owner.uid()).gid(owner.gid());
+    }
+    let out = cmd.output().expect("run pg_ctl");
+    assert!(
+        out.status.success(),
+        "pg_ctl {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Run a query returning one scalar.
 pub async fn scalar<T>(
     client: &Client,

@@ -1,0 +1,440 @@
+//! The console's state: one owner, changed only by `update::update`, read by
+//! the views. Derived data (health, the filtered and sorted view) is kept as
+//! index vectors into `jobs`, so 10,000 jobs are never cloned per frame.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use tui_input::Input;
+
+use super::format::Zone;
+use super::forms::Dialog;
+use super::keys::{self, Quick, Screens};
+use super::theme::Theme;
+use crate::db::audit::AuditRecord;
+use crate::db::nodes::NodeRow;
+use crate::db::runs::RunRow;
+use crate::health::{job_health, ClusterHealth, JobHealth, State, Thresholds};
+use crate::job::Job;
+use crate::scheduler::NodeStatus;
+
+/// Rows of the header and footer (the views lay out the same numbers).
+pub const HEADER_ROWS: u16 = 3;
+pub const FOOTER_ROWS: u16 = 2;
+/// Below this the console shows a "too small" notice instead of a layout.
+pub const MIN_WIDTH: u16 = 60;
+pub const MIN_HEIGHT: u16 = 15;
+/// Runs loaded for the detail view (history queries are capped).
+pub const HISTORY_LIMIT: i64 = 50;
+/// Audit records loaded for the audit view.
+pub const AUDIT_LIMIT: i64 = 200;
+/// Seconds between polls; NOTIFY wake-ups refresh sooner.
+pub const POLL_SECONDS: i64 = 2;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Conn {
+    /// Before the first answer.
+    Connecting,
+    Live,
+    /// The database went away at `since` (database time, estimated); the
+    /// data shown is from then. The data task keeps reconnecting.
+    Stale {
+        since: DateTime<Utc>,
+        error: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortKey {
+    State,
+    Name,
+    Next,
+    Last,
+    Duration,
+    Failures,
+    Priority,
+}
+
+impl SortKey {
+    pub fn next(self) -> SortKey {
+        match self {
+            SortKey::State => SortKey::Name,
+            SortKey::Name => SortKey::Next,
+            SortKey::Next => SortKey::Last,
+            SortKey::Last => SortKey::Duration,
+            SortKey::Duration => SortKey::Failures,
+            SortKey::Failures => SortKey::Priority,
+            SortKey::Priority => SortKey::State,
+        }
+    }
+
+    pub fn word(self) -> &'static str {
+        match self {
+            SortKey::State => "state",
+            SortKey::Name => "name",
+            SortKey::Next => "next",
+            SortKey::Last => "last",
+            SortKey::Duration => "duration",
+            SortKey::Failures => "failures",
+            SortKey::Priority => "priority",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DetailState {
+    pub job_id: i64,
+    pub runs: Option<Vec<RunRow>>,
+    pub cursor: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunState {
+    pub run_id: i64,
+    /// `None` while loading; `Some(None)` when the run no longer exists.
+    pub run: Option<Option<Box<RunRow>>>,
+    pub scroll: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuditState {
+    pub records: Option<Vec<AuditRecord>>,
+    pub cursor: usize,
+}
+
+/// Screens above the jobs table; Esc pops one.
+#[derive(Debug, Clone)]
+pub enum Screen {
+    Detail(DetailState),
+    Run(RunState),
+    Audit(AuditState),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub text: String,
+    pub error: bool,
+}
+
+/// Everything the console knows.
+#[derive(Debug, Clone)]
+pub struct App {
+    pub read_only: bool,
+    /// Database target, never with a password.
+    pub target: String,
+    /// This process runs a scheduler node (not `--no-scheduler`).
+    pub scheduler: bool,
+    pub own_node: Option<NodeStatus>,
+    pub zone: Zone,
+    pub theme: Theme,
+    pub thresholds: Thresholds,
+    /// Database time, estimated between refreshes from this host's clock.
+    pub now: DateTime<Utc>,
+    /// Database clock minus this host's clock, from the last refresh.
+    pub clock_offset: chrono::Duration,
+    last_poll: Option<DateTime<Utc>>,
+    pub conn: Conn,
+    /// Database time of the data shown; `None` before the first refresh.
+    pub data_at: Option<DateTime<Utc>>,
+    pub jobs: Vec<Job>,
+    pub health: Vec<JobHealth>,
+    /// Lower-case "name tags command" per job, for `/`.
+    haystack: Vec<String>,
+    pub typical_ms: HashMap<i64, i64>,
+    pub nodes: Vec<NodeRow>,
+    /// Indices into `jobs`: filtered and sorted.
+    pub view: Vec<usize>,
+    pub cursor: usize,
+    /// First visible row of the table.
+    pub offset: usize,
+    /// The job under the cursor; the cursor follows it when rows reorder.
+    pub selected: Option<i64>,
+    pub filter: String,
+    /// `Some` while the filter line is being edited.
+    pub filter_input: Option<Input>,
+    pub quick: Option<Quick>,
+    pub sort: SortKey,
+    pub reverse: bool,
+    pub stack: Vec<Screen>,
+    pub dialog: Option<Dialog>,
+    pub help: bool,
+    pub message: Option<Message>,
+    pub width: u16,
+    pub height: u16,
+    pub quit: bool,
+}
+
+impl App {
+    pub fn new(target: String, read_only: bool, scheduler: bool, now: DateTime<Utc>) -> App {
+        App {
+            read_only,
+            target,
+            scheduler,
+            own_node: None,
+            zone: Zone::Local,
+            theme: Theme::COLOR,
+            thresholds: Thresholds::default(),
+            now,
+            clock_offset: chrono::Duration::zero(),
+            last_poll: None,
+            conn: Conn::Connecting,
+            data_at: None,
+            jobs: Vec::new(),
+            health: Vec::new(),
+            haystack: Vec::new(),
+            typical_ms: HashMap::new(),
+            nodes: Vec::new(),
+            view: Vec::new(),
+            cursor: 0,
+            offset: 0,
+            selected: None,
+            filter: String::new(),
+            filter_input: None,
+            quick: None,
+            sort: SortKey::State,
+            reverse: false,
+            stack: Vec::new(),
+            dialog: None,
+            help: false,
+            message: None,
+            width: 80,
+            height: 24,
+            quit: false,
+        }
+    }
+
+    /// The screen on top, as a key-map bit.
+    pub fn screen(&self) -> Screens {
+        match self.stack.last() {
+            None => keys::JOBS,
+            Some(Screen::Detail(_)) => keys::DETAIL,
+            Some(Screen::Run(_)) => keys::RUN,
+            Some(Screen::Audit(_)) => keys::AUDIT,
+        }
+    }
+
+    pub fn job_by_id(&self, id: i64) -> Option<(&Job, &JobHealth)> {
+        let i = self.jobs.iter().position(|j| j.id == id)?;
+        Some((&self.jobs[i], self.health.get(i)?))
+    }
+
+    /// The job actions apply to: the detail's job, else the selected row.
+    pub fn target_job(&self) -> Option<&Job> {
+        let id = self
+            .stack
+            .iter()
+            .rev()
+            .find_map(|s| match s {
+                Screen::Detail(d) => Some(d.job_id),
+                _ => None,
+            })
+            .or(self.selected)?;
+        self.job_by_id(id).map(|(j, _)| j)
+    }
+
+    /// Rows of the jobs table that fit on screen.
+    pub fn table_rows(&self) -> usize {
+        usize::from(self.height.saturating_sub(HEADER_ROWS + FOOTER_ROWS + 1)).max(1)
+    }
+
+    pub fn too_small(&self) -> bool {
+        self.width < MIN_WIDTH || self.height < MIN_HEIGHT
+    }
+
+    /// Database time passed: estimate now, and say whether a poll is due.
+    pub fn set_wall_clock(&mut self, wall: DateTime<Utc>) -> bool {
+        self.now = wall + self.clock_offset;
+        self.recompute_health();
+        let due = self
+            .last_poll
+            .map_or(true, |last| (self.now - last).num_seconds() >= POLL_SECONDS);
+        if due {
+            self.last_poll = Some(self.now);
+        }
+        due
+    }
+
+    pub fn mark_polled(&mut self) {
+        self.last_poll = Some(self.now);
+    }
+
+    /// Take a new jobs snapshot.
+    pub fn set_jobs(
+        &mut self,
+        jobs: Vec<Job>,
+        nodes: Vec<NodeRow>,
+        typical_ms: HashMap<i64, i64>,
+        db_now: DateTime<Utc>,
+        wall: DateTime<Utc>,
+    ) {
+        self.clock_offset = db_now - wall;
+        self.now = db_now;
+        self.data_at = Some(db_now);
+        self.haystack = jobs
+            .iter()
+            .map(|j| {
+                format!(
+                    "{} {} {}",
+                    j.spec.name,
+                    j.spec.tags.join(" "),
+                    j.spec.command
+                )
+                .to_lowercase()
+            })
+            .collect();
+        self.jobs = jobs;
+        self.nodes = nodes;
+        self.typical_ms = typical_ms;
+        self.recompute_health();
+    }
+
+    /// The instant the table describes: now while live; while STALE, the
+    /// time of the last data, so old data never raises alarms of its own.
+    pub fn as_of(&self) -> DateTime<Utc> {
+        match (&self.conn, self.data_at) {
+            (Conn::Stale { .. }, Some(at)) => at,
+            _ => self.now,
+        }
+    }
+
+    /// Health depends on time: recomputed on every tick and snapshot.
+    pub fn recompute_health(&mut self) {
+        let now = self.as_of();
+        let thresholds = self.thresholds;
+        self.health = self
+            .jobs
+            .iter()
+            .map(|j| job_health(j, now, &thresholds))
+            .collect();
+        self.rebuild_view();
+    }
+
+    fn matches(&self, i: usize) -> bool {
+        let h = &self.health[i];
+        let quick = match self.quick {
+            None => true,
+            Some(Quick::Failing) => h.failing,
+            Some(Quick::Overdue) => h.overdue,
+            Some(Quick::Late) => h.late,
+            Some(Quick::Running) => h.running,
+            Some(Quick::Paused) => h.primary == State::Paused,
+        };
+        let needle = self.filter.trim().to_lowercase();
+        quick && (needle.is_empty() || self.haystack[i].contains(&needle))
+    }
+
+    fn compare(&self, a: usize, b: usize) -> std::cmp::Ordering {
+        let (ja, jb) = (&self.jobs[a], &self.jobs[b]);
+        let by_name = || ja.spec.name.cmp(&jb.spec.name);
+        let nulls_last = |x: Option<DateTime<Utc>>, y: Option<DateTime<Utc>>| match (x, y) {
+            (Some(x), Some(y)) => x.cmp(&y),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => std::cmp::Ordering::Equal,
+        };
+        match self.sort {
+            SortKey::State => self.health[a].primary.cmp(&self.health[b].primary),
+            SortKey::Name => std::cmp::Ordering::Equal,
+            SortKey::Next => nulls_last(ja.nextcall, jb.nextcall),
+            // Most recent first.
+            SortKey::Last => nulls_last(jb.runtime.last_started_at, ja.runtime.last_started_at),
+            SortKey::Duration => jb
+                .runtime
+                .last_duration_ms
+                .cmp(&ja.runtime.last_duration_ms),
+            SortKey::Failures => jb.runtime.failure_streak.cmp(&ja.runtime.failure_streak),
+            SortKey::Priority => ja.spec.priority.cmp(&jb.spec.priority),
+        }
+        .then_with(by_name)
+    }
+
+    /// Filter and sort, then put the cursor back on the selected job.
+    pub fn rebuild_view(&mut self) {
+        let mut view: Vec<usize> = (0..self.jobs.len()).filter(|&i| self.matches(i)).collect();
+        view.sort_by(|&a, &b| self.compare(a, b));
+        if self.reverse {
+            view.reverse();
+        }
+        self.view = view;
+        let found = self
+            .selected
+            .and_then(|id| self.view.iter().position(|&i| self.jobs[i].id == id));
+        match found {
+            Some(pos) => self.cursor = pos,
+            None => {
+                self.cursor = self.cursor.min(self.view.len().saturating_sub(1));
+                self.selected = self.view.get(self.cursor).map(|&i| self.jobs[i].id);
+            }
+        }
+        self.scroll_to_cursor();
+    }
+
+    /// Move the cursor to `pos` (clamped) and select that job.
+    pub fn move_cursor(&mut self, pos: usize) {
+        self.cursor = pos.min(self.view.len().saturating_sub(1));
+        self.selected = self.view.get(self.cursor).map(|&i| self.jobs[i].id);
+        self.scroll_to_cursor();
+    }
+
+    /// Keep the cursor on screen, moving the window as little as possible.
+    pub fn scroll_to_cursor(&mut self) {
+        let rows = self.table_rows();
+        if self.cursor < self.offset {
+            self.offset = self.cursor;
+        } else if self.cursor >= self.offset + rows {
+            self.offset = self.cursor + 1 - rows;
+        }
+        let max_offset = self.view.len().saturating_sub(rows);
+        self.offset = self.offset.min(max_offset);
+    }
+
+    pub fn cluster(&self) -> ClusterHealth {
+        ClusterHealth {
+            live_nodes: self.nodes.len(),
+            workers: self
+                .nodes
+                .iter()
+                .map(|n| usize::try_from(n.workers).unwrap_or(0))
+                .sum(),
+            busy: self
+                .nodes
+                .iter()
+                .map(|n| usize::try_from(n.busy).unwrap_or(0))
+                .sum(),
+        }
+    }
+
+    /// (running, failing, late, overdue, paused): jobs running now, and
+    /// otherwise by the state their row shows, so the counts match the rows.
+    pub fn counts(&self) -> [usize; 5] {
+        let by_state = crate::health::count_states(&self.health);
+        let of = |state: State| {
+            by_state
+                .iter()
+                .find(|(s, _)| *s == state)
+                .map_or(0, |(_, n)| *n)
+        };
+        let running = self.health.iter().filter(|h| h.running).count();
+        [
+            running,
+            of(State::Failing),
+            of(State::Late),
+            of(State::Overdue),
+            of(State::Paused),
+        ]
+    }
+
+    pub fn info(&mut self, text: impl Into<String>) {
+        self.message = Some(Message {
+            text: text.into(),
+            error: false,
+        });
+    }
+
+    pub fn error(&mut self, text: impl Into<String>) {
+        self.message = Some(Message {
+            text: text.into(),
+            error: true,
+        });
+    }
+}

@@ -1,0 +1,371 @@
+//! The data task: the console's only door to the database. It owns one
+//! connection (which also LISTENs on `crondeck_wake`), carries out the
+//! requests `update` makes, and reports results as `DataEvent`s.
+//!
+//! - Requests are handled one at a time, so only one refresh is ever in
+//!   flight; requests that arrive meanwhile are merged, newest wins (a burst
+//!   of wake-ups or key presses becomes one refresh). Mutations are never
+//!   merged or dropped: they run in order, before any pending refresh.
+//! - Every statement runs under `statement_timeout`, and every round trip
+//!   under a client-side deadline too, so a dead network cannot hang it.
+//! - A lost connection is reported (`Link::Lost`), then re-established with
+//!   exponential backoff; the UI keeps its last data, marked STALE.
+//!
+//! The UI never waits for this task: it sends requests and goes on drawing.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
+use tokio::time::Instant;
+use tokio_postgres::{Client, Notification};
+
+use super::action::{DataEvent, Effect, JobsSnapshot, Link, Mutation};
+use super::app::{AUDIT_LIMIT, HISTORY_LIMIT};
+use crate::db::audit::{audit_list, Actor};
+use crate::db::connect::ConnectionSpec;
+use crate::db::jobs::job_list;
+use crate::db::nodes::node_list_live;
+use crate::db::runs::{run_get, run_list, run_typical_durations};
+use crate::db::DbError;
+use crate::ops::{self, JobChanges, OpsError};
+
+/// Server-side limit on any statement of the console.
+pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Client-side limit on one request (covers a network that went silent).
+const REQUEST_DEADLINE: Duration = Duration::from_secs(15);
+const BACKOFF_START: Duration = Duration::from_millis(250);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Typical durations are costlier; they are refreshed at most this often.
+const TYPICAL_EVERY: Duration = Duration::from_secs(30);
+/// Runs per job the typical duration is taken over.
+const TYPICAL_RUNS: i64 = 20;
+
+/// What is waiting to be done; newer requests replace older ones.
+#[derive(Default)]
+struct Pending {
+    mutations: VecDeque<Mutation>,
+    refresh: bool,
+    runs: Option<i64>,
+    run: Option<i64>,
+    audit: bool,
+}
+
+enum Work {
+    Mutate(Mutation),
+    Refresh,
+    Runs(i64),
+    Run(i64),
+    Audit,
+}
+
+impl Pending {
+    /// Add a request; false on `Quit`.
+    fn add(&mut self, effect: Effect) -> bool {
+        match effect {
+            Effect::Quit => return false,
+            Effect::Refresh => self.refresh = true,
+            Effect::LoadRuns(id) => self.runs = Some(id),
+            Effect::LoadRun(id) => self.run = Some(id),
+            Effect::LoadAudit => self.audit = true,
+            Effect::Mutate(m) => self.mutations.push_back(m),
+        }
+        true
+    }
+
+    fn next(&mut self) -> Option<Work> {
+        if let Some(m) = self.mutations.pop_front() {
+            return Some(Work::Mutate(m));
+        }
+        if std::mem::take(&mut self.refresh) {
+            return Some(Work::Refresh);
+        }
+        if let Some(id) = self.runs.take() {
+            return Some(Work::Runs(id));
+        }
+        if let Some(id) = self.run.take() {
+            return Some(Work::Run(id));
+        }
+        std::mem::take(&mut self.audit).then_some(Work::Audit)
+    }
+}
+
+/// Start the task. Send it `Effect`s; it stops on `Effect::Quit` or when
+/// the sender is dropped.
+pub fn spawn(
+    spec: ConnectionSpec,
+    read_only: bool,
+    events: UnboundedSender<DataEvent>,
+) -> UnboundedSender<Effect> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(run(spec, read_only, rx, events));
+    tx
+}
+
+struct Connection {
+    client: Client,
+    notes: UnboundedReceiver<Notification>,
+}
+
+async fn connect(spec: &ConnectionSpec) -> anyhow::Result<Connection> {
+    let (client, notes) = spec.connect_with_notifications().await?;
+    let setup = format!(
+        "SET statement_timeout = {}; SET application_name = 'crondeck console'; LISTEN crondeck_wake",
+        STATEMENT_TIMEOUT.as_millis()
+    );
+    tokio::time::timeout(REQUEST_DEADLINE, client.batch_execute(&setup))
+        .await
+        .map_err(|_| anyhow::anyhow!("the server did not answer in time"))??;
+    Ok(Connection { client, notes })
+}
+
+async fn run(
+    spec: ConnectionSpec,
+    read_only: bool,
+    mut requests: UnboundedReceiver<Effect>,
+    events: UnboundedSender<DataEvent>,
+) {
+    let actor = Actor::current();
+    let mut pending = Pending {
+        refresh: true,
+        ..Pending::default()
+    };
+    let mut typical: (HashMap<i64, i64>, Option<Instant>) = (HashMap::new(), None);
+    let mut link: Option<Connection> = None;
+    let mut backoff = BACKOFF_START;
+    loop {
+        while let Ok(effect) = requests.try_recv() {
+            if !pending.add(effect) {
+                return;
+            }
+        }
+        let Some(current) = link.as_mut() else {
+            match connect(&spec).await {
+                Ok(l) => {
+                    link = Some(l);
+                    backoff = BACKOFF_START;
+                    pending.refresh = true;
+                    let _ = events.send(DataEvent::Connection(Link::Live));
+                }
+                Err(error) => {
+                    tracing::warn!(error = %format!("{error:#}"), "console: cannot reach the database");
+                    let _ = events.send(DataEvent::Connection(Link::Lost {
+                        error: format!("{error:#}"),
+                    }));
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        request = requests.recv() => {
+                            if !request.is_some_and(|e| pending.add(e)) {
+                                return;
+                            }
+                        }
+                    }
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
+            }
+            continue;
+        };
+        if let Some(work) = pending.next() {
+            let outcome = tokio::time::timeout(
+                REQUEST_DEADLINE,
+                perform(&mut current.client, &actor, read_only, work, &mut typical),
+            )
+            .await;
+            let lost = match outcome {
+                Ok(Ok(event)) => {
+                    let _ = events.send(event);
+                    None
+                }
+                Ok(Err(Failure::Refused(text))) => {
+                    let _ = events.send(DataEvent::Done(Err(text)));
+                    None
+                }
+                Ok(Err(Failure::Lost(text, during_change))) => {
+                    if during_change {
+                        let _ = events.send(DataEvent::Done(Err(format!(
+                            "the connection was lost during the change; check the audit trail (a) before retrying: {text}"
+                        ))));
+                    }
+                    Some(text)
+                }
+                Err(_) => Some(format!("no answer within {}s", REQUEST_DEADLINE.as_secs())),
+            };
+            if let Some(error) = lost {
+                tracing::warn!(%error, "console: database connection lost");
+                link = None;
+                pending.refresh = true;
+                let _ = events.send(DataEvent::Connection(Link::Lost { error }));
+            }
+            continue;
+        }
+        tokio::select! {
+            request = requests.recv() => {
+                if !request.is_some_and(|e| pending.add(e)) {
+                    return;
+                }
+            }
+            note = current.notes.recv() => match note {
+                Some(_) => pending.refresh = true,
+                // The connection task ended: the server is gone.
+                None => {
+                    link = None;
+                    let _ = events.send(DataEvent::Connection(Link::Lost {
+                        error: "the connection to the database closed".into(),
+                    }));
+                }
+            },
+        }
+    }
+}
+
+enum Failure {
+    /// The database refused (bad input, no such job): show it, stay connected.
+    Refused(String),
+    /// The connection is unusable; `true` when a change was in flight.
+    Lost(String, bool),
+}
+
+fn classify(error: DbError, during_change: bool) -> Failure {
+    match error {
+        DbError::Postgres(e) if e.as_db_error().is_none() || e.is_closed() => {
+            Failure::Lost(e.to_string(), during_change)
+        }
+        // A statement timeout or any other server error during a refresh
+        // leaves the data unknown: treat it as lost and reconnect.
+        DbError::Postgres(e) if !during_change => Failure::Lost(
+            e.as_db_error()
+                .map_or_else(|| e.to_string(), |d| d.message().to_string()),
+            false,
+        ),
+        other => Failure::Refused(other.to_string()),
+    }
+}
+
+async fn perform(
+    client: &mut Client,
+    actor: &Actor,
+    read_only: bool,
+    work: Work,
+    typical: &mut (HashMap<i64, i64>, Option<Instant>),
+) -> Result<DataEvent, Failure> {
+    let lost = |e: DbError| classify(e, false);
+    match work {
+        Work::Refresh => {
+            let wall: DateTime<Utc> = Utc::now();
+            let (jobs, nodes, now) = tokio::join!(
+                job_list(&*client),
+                node_list_live(&*client),
+                ops::db_now(&*client)
+            );
+            let now = now.map_err(|e| match e {
+                OpsError::Db(e) => lost(e),
+                OpsError::Invalid(m) => Failure::Lost(m, false),
+            })?;
+            let (jobs, nodes) = (jobs.map_err(lost)?, nodes.map_err(lost)?);
+            if typical.1.map_or(true, |at| at.elapsed() >= TYPICAL_EVERY) {
+                typical.0 = run_typical_durations(&*client, TYPICAL_RUNS)
+                    .await
+                    .map_err(lost)?;
+                typical.1 = Some(Instant::now());
+            }
+            Ok(DataEvent::Jobs(Box::new(JobsSnapshot {
+                db_now: now,
+                wall,
+                jobs,
+                nodes,
+                typical_ms: typical.0.clone(),
+            })))
+        }
+        Work::Runs(job_id) => Ok(DataEvent::Runs {
+            job_id,
+            runs: run_list(&*client, job_id, HISTORY_LIMIT)
+                .await
+                .map_err(lost)?,
+        }),
+        Work::Run(run_id) => Ok(DataEvent::Run {
+            run_id,
+            run: run_get(&*client, run_id).await.map_err(lost)?.map(Box::new),
+        }),
+        Work::Audit => Ok(DataEvent::Audit(
+            audit_list(&*client, None, AUDIT_LIMIT)
+                .await
+                .map_err(lost)?,
+        )),
+        Work::Mutate(m) => {
+            // The UI refuses first (update::mutation_refused); this is the fence.
+            if read_only {
+                return Err(Failure::Refused(
+                    "read-only mode: changes are disabled".into(),
+                ));
+            }
+            mutate(client, actor, m)
+                .await
+                .map(|text| DataEvent::Done(Ok(text)))
+        }
+    }
+}
+
+async fn mutate(client: &mut Client, actor: &Actor, m: Mutation) -> Result<String, Failure> {
+    let fail = |e: OpsError| match e {
+        OpsError::Invalid(text) => Failure::Refused(text),
+        OpsError::Db(e) => classify(e, true),
+    };
+    match m {
+        Mutation::RunNow { job } => {
+            let request = ops::run_now(client, actor, &job).await.map_err(fail)?;
+            Ok(format!("run of \"{job}\" requested (request {request})"))
+        }
+        Mutation::Pause {
+            job,
+            reason,
+            duration,
+        } => {
+            ops::pause(client, actor, &job, reason.as_deref(), duration)
+                .await
+                .map_err(fail)?;
+            Ok(format!("paused \"{job}\""))
+        }
+        Mutation::Resume { job } => {
+            let (_, changed) = ops::resume(client, actor, &job).await.map_err(fail)?;
+            Ok(if changed {
+                format!("resumed \"{job}\"")
+            } else {
+                format!("\"{job}\" was not paused")
+            })
+        }
+        Mutation::Schedule { job, schedule } => {
+            let changes = JobChanges {
+                schedule: Some(schedule),
+                ..JobChanges::default()
+            };
+            let updated = ops::set(client, actor, &job, &changes)
+                .await
+                .map_err(fail)?;
+            Ok(format!(
+                "\"{job}\" now runs {}",
+                updated.spec.schedule.describe()
+            ))
+        }
+        Mutation::Next { job, next } => {
+            let changes = JobChanges {
+                next: Some(next),
+                ..JobChanges::default()
+            };
+            ops::set(client, actor, &job, &changes)
+                .await
+                .map_err(fail)?;
+            Ok(format!("moved the next run of \"{job}\""))
+        }
+        Mutation::Priority { job, priority } => {
+            let changes = JobChanges {
+                priority: Some(priority),
+                ..JobChanges::default()
+            };
+            ops::set(client, actor, &job, &changes)
+                .await
+                .map_err(fail)?;
+            Ok(format!("priority of \"{job}\" is now {priority}"))
+        }
+    }
+}

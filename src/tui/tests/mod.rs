@@ -1,0 +1,8 @@
+//! Console tests without a terminal or a database: fixtures for every
+//! health state at a fixed "now" (UTC), snapshot tests of every screen
+//! (ratatui `TestBackend` + insta), and unit tests of `update`.
+
+mod fixtures;
+mod screens;
+mod update_events;
+mod update_keys;

@@ -1,0 +1,169 @@
+//! The jobs table (SPEC §5). Only the rows on screen are built.
+
+use ratatui::layout::Rect;
+use ratatui::text::Line;
+use ratatui::widgets::{Cell, Paragraph, Row, Table};
+use ratatui::Frame;
+
+use super::{constraints, fit_columns, Column};
+use crate::health::State;
+use crate::job::Job;
+use crate::tui::app::{App, Conn, SortKey};
+use crate::tui::format::{
+    millis, millis_or_dash, next_run, one_line, relative, short_result, short_schedule,
+};
+
+const COLUMNS: [Column; 10] = [
+    Column {
+        title: "STATE",
+        width: 9,
+        drop: 0,
+    },
+    Column {
+        title: "NAME",
+        width: 0,
+        drop: 0,
+    },
+    Column {
+        title: "SCHEDULE",
+        width: 12,
+        drop: 5,
+    },
+    Column {
+        title: "NEXT",
+        width: 12,
+        drop: 0,
+    },
+    Column {
+        title: "LAST",
+        width: 11,
+        drop: 6,
+    },
+    Column {
+        title: "RESULT",
+        width: 16,
+        drop: 4,
+    },
+    Column {
+        title: "DURATION",
+        width: 11,
+        drop: 7,
+    },
+    Column {
+        title: "FAIL",
+        width: 4,
+        drop: 8,
+    },
+    Column {
+        title: "PRI",
+        width: 3,
+        drop: 9,
+    },
+    Column {
+        title: "NODE",
+        width: 14,
+        drop: 10,
+    },
+];
+
+fn sort_column(key: SortKey) -> usize {
+    match key {
+        SortKey::State => 0,
+        SortKey::Name => 1,
+        SortKey::Next => 3,
+        SortKey::Last => 4,
+        SortKey::Duration => 6,
+        SortKey::Failures => 7,
+        SortKey::Priority => 8,
+    }
+}
+
+pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
+    let t = &app.theme;
+    if app.view.is_empty() {
+        let text = if app.data_at.is_none() {
+            match &app.conn {
+                Conn::Stale { error, .. } => format!(
+                    "cannot reach the job database: {}; retrying…",
+                    one_line(error)
+                ),
+                _ => "loading jobs…".to_string(),
+            }
+        } else if app.jobs.is_empty() {
+            "no jobs yet: add one with `crondeck add` or `crondeck apply FILE`".to_string()
+        } else {
+            "no job matches the filter (esc clears it)".to_string()
+        };
+        frame.render_widget(
+            Paragraph::new(Line::styled(format!(" {text}"), t.dim())),
+            area,
+        );
+        return;
+    }
+    let keep = fit_columns(&COLUMNS, area.width);
+    let sorted = sort_column(app.sort);
+    let header = Row::new(keep.iter().map(|&i| {
+        let mut title = COLUMNS[i].title.to_string();
+        if i == sorted {
+            title.push(if app.reverse { '▼' } else { '▲' });
+        }
+        Cell::from(title)
+    }))
+    .style(t.column_header());
+    let rows_on_screen = usize::from(area.height.saturating_sub(1));
+    let end = (app.offset + rows_on_screen).min(app.view.len());
+    let rows = app.view[app.offset..end].iter().enumerate().map(|(n, &i)| {
+        let job = &app.jobs[i];
+        let state = app.health[i].primary;
+        let cells = cells(app, job, state);
+        let mut style = t.state(state);
+        if app.offset + n == app.cursor {
+            style = style.patch(t.selected());
+        }
+        Row::new(keep.iter().map(|&c| Cell::from(cells[c].clone()))).style(style)
+    });
+    let table = Table::new(rows, constraints(&COLUMNS, &keep))
+        .header(header)
+        .column_spacing(1);
+    frame.render_widget(table, area);
+}
+
+fn cells(app: &App, job: &Job, state: State) -> [String; 10] {
+    let rt = &job.runtime;
+    let now = app.as_of();
+    let result = match rt.running_since {
+        Some(since) if rt.running_run_id.is_some() => {
+            format!(
+                "running {}",
+                crate::timespec::format_duration_short(now - since)
+            )
+        }
+        _ => short_result(rt),
+    };
+    let duration = match (rt.last_duration_ms, app.typical_ms.get(&job.id)) {
+        (None, _) => "-".to_string(),
+        (Some(last), Some(typical)) => format!("{} ~{}", millis(last), millis(*typical)),
+        (Some(last), None) => millis_or_dash(Some(last)),
+    };
+    let next = match state {
+        State::Paused => "paused".to_string(),
+        State::Done => "done".to_string(),
+        _ => next_run(job.nextcall, now),
+    };
+    [
+        format!("{} {}", state.glyph(), state.word()),
+        one_line(&job.spec.name),
+        short_schedule(&job.spec.schedule),
+        next,
+        relative(rt.last_started_at, now),
+        result,
+        duration,
+        if rt.failure_streak > 0 {
+            rt.failure_streak.to_string()
+        } else {
+            String::new()
+        },
+        job.spec.priority.to_string(),
+        rt.running_node_name.clone().unwrap_or_default(),
+    ]
+}
