@@ -85,6 +85,34 @@ pub async fn skip_ticks(
     Ok((Some(advance.next), u64::try_from(ticks).unwrap_or(0)))
 }
 
+/// Read a job row; a row this binary cannot read (a schedule croner rejects,
+/// say) is paused with the reason instead of failing the whole claim, so one
+/// bad definition cannot stop every other job.
+async fn readable_job(
+    tx: &impl GenericClient,
+    row: &tokio_postgres::Row,
+) -> Result<Option<Job>, DbError> {
+    match job_from_row(row) {
+        Ok(job) => Ok(Some(job)),
+        Err(DbError::Corrupt(reason)) => {
+            let id: i64 = row.try_get("id")?;
+            tracing::error!(job = id, %reason, "pausing a job this node cannot read");
+            tx.execute(
+                "UPDATE crondeck.jobs SET active = false, paused_at = now(),
+                     paused_by = 'crondeck (scheduler)', paused_reason = $2, paused_until = NULL
+                 WHERE id = $1",
+                &[
+                    &id,
+                    &format!("paused: the scheduler cannot read this job ({reason})"),
+                ],
+            )
+            .await?;
+            Ok(None)
+        }
+        Err(other) => Err(other),
+    }
+}
+
 /// Run one claim transaction, starting at most `limit` runs.
 pub async fn claim(
     client: &mut impl GenericClient,
@@ -119,7 +147,9 @@ async fn resume_expired_pauses(
          FOR UPDATE SKIP LOCKED"
     );
     for row in tx.query(&sql, &[]).await? {
-        let job = job_from_row(&row)?;
+        let Some(job) = readable_job(tx, &row).await? else {
+            continue;
+        };
         let nextcall = match job.nextcall {
             Some(tick) if tick <= now => {
                 skip_ticks(tx, &job, tick, now, TickReason::Paused).await?.0
@@ -160,7 +190,9 @@ async fn skip_overlapping_ticks(
          FOR UPDATE SKIP LOCKED"
     );
     for row in tx.query(&sql, &[&claimer.allow_shell]).await? {
-        let job = job_from_row(&row)?;
+        let Some(job) = readable_job(tx, &row).await? else {
+            continue;
+        };
         let Some(tick) = job.nextcall else { continue };
         let (next, ticks) = skip_ticks(tx, &job, tick, now, TickReason::Overlap).await?;
         tx.execute(
@@ -195,7 +227,9 @@ async fn start_requests(
     let rows = tx.query(&sql, &[&claimer.allow_shell, &limit]).await?;
     let mut started_jobs = Vec::new();
     for row in rows {
-        let job = job_from_row(&row)?;
+        let Some(job) = readable_job(tx, &row).await? else {
+            continue;
+        };
         let request_id: i64 = row.try_get("request_id")?;
         // One run per job at a time: a second request for the same job waits.
         if started_jobs.contains(&job.id) {
@@ -274,7 +308,9 @@ async fn start_due_jobs(
     );
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     for row in tx.query(&sql, &[&claimer.allow_shell, &limit]).await? {
-        let job = job_from_row(&row)?;
+        let Some(job) = readable_job(tx, &row).await? else {
+            continue;
+        };
         let Some(tick) = job.nextcall else { continue };
         let Some(advance) = job.spec.schedule.advance(tick, now) else {
             continue;
