@@ -231,7 +231,7 @@ async fn an_admin_defines_jobs() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(roles, [admin.clone()]);
+    assert_eq!(roles, std::slice::from_ref(&admin));
     // Even an admin cannot rewrite history.
     sql_denied(&db, &admin, "DELETE FROM crondeck.audit").await;
 }
