@@ -42,6 +42,8 @@ pub struct Claimer<'a> {
     pub node_id: &'a str,
     pub node_name: &'a str,
     pub allow_shell: bool,
+    /// Shell command prefixes this node may run; empty means any.
+    pub shell_allow: &'a [String],
     pub actor: &'a Actor,
 }
 
@@ -186,10 +188,13 @@ async fn skip_overlapping_ticks(
     let sql = format!(
         "SELECT {JOB_COLUMNS} FROM crondeck.jobs
          WHERE active AND numbercall <> 0 AND nextcall <= now() AND running_run_id IS NOT NULL
-           AND ($1 OR action_kind = 'sql')
+           AND crondeck.can_run(action_kind, command, $1, $2)
          FOR UPDATE SKIP LOCKED"
     );
-    for row in tx.query(&sql, &[&claimer.allow_shell]).await? {
+    for row in tx
+        .query(&sql, &[&claimer.allow_shell, &claimer.shell_allow])
+        .await?
+    {
         let Some(job) = readable_job(tx, &row).await? else {
             continue;
         };
@@ -217,14 +222,16 @@ async fn start_requests(
                 {}
          FROM crondeck.run_requests r JOIN crondeck.jobs j ON j.id = r.job_id
          WHERE r.state = 'pending' AND r.not_before <= now() AND j.running_run_id IS NULL
-           AND ($1 OR j.action_kind = 'sql')
+           AND crondeck.can_run(j.action_kind, j.command, $1, $3)
          ORDER BY j.priority, r.not_before, r.id
          LIMIT $2
          FOR UPDATE OF r, j SKIP LOCKED",
         job_columns_of("j")
     );
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let rows = tx.query(&sql, &[&claimer.allow_shell, &limit]).await?;
+    let rows = tx
+        .query(&sql, &[&claimer.allow_shell, &limit, &claimer.shell_allow])
+        .await?;
     let mut started_jobs = Vec::new();
     for row in rows {
         let Some(job) = readable_job(tx, &row).await? else {
@@ -301,13 +308,16 @@ async fn start_due_jobs(
     let sql = format!(
         "SELECT {JOB_COLUMNS} FROM crondeck.jobs
          WHERE active AND numbercall <> 0 AND nextcall <= now() AND running_run_id IS NULL
-           AND ($1 OR action_kind = 'sql')
+           AND crondeck.can_run(action_kind, command, $1, $3)
          ORDER BY priority, nextcall
          LIMIT $2
          FOR UPDATE SKIP LOCKED"
     );
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    for row in tx.query(&sql, &[&claimer.allow_shell, &limit]).await? {
+    let rows = tx
+        .query(&sql, &[&claimer.allow_shell, &limit, &claimer.shell_allow])
+        .await?;
+    for row in rows {
         let Some(job) = readable_job(tx, &row).await? else {
             continue;
         };
@@ -581,20 +591,22 @@ async fn auto_pause(
 pub async fn next_wake(
     client: &impl GenericClient,
     allow_shell: bool,
+    shell_allow: &[String],
 ) -> Result<Option<f64>, DbError> {
     let row = client
         .query_one(
             "SELECT extract(epoch FROM least(
                  (SELECT min(nextcall) FROM crondeck.jobs
-                  WHERE active AND numbercall <> 0 AND ($1 OR action_kind = 'sql')),
+                  WHERE active AND numbercall <> 0
+                    AND crondeck.can_run(action_kind, command, $1, $2)),
                  (SELECT min(paused_until) FROM crondeck.jobs
                   WHERE NOT active AND numbercall <> 0),
                  (SELECT min(r.not_before) FROM crondeck.run_requests r
                   JOIN crondeck.jobs j ON j.id = r.job_id
                   WHERE r.state = 'pending' AND j.running_run_id IS NULL
-                    AND ($1 OR j.action_kind = 'sql'))
+                    AND crondeck.can_run(j.action_kind, j.command, $1, $2))
              ) - now())::float8",
-            &[&allow_shell],
+            &[&allow_shell, &shell_allow],
         )
         .await?;
     Ok(row.try_get(0)?)

@@ -263,3 +263,20 @@ BEGIN
     END LOOP;
 END;
 $$;
+
+-- Which jobs a node may run (SPEC §3.6, §9): SQL jobs always; shell jobs only
+-- on nodes started with shell enabled, and, when the node has an allow-list,
+-- only commands that start with one of its prefixes and contain no shell
+-- metacharacters (so "/opt/jobs/x; rm -rf /" does not pass as "/opt/jobs/").
+ALTER TABLE crondeck.nodes ADD COLUMN shell_allow text[];
+
+CREATE FUNCTION crondeck.can_run(action_kind text, command text, allow_shell boolean,
+                                 shell_allow text[]) RETURNS boolean
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT action_kind = 'sql'
+        OR (allow_shell
+            AND (coalesce(cardinality(shell_allow), 0) = 0
+                 OR (length(translate(command, E';|&$`()<>\\\n', '')) = length(command)
+                     AND EXISTS (SELECT 1 FROM unnest(shell_allow) AS prefix
+                                 WHERE starts_with(command, prefix)))));
+$$;
