@@ -32,5 +32,6 @@ pub mod jobfile;
 pub mod ops;
 pub mod schedule;
 pub mod scheduler;
+pub mod text;
 pub mod timefmt;
 pub mod timespec;
