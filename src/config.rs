@@ -80,6 +80,8 @@ impl fmt::Debug for FileConfig {
 pub struct SchedulerFile {
     pub workers: Option<u32>,
     pub allow_shell: Option<bool>,
+    /// Shell command prefixes this node may run (empty: any).
+    pub shell_allow: Option<Vec<String>>,
     pub lease: Option<String>,
     pub heartbeat: Option<String>,
 }

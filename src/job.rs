@@ -188,7 +188,7 @@ impl JobSpec {
             return Err("a timeout of zero is not allowed (use \"none\" for no timeout)".into());
         }
         for tag in &self.tags {
-            if tag.trim().is_empty() || tag.chars().any(char::is_whitespace) {
+            if tag.trim().is_empty() || tag.chars().any(|c| c.is_whitespace() || c.is_control()) {
                 return Err(format!(
                     "tag \"{tag}\" is invalid (expected a word without spaces, like \"billing\")"
                 ));

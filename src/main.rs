@@ -23,7 +23,8 @@ fn main() -> ExitCode {
     match runtime.block_on(cli::run(cli)) {
         Ok(()) => ExitCode::from(cli::exit::OK),
         Err(error) => {
-            eprintln!("crondeck: {error:#}");
+            // Errors can quote job names and output: never let them act on the terminal.
+            eprintln!("crondeck: {}", crondeck::text::block(&format!("{error:#}")));
             ExitCode::from(cli::exit_code(&error))
         }
     }

@@ -11,12 +11,10 @@ use serde_json::{json, Value};
 use tokio_postgres::GenericClient;
 
 use crate::db::audit::{audit_insert, Actor, AuditEntry};
-use crate::db::claim::skip_ticks;
 use crate::db::jobs::{
-    job_delete, job_get, job_insert, job_update_nextcall, job_update_pause, job_update_priority,
-    job_update_schedule, job_update_timeout,
+    job_delete, job_get, job_insert, job_update_priority, job_update_schedule, job_update_timeout,
+    schedule_columns,
 };
-use crate::db::runs::TickReason;
 use crate::db::DbError;
 use crate::job::{Job, JobSpec, Pause};
 use crate::schedule::Schedule;
@@ -34,7 +32,7 @@ pub enum OpsError {
 
 impl From<tokio_postgres::Error> for OpsError {
     fn from(e: tokio_postgres::Error) -> Self {
-        OpsError::Db(DbError::Postgres(e))
+        OpsError::Db(DbError::from(e))
     }
 }
 
@@ -171,11 +169,10 @@ pub async fn set(
         ));
     }
     let tx = client.transaction().await?;
-    let job = job_get(&tx, name, true).await?;
+    // No row lock here: operators may not lock job rows; each crondeck.op_*
+    // function locks the row itself and writes its own audit row.
+    let job = job_get(&tx, name, false).await?;
     let now = db_now(&tx).await?;
-    let mut old = serde_json::Map::new();
-    let mut new = serde_json::Map::new();
-
     let schedule = changes.schedule.as_ref().unwrap_or(&job.spec.schedule);
     let next = match (&changes.schedule, &changes.next) {
         (_, Some(text)) => {
@@ -190,47 +187,74 @@ pub async fn set(
         (None, None) => job.nextcall,
     };
     if let Some(new_schedule) = &changes.schedule {
-        old.insert("schedule".into(), json!(job.spec.schedule.to_string()));
-        new.insert("schedule".into(), json!(new_schedule.to_string()));
-    }
-    if next != job.nextcall {
-        old.insert("nextcall".into(), json!(job.nextcall));
-        new.insert("nextcall".into(), json!(next));
-    }
-    if changes.schedule.is_some() {
-        job_update_schedule(&tx, job.id, schedule, next).await?;
-    } else if let Some(at) = next.filter(|_| changes.next.is_some()) {
-        job_update_nextcall(&tx, job.id, at).await?;
+        let (kind, count, unit, expr, tz) = schedule_columns(new_schedule);
+        tx.execute(
+            "SELECT crondeck.op_reschedule($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            &[
+                &name,
+                &kind,
+                &count,
+                &unit,
+                &expr,
+                &tz,
+                &next,
+                &actor.os_user,
+                &actor.host,
+            ],
+        )
+        .await
+        .map_err(|e| op_error(e, name))?;
+    } else if let (Some(at), Some(_)) = (next, &changes.next) {
+        tx.execute(
+            "SELECT crondeck.op_set_nextcall($1, $2, $3, $4)",
+            &[&name, &at, &actor.os_user, &actor.host],
+        )
+        .await
+        .map_err(|e| op_error(e, name))?;
     }
     if let Some(priority) = changes.priority {
-        old.insert("priority".into(), json!(job.spec.priority));
-        new.insert("priority".into(), json!(priority));
-        job_update_priority(&tx, job.id, priority).await?;
+        tx.execute(
+            "SELECT crondeck.op_set_priority($1, $2, $3, $4)",
+            &[&name, &priority, &actor.os_user, &actor.host],
+        )
+        .await
+        .map_err(|e| op_error(e, name))?;
     }
     if let Some(timeout) = changes.timeout {
-        old.insert(
-            "timeout_seconds".into(),
-            json!(job.spec.timeout.map(|t| t.as_secs())),
-        );
-        new.insert(
-            "timeout_seconds".into(),
-            json!(timeout.map(|t| t.as_secs())),
-        );
+        // What a job executes (and for how long) is a definition: admins only,
+        // through a direct write the operator role is not granted.
         job_update_timeout(&tx, job.id, timeout).await?;
+        audit(
+            &tx,
+            actor,
+            &job,
+            "set-timeout",
+            json!({ "timeout_seconds": job.spec.timeout.map(|t| t.as_secs()) }),
+            json!({ "timeout_seconds": timeout.map(|t| t.as_secs()) }),
+            None,
+        )
+        .await?;
     }
-    audit(
-        &tx,
-        actor,
-        &job,
-        "set",
-        Value::Object(old),
-        Value::Object(new),
-        None,
-    )
-    .await?;
     let updated = job_get(&tx, name, false).await?;
     tx.commit().await?;
     Ok(updated)
+}
+
+/// Turn an error from a `crondeck.op_*` function into what the operator
+/// should read: SQLSTATE decides, never the message text.
+fn op_error(error: tokio_postgres::Error, name: &str) -> OpsError {
+    use tokio_postgres::error::SqlState;
+    let code = error.code().cloned();
+    match code {
+        Some(SqlState::NO_DATA_FOUND) => OpsError::Db(DbError::JobNotFound(name.to_string())),
+        Some(SqlState::INVALID_PARAMETER_VALUE) | Some(SqlState::CHECK_VIOLATION) => {
+            let message = error
+                .as_db_error()
+                .map_or_else(|| error.to_string(), |db| db.message().to_string());
+            OpsError::Invalid(message)
+        }
+        _ => OpsError::Db(DbError::from(error)),
+    }
 }
 
 /// The next tick after a schedule change with no explicit `--next`: a cron
@@ -263,69 +287,73 @@ pub async fn pause(
     reason: Option<&str>,
     duration: Option<Duration>,
 ) -> Result<Job> {
-    let tx = client.transaction().await?;
-    let job = job_get(&tx, name, true).await?;
-    if job.is_done() {
-        return Err(OpsError::Invalid(format!(
-            "job \"{name}\" is done (no runs left); there is nothing to pause"
-        )));
-    }
-    let now = db_now(&tx).await?;
-    let until = match duration {
-        Some(d) => Some(
-            now + chrono::Duration::from_std(d)
-                .map_err(|_| OpsError::Invalid("pause duration is too long".into()))?,
-        ),
-        None => None,
-    };
-    let pause = Pause {
-        at: now,
-        by: Some(actor.label()),
-        reason: reason.map(str::to_string),
-        until,
-    };
-    job_update_pause(&tx, job.id, Some(&pause)).await?;
-    let old = json!({ "active": job.active, "paused": job.pause });
-    let new = json!({ "active": false, "paused": pause });
-    audit(&tx, actor, &job, "pause", old, new, reason).await?;
-    let updated = job_get(&tx, name, false).await?;
-    tx.commit().await?;
-    Ok(updated)
+    let seconds = duration.map(|d| d.as_secs_f64());
+    client
+        .execute(
+            "SELECT crondeck.op_pause($1, $2, $3, $4, $5)",
+            &[&name, &reason, &seconds, &actor.os_user, &actor.host],
+        )
+        .await
+        .map_err(|e| op_error(e, name))?;
+    Ok(job_get(client, name, false).await?)
 }
 
 /// Resume a paused job. Resuming an active job changes nothing and writes no
-/// audit row; the result says whether anything changed.
+/// audit row; the result says whether anything changed. Ticks that passed
+/// while paused are not run late: they become one skipped row, and the job
+/// waits for its next slot.
 pub async fn resume(
     client: &mut impl GenericClient,
     actor: &Actor,
     name: &str,
 ) -> Result<(Job, bool)> {
-    let tx = client.transaction().await?;
-    let job = job_get(&tx, name, true).await?;
-    if job.is_done() {
-        return Err(OpsError::Invalid(format!(
-            "job \"{name}\" is done (no runs left); give it runs again before resuming"
-        )));
-    }
-    if job.active {
-        return Ok((job, false));
-    }
-    job_update_pause(&tx, job.id, None).await?;
-    // Ticks that passed while paused are not run late: they are recorded as
-    // one skipped row, and the job waits for its next slot.
-    let now = db_now(&tx).await?;
-    if let Some(tick) = job.nextcall.filter(|tick| *tick <= now) {
-        let (next, _) = skip_ticks(&tx, &job, tick, now, TickReason::Paused).await?;
-        if let Some(next) = next {
-            job_update_nextcall(&tx, job.id, next).await?;
+    // The job may change between our read and the function's lock (the
+    // function then refuses with serialization_failure): read again, once.
+    let mut attempts = 0;
+    loop {
+        let job = job_get(client, name, false).await?;
+        if job.is_done() {
+            return Err(OpsError::Invalid(format!(
+                "job \"{name}\" is done (no runs left); give it runs again before resuming"
+            )));
+        }
+        if job.active {
+            return Ok((job, false));
+        }
+        let now = db_now(client).await?;
+        let skipped = job
+            .nextcall
+            .filter(|tick| *tick <= now)
+            .and_then(|tick| job.spec.schedule.advance(tick, now).map(|a| (tick, a)));
+        let (from, ticks, next) = match skipped {
+            Some((tick, advance)) => (
+                Some(tick),
+                i32::try_from(advance.missed.saturating_add(1)).unwrap_or(i32::MAX),
+                Some(advance.next),
+            ),
+            None => (None, 0, None),
+        };
+        let result = client
+            .query_one(
+                "SELECT crondeck.op_resume($1, $2, $3, $4, $5, $6)",
+                &[&name, &from, &ticks, &next, &actor.os_user, &actor.host],
+            )
+            .await;
+        match result {
+            Ok(row) => {
+                let changed: bool = row.try_get(0)?;
+                return Ok((job_get(client, name, false).await?, changed));
+            }
+            Err(e)
+                if attempts == 0
+                    && e.code()
+                        == Some(&tokio_postgres::error::SqlState::T_R_SERIALIZATION_FAILURE) =>
+            {
+                attempts += 1;
+            }
+            Err(e) => return Err(op_error(e, name)),
         }
     }
-    let old = json!({ "active": false, "paused": job.pause });
-    let new = json!({ "active": true });
-    audit(&tx, actor, &job, "resume", old, new, None).await?;
-    let updated = job_get(&tx, name, false).await?;
-    tx.commit().await?;
-    Ok((updated, true))
 }
 
 /// Remove a job and its history. The audit trail keeps its definition.
@@ -373,21 +401,14 @@ async fn audit(
 /// job, as soon as the job is not running; it does not move `nextcall`.
 /// Returns the request id (an already pending request is joined, not doubled).
 pub async fn run_now(client: &mut impl GenericClient, actor: &Actor, name: &str) -> Result<i64> {
-    let tx = client.transaction().await?;
-    let job = job_get(&tx, name, false).await?;
-    let request_id = crate::db::requests::request_manual(&tx, name, &actor.label()).await?;
-    audit(
-        &tx,
-        actor,
-        &job,
-        "run",
-        Value::Null,
-        json!({ "request_id": request_id }),
-        None,
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(request_id)
+    let row = client
+        .query_one(
+            "SELECT crondeck.op_run_now($1, $2, $3)",
+            &[&name, &actor.os_user, &actor.host],
+        )
+        .await
+        .map_err(|e| op_error(e, name))?;
+    Ok(row.try_get(0)?)
 }
 
 /// Update a job's definition from a jobs file (`apply`): what it runs and

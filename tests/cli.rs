@@ -190,7 +190,18 @@ async fn add_set_pause_resume_remove_change_list_json_and_leave_audit_rows() {
 
     assert_eq!(
         audit_actions(&db, "report").await,
-        ["create", "set", "set", "set", "pause", "resume", "set", "remove"]
+        [
+            "create",
+            "reschedule",
+            "set-priority",
+            "set-timeout",
+            "reschedule",
+            "set-nextcall",
+            "pause",
+            "resume",
+            "reschedule",
+            "remove"
+        ]
     );
     // Who: database role, OS user and host; what changed: old -> new.
     let client = db.client().await;

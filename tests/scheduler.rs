@@ -765,3 +765,64 @@ async fn resuming_records_the_ticks_missed_while_paused_as_one_row() {
     .await;
     assert!(future);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_a_shell_allow_list_claims_only_the_commands_it_admits() {
+    let db = TestDb::new().await;
+    let mut client = db.client().await;
+    let allowed = add(
+        &mut client,
+        "allowed",
+        "every 1s",
+        ActionKind::Shell,
+        "echo allowed",
+    )
+    .await;
+    let smuggled = add(
+        &mut client,
+        "smuggled",
+        "every 1s",
+        ActionKind::Shell,
+        "echo allowed; echo smuggled",
+    )
+    .await;
+    let other = add(&mut client, "other", "every 1s", ActionKind::Shell, "date").await;
+    let sql = add(&mut client, "sql", "every 1s", ActionKind::Sql, "SELECT 1").await;
+    let node = start_node(
+        &db,
+        NodeConfig {
+            shell_allow: vec!["echo allowed".into()],
+            ..fast_config("restricted")
+        },
+    )
+    .await;
+    wait_for(
+        Duration::from_secs(10),
+        "the admitted jobs to run",
+        || async {
+            let all = runs(&client).await;
+            let ran = |id| {
+                all.iter()
+                    .any(|r| r.job_id == id && r.status == "succeeded")
+            };
+            (ran(allowed) && ran(sql)).then_some(())
+        },
+    )
+    .await;
+    let unclaimable = crondeck::db::nodes::jobs_no_node_can_run(&client)
+        .await
+        .unwrap();
+    node.shutdown().await.unwrap();
+    let all = runs(&client).await;
+    for id in [smuggled, other] {
+        assert!(
+            !all.iter().any(|r| r.job_id == id),
+            "job {id} ran on a node that may not run it"
+        );
+    }
+    assert_eq!(
+        unclaimable,
+        [smuggled, other],
+        "the console's \"no node can run this job\""
+    );
+}

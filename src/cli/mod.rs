@@ -266,7 +266,9 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
         };
         match db_error {
             Some(DbError::JobNotFound(_)) => return exit::NOT_FOUND,
-            Some(DbError::Duplicate(_) | DbError::Refused(_)) => return exit::REFUSED,
+            Some(DbError::Duplicate(_) | DbError::Refused(_) | DbError::PermissionDenied(_)) => {
+                return exit::REFUSED
+            }
             _ => {}
         }
         if cause.downcast_ref::<ConnectError>().is_some()

@@ -10,7 +10,13 @@ use crate::timefmt::{local, local_or_dash};
 use crate::timespec::{format_duration_short, format_relative};
 
 /// Left-aligned columns separated by two spaces; the last column is not padded.
+/// Every cell is sanitised: names, commands and errors come from users and jobs.
 fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| row.iter().map(|cell| crate::text::field(cell)).collect())
+        .collect();
+    let rows = &rows;
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
@@ -103,7 +109,7 @@ pub fn job_detail(
     let spec = &job.spec;
     let mut out = String::new();
     let mut field = |name: &str, value: String| {
-        let _ = writeln!(out, "{name:<16}{value}");
+        let _ = writeln!(out, "{name:<16}{}", crate::text::field(&value));
     };
     field("name", spec.name.clone());
     field("state", state_word(job, now));
@@ -316,7 +322,7 @@ pub fn run_detail(run: &crate::db::runs::RunRow) -> String {
         let _ = writeln!(out, "result         {result}");
     }
     if let Some(error) = &run.error {
-        let _ = writeln!(out, "error          {error}");
+        let _ = writeln!(out, "error          {}", crate::text::block(error));
     }
     for (name, text, dropped) in [
         ("stdout", &run.stdout, run.stdout_dropped),
@@ -332,7 +338,7 @@ pub fn run_detail(run: &crate::db::runs::RunRow) -> String {
                     String::new()
                 }
             );
-            out.push_str(text);
+            out.push_str(&crate::text::block(text));
             if !text.ends_with('\n') {
                 out.push('\n');
             }

@@ -10,7 +10,7 @@ use crate::config::{DatabaseTarget, Settings};
 use crate::database::Database;
 use crate::db::audit::Actor;
 use crate::db::jobs::job_get;
-use crate::db::nodes::node_list_live;
+use crate::db::nodes::jobs_no_node_can_run;
 use crate::db::requests::request_get;
 use crate::db::runs::{run_get, run_list, RunRow};
 use crate::job::ActionKind;
@@ -48,6 +48,10 @@ pub struct SchedulerArgs {
     /// Run shell jobs on this node (the embedded default always does)
     #[arg(long)]
     pub allow_shell: bool,
+    /// Only shell commands starting with this prefix (repeatable; implies
+    /// --allow-shell; commands with shell metacharacters are then refused)
+    #[arg(long = "allow-shell-prefix", value_name = "PREFIX")]
+    pub allow_shell_prefix: Vec<String>,
     /// Name shown in the console and history [default: host-pid]
     #[arg(long, value_name = "NAME")]
     pub node_name: Option<String>,
@@ -82,11 +86,8 @@ pub async fn run(db: &mut Database, args: &RunArgs) -> anyhow::Result<()> {
     let actor = Actor::current();
     let job = job_get(&db.client, &args.name, false).await?;
     let request_id = ops::run_now(&mut db.client, &actor, &args.name).await?;
-    let nodes = node_list_live(&db.client).await?;
-    let can_run = nodes
-        .iter()
-        .any(|n| n.allow_shell || job.spec.action == ActionKind::Sql);
-    if !can_run {
+    let orphans = jobs_no_node_can_run(&db.client).await?;
+    if orphans.contains(&job.id) {
         eprintln!(
             "warning: no live scheduler node can run \"{}\" now{}; it will start when one does",
             job.spec.name,
@@ -188,7 +189,13 @@ pub fn node_config(settings: &Settings, args: &SchedulerArgs) -> anyhow::Result<
     if let Some(workers) = args.workers.or(file.workers.map(|w| w as usize)) {
         config.workers = workers;
     }
+    config.shell_allow = if args.allow_shell_prefix.is_empty() {
+        file.shell_allow.clone().unwrap_or_default()
+    } else {
+        args.allow_shell_prefix.clone()
+    };
     config.allow_shell = args.allow_shell
+        || !config.shell_allow.is_empty()
         || file.allow_shell.unwrap_or(false)
         || matches!(settings.database, DatabaseTarget::Embedded { .. });
     if let Some(name) = &args.node_name {

@@ -42,6 +42,8 @@ pub struct Claimer<'a> {
     pub node_id: &'a str,
     pub node_name: &'a str,
     pub allow_shell: bool,
+    /// Shell command prefixes this node may run; empty means any.
+    pub shell_allow: &'a [String],
     pub actor: &'a Actor,
 }
 
@@ -85,6 +87,34 @@ pub async fn skip_ticks(
     Ok((Some(advance.next), u64::try_from(ticks).unwrap_or(0)))
 }
 
+/// Read a job row; a row this binary cannot read (a schedule croner rejects,
+/// say) is paused with the reason instead of failing the whole claim, so one
+/// bad definition cannot stop every other job.
+async fn readable_job(
+    tx: &impl GenericClient,
+    row: &tokio_postgres::Row,
+) -> Result<Option<Job>, DbError> {
+    match job_from_row(row) {
+        Ok(job) => Ok(Some(job)),
+        Err(DbError::Corrupt(reason)) => {
+            let id: i64 = row.try_get("id")?;
+            tracing::error!(job = id, %reason, "pausing a job this node cannot read");
+            tx.execute(
+                "UPDATE crondeck.jobs SET active = false, paused_at = now(),
+                     paused_by = 'crondeck (scheduler)', paused_reason = $2, paused_until = NULL
+                 WHERE id = $1",
+                &[
+                    &id,
+                    &format!("paused: the scheduler cannot read this job ({reason})"),
+                ],
+            )
+            .await?;
+            Ok(None)
+        }
+        Err(other) => Err(other),
+    }
+}
+
 /// Run one claim transaction, starting at most `limit` runs.
 pub async fn claim(
     client: &mut impl GenericClient,
@@ -119,7 +149,9 @@ async fn resume_expired_pauses(
          FOR UPDATE SKIP LOCKED"
     );
     for row in tx.query(&sql, &[]).await? {
-        let job = job_from_row(&row)?;
+        let Some(job) = readable_job(tx, &row).await? else {
+            continue;
+        };
         let nextcall = match job.nextcall {
             Some(tick) if tick <= now => {
                 skip_ticks(tx, &job, tick, now, TickReason::Paused).await?.0
@@ -156,11 +188,16 @@ async fn skip_overlapping_ticks(
     let sql = format!(
         "SELECT {JOB_COLUMNS} FROM crondeck.jobs
          WHERE active AND numbercall <> 0 AND nextcall <= now() AND running_run_id IS NOT NULL
-           AND ($1 OR action_kind = 'sql')
+           AND crondeck.can_run(action_kind, command, $1, $2)
          FOR UPDATE SKIP LOCKED"
     );
-    for row in tx.query(&sql, &[&claimer.allow_shell]).await? {
-        let job = job_from_row(&row)?;
+    for row in tx
+        .query(&sql, &[&claimer.allow_shell, &claimer.shell_allow])
+        .await?
+    {
+        let Some(job) = readable_job(tx, &row).await? else {
+            continue;
+        };
         let Some(tick) = job.nextcall else { continue };
         let (next, ticks) = skip_ticks(tx, &job, tick, now, TickReason::Overlap).await?;
         tx.execute(
@@ -185,17 +222,21 @@ async fn start_requests(
                 {}
          FROM crondeck.run_requests r JOIN crondeck.jobs j ON j.id = r.job_id
          WHERE r.state = 'pending' AND r.not_before <= now() AND j.running_run_id IS NULL
-           AND ($1 OR j.action_kind = 'sql')
+           AND crondeck.can_run(j.action_kind, j.command, $1, $3)
          ORDER BY j.priority, r.not_before, r.id
          LIMIT $2
          FOR UPDATE OF r, j SKIP LOCKED",
         job_columns_of("j")
     );
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let rows = tx.query(&sql, &[&claimer.allow_shell, &limit]).await?;
+    let rows = tx
+        .query(&sql, &[&claimer.allow_shell, &limit, &claimer.shell_allow])
+        .await?;
     let mut started_jobs = Vec::new();
     for row in rows {
-        let job = job_from_row(&row)?;
+        let Some(job) = readable_job(tx, &row).await? else {
+            continue;
+        };
         let request_id: i64 = row.try_get("request_id")?;
         // One run per job at a time: a second request for the same job waits.
         if started_jobs.contains(&job.id) {
@@ -267,14 +308,19 @@ async fn start_due_jobs(
     let sql = format!(
         "SELECT {JOB_COLUMNS} FROM crondeck.jobs
          WHERE active AND numbercall <> 0 AND nextcall <= now() AND running_run_id IS NULL
-           AND ($1 OR action_kind = 'sql')
+           AND crondeck.can_run(action_kind, command, $1, $3)
          ORDER BY priority, nextcall
          LIMIT $2
          FOR UPDATE SKIP LOCKED"
     );
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    for row in tx.query(&sql, &[&claimer.allow_shell, &limit]).await? {
-        let job = job_from_row(&row)?;
+    let rows = tx
+        .query(&sql, &[&claimer.allow_shell, &limit, &claimer.shell_allow])
+        .await?;
+    for row in rows {
+        let Some(job) = readable_job(tx, &row).await? else {
+            continue;
+        };
         let Some(tick) = job.nextcall else { continue };
         let Some(advance) = job.spec.schedule.advance(tick, now) else {
             continue;
@@ -545,20 +591,22 @@ async fn auto_pause(
 pub async fn next_wake(
     client: &impl GenericClient,
     allow_shell: bool,
+    shell_allow: &[String],
 ) -> Result<Option<f64>, DbError> {
     let row = client
         .query_one(
             "SELECT extract(epoch FROM least(
                  (SELECT min(nextcall) FROM crondeck.jobs
-                  WHERE active AND numbercall <> 0 AND ($1 OR action_kind = 'sql')),
+                  WHERE active AND numbercall <> 0
+                    AND crondeck.can_run(action_kind, command, $1, $2)),
                  (SELECT min(paused_until) FROM crondeck.jobs
                   WHERE NOT active AND numbercall <> 0),
                  (SELECT min(r.not_before) FROM crondeck.run_requests r
                   JOIN crondeck.jobs j ON j.id = r.job_id
                   WHERE r.state = 'pending' AND j.running_run_id IS NULL
-                    AND ($1 OR j.action_kind = 'sql'))
+                    AND crondeck.can_run(j.action_kind, j.command, $1, $2))
              ) - now())::float8",
-            &[&allow_shell],
+            &[&allow_shell, &shell_allow],
         )
         .await?;
     Ok(row.try_get(0)?)

@@ -140,7 +140,7 @@ pub fn job_from_row(row: &Row) -> Result<Job, DbError> {
 }
 
 /// Schedule columns: (kind, interval_count, interval_unit, cron_expr, cron_tz).
-type ScheduleColumns = (
+pub type ScheduleColumns = (
     &'static str,
     Option<i32>,
     Option<&'static str>,
@@ -148,7 +148,8 @@ type ScheduleColumns = (
     Option<String>,
 );
 
-fn schedule_columns(schedule: &Schedule) -> ScheduleColumns {
+/// The columns a schedule is stored in.
+pub fn schedule_columns(schedule: &Schedule) -> ScheduleColumns {
     match schedule {
         Schedule::Every(interval) => (
             "every",

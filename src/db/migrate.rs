@@ -30,6 +30,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "operations",
         sql: include_str!("migrations/0002_operations.sql"),
     },
+    Migration {
+        version: 3,
+        name: "roles",
+        sql: include_str!("migrations/0003_roles.sql"),
+    },
 ];
 
 /// Arbitrary but fixed key for `pg_advisory_lock`; "crondeck" in ASCII.
@@ -81,7 +86,15 @@ pub fn latest_version() -> i32 {
 }
 
 /// Apply every pending migration. Safe to call from many processes at once.
+/// When the schema is already current, it only reads: a role that may not
+/// create anything (a viewer) can still start.
 pub async fn migrate(client: &mut Client) -> Result<MigrateReport, MigrateError> {
+    if let Some(current) = current_if_up_to_date(client).await? {
+        return Ok(MigrateReport {
+            applied: Vec::new(),
+            current,
+        });
+    }
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
         .await?;
@@ -94,6 +107,57 @@ pub async fn migrate(client: &mut Client) -> Result<MigrateReport, MigrateError>
     let report = result?;
     unlock?;
     Ok(report)
+}
+
+/// `Some(version)` when every embedded migration is applied, unaltered.
+async fn current_if_up_to_date(client: &Client) -> Result<Option<i32>, MigrateError> {
+    let exists = client
+        .query_opt(
+            "SELECT 1 FROM pg_catalog.pg_tables
+             WHERE schemaname = 'crondeck' AND tablename = 'schema_migrations'",
+            &[],
+        )
+        .await?
+        .is_some();
+    if !exists {
+        return Ok(None);
+    }
+    let rows = client
+        .query(
+            "SELECT version, name, checksum FROM crondeck.schema_migrations ORDER BY version",
+            &[],
+        )
+        .await?;
+    let current = check_applied(&rows)?;
+    Ok((current == latest_version()).then_some(current))
+}
+
+/// Check the applied migrations against the embedded ones; the newest version.
+fn check_applied(rows: &[tokio_postgres::Row]) -> Result<i32, MigrateError> {
+    let known = latest_version();
+    let mut current = 0;
+    for row in rows {
+        let version: i32 = row.get(0);
+        let name: String = row.get(1);
+        let applied: String = row.get(2);
+        let Some(migration) = MIGRATIONS.iter().find(|m| m.version == version) else {
+            return Err(MigrateError::SchemaTooNew {
+                found: version,
+                known,
+            });
+        };
+        let embedded = checksum(migration.sql);
+        if embedded != applied {
+            return Err(MigrateError::ChecksumMismatch {
+                version,
+                name,
+                applied,
+                embedded,
+            });
+        }
+        current = current.max(version);
+    }
+    Ok(current)
 }
 
 async fn migrate_locked(client: &mut Client) -> Result<MigrateReport, MigrateError> {
@@ -115,29 +179,7 @@ async fn migrate_locked(client: &mut Client) -> Result<MigrateReport, MigrateErr
             &[],
         )
         .await?;
-    let known = latest_version();
-    let mut current = 0;
-    for row in &rows {
-        let version: i32 = row.get(0);
-        let name: String = row.get(1);
-        let applied: String = row.get(2);
-        let Some(migration) = MIGRATIONS.iter().find(|m| m.version == version) else {
-            return Err(MigrateError::SchemaTooNew {
-                found: version,
-                known,
-            });
-        };
-        let embedded = checksum(migration.sql);
-        if embedded != applied {
-            return Err(MigrateError::ChecksumMismatch {
-                version,
-                name,
-                applied,
-                embedded,
-            });
-        }
-        current = current.max(version);
-    }
+    let mut current = check_applied(&rows)?;
 
     let mut applied = Vec::new();
     let pending: Vec<&Migration> = MIGRATIONS.iter().filter(|m| m.version > current).collect();

@@ -27,15 +27,34 @@ pub enum DbError {
     Refused(String),
     #[error("the job database holds something this crondeck cannot read: {0}")]
     Corrupt(String),
+    #[error(
+        "permission denied: {0} (your database role lacks the crondeck role this needs: \
+         crondeck_viewer reads, crondeck_operator pauses, resumes, runs and reschedules, \
+         crondeck_admin defines jobs)"
+    )]
+    PermissionDenied(String),
     #[error(transparent)]
-    Postgres(#[from] tokio_postgres::Error),
+    Postgres(tokio_postgres::Error),
+}
+
+impl From<tokio_postgres::Error> for DbError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        if error.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) {
+            let message = error
+                .as_db_error()
+                .map_or_else(|| error.to_string(), |db| db.message().to_string());
+            DbError::PermissionDenied(message)
+        } else {
+            DbError::Postgres(error)
+        }
+    }
 }
 
 impl DbError {
     /// Classify an error from an insert or update of the job named `name`.
     pub fn from_write(error: tokio_postgres::Error, name: &str) -> DbError {
         let Some(db) = error.as_db_error() else {
-            return DbError::Postgres(error);
+            return DbError::from(error);
         };
         let code = db.code();
         if *code == SqlState::UNIQUE_VIOLATION && db.constraint() == Some("jobs_name_key") {
@@ -47,7 +66,7 @@ impl DbError {
             let constraint = db.constraint().unwrap_or("a constraint");
             DbError::Refused(format!("{} (constraint {constraint})", db.message()))
         } else {
-            DbError::Postgres(error)
+            DbError::from(error)
         }
     }
 }

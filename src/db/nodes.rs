@@ -18,6 +18,7 @@ pub struct NodeInfo {
     pub version: String,
     pub workers: i32,
     pub allow_shell: bool,
+    pub shell_allow: Vec<String>,
     pub lease: Duration,
     pub heartbeat: Duration,
 }
@@ -49,8 +50,8 @@ pub async fn node_register(
     let row = client
         .query_one(
             "INSERT INTO crondeck.nodes (id, name, host, pid, version, workers, allow_shell,
-                 lease_ms, heartbeat_ms)
-             VALUES (gen_random_uuid()::text, $1, $2, $3, $4, $5, $6, $7, $8)
+                 lease_ms, heartbeat_ms, shell_allow)
+             VALUES (gen_random_uuid()::text, $1, $2, $3, $4, $5, $6, $7, $8, $9)
              RETURNING id",
             &[
                 &info.name,
@@ -61,6 +62,7 @@ pub async fn node_register(
                 &info.allow_shell,
                 &millis(info.lease),
                 &millis(info.heartbeat),
+                &info.shell_allow,
             ],
         )
         .await?;
@@ -176,4 +178,22 @@ pub async fn node_rescue_dead(client: &impl GenericClient) -> Result<Vec<Rescued
             })
         })
         .collect()
+}
+
+/// Jobs that no live node may run (a shell job with no shell-enabled node, or
+/// none whose allow-list admits its command). The console and `run` say so.
+pub async fn jobs_no_node_can_run(client: &impl GenericClient) -> Result<Vec<i64>, DbError> {
+    let rows = client
+        .query(
+            "SELECT j.id FROM crondeck.jobs j
+             WHERE NOT EXISTS (
+                 SELECT 1 FROM crondeck.nodes n
+                 WHERE n.stopped_at IS NULL
+                   AND n.heartbeat_at >= now() - n.lease_ms * interval '1 millisecond'
+                   AND crondeck.can_run(j.action_kind, j.command, n.allow_shell, n.shell_allow))
+             ORDER BY j.id",
+            &[],
+        )
+        .await?;
+    rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
 }

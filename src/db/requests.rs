@@ -21,7 +21,7 @@ pub async fn request_manual(
             if e.code() == Some(&tokio_postgres::error::SqlState::NO_DATA_FOUND) {
                 DbError::JobNotFound(job_name.to_string())
             } else {
-                DbError::Postgres(e)
+                DbError::from(e)
             }
         })?;
     Ok(row.try_get(0)?)

