@@ -192,7 +192,7 @@ async fn a_console_pause_and_an_interval_edit_survive_a_reapply_until_reset_sche
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(actions, ["create", "pause", "set", "apply", "apply"]);
+    assert_eq!(actions, ["create", "pause", "reschedule", "apply", "apply"]);
 }
 
 #[tokio::test]
