@@ -25,7 +25,9 @@ pub const LEASE_DURATION: Duration = Duration::from_secs(2);
 /// Where a fault test keeps its node logs and marker files. Kept under the
 /// target directory (not a temporary directory) so a failure can be read.
 pub fn work_dir(test: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("faults").join(test);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("faults")
+        .join(test);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("create the test's work directory");
     dir
@@ -211,7 +213,9 @@ pub fn exclusive_sql(key: i64, body: &str) -> String {
 
 pub async fn create_overlaps_table(client: &tokio_postgres::Client) {
     client
-        .batch_execute("CREATE TABLE public.overlaps (job_key bigint, at timestamptz DEFAULT now())")
+        .batch_execute(
+            "CREATE TABLE public.overlaps (job_key bigint, at timestamptz DEFAULT now())",
+        )
         .await
         .expect("create public.overlaps");
 }
