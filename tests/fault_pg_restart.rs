@@ -17,7 +17,7 @@ use crondeck::job::ActionKind;
 async fn a_postgres_restart_mid_run_ends_the_run_explained_and_scheduling_resumes() {
     let dir = work_dir("pg-restart");
     let db = TestDb::new().await;
-    let mut client = db.client().await;
+    let client = db.client().await;
     // The test server trades durability for speed (synchronous_commit off):
     // a crash would lose the last commits, claims included, which no
     // scheduler can survive. Production servers commit synchronously.
