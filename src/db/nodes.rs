@@ -137,6 +137,15 @@ pub struct RescuedRun {
 /// database time), mark its running runs `abandoned` and free their jobs. One
 /// statement, so two nodes rescuing at once cannot both act on the same run.
 /// A node that still heartbeats is never touched.
+///
+/// The same statement terminates the database sessions still executing an
+/// abandoned SQL job (found by the `application_name` each SQL job sets for
+/// its transaction; see `scheduler::sql`). A frozen or cut-off node's
+/// statements run on in the server and keep their locks; once the job is
+/// free another node would run it alongside them. Terminated, they roll back
+/// (they could never have committed: the finish is fenced). Sessions this
+/// role may not signal are left alone, and the server needs a moment to act
+/// on the signal after the rescue commits.
 pub async fn node_rescue_dead(client: &impl GenericClient) -> Result<Vec<RescuedRun>, DbError> {
     let rows = client
         .query(
@@ -165,8 +174,18 @@ pub async fn node_rescue_dead(client: &impl GenericClient) -> Result<Vec<Rescued
                  FROM abandoned a
                  WHERE j.id = a.job_id AND j.running_run_id = a.id
                  RETURNING j.id
+             ), stopped AS (
+                 SELECT pg_terminate_backend(s.pid) AS done
+                 FROM pg_stat_activity s
+                 JOIN abandoned a ON s.application_name = 'crondeck run ' || a.id
+                 WHERE s.pid <> pg_backend_pid()
+                   AND (EXISTS (SELECT 1 FROM pg_roles WHERE rolname = current_user AND rolsuper)
+                        OR (NOT EXISTS (SELECT 1 FROM pg_roles r
+                                        WHERE r.oid = s.usesysid AND r.rolsuper)
+                            AND (pg_has_role(s.usesysid, 'MEMBER')
+                                 OR pg_has_role('pg_signal_backend', 'MEMBER'))))
              )
-             SELECT id, job_id FROM abandoned",
+             SELECT id, job_id, (SELECT count(*) FROM stopped) FROM abandoned",
             &[],
         )
         .await?;

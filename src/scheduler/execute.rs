@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::node::Shared;
-use super::shell::{run_shell, ShellCommand, ShellOutcome, ShellResult};
+use super::shell::{run_shell, LeaseWatch, ShellCommand, ShellOutcome, ShellResult};
 use super::sql;
 use crate::db::claim::{finish, ClaimedRun, Completion, FinishResult};
 use crate::db::runs::{RunOutcome, RunStatus};
@@ -53,6 +53,11 @@ async fn execute_shell(
         timeout: run.job.spec.timeout,
         kill_grace: shared.config.kill_grace,
         output_limit: shared.config.output_limit,
+        lease: Some(LeaseWatch {
+            renewed: shared.lease_renewed.subscribe(),
+            lease: shared.config.lease,
+            heartbeat: shared.config.heartbeat,
+        }),
     };
     run_shell(&command, cancel).await.map_err(|e| e.to_string())
 }
@@ -90,6 +95,17 @@ fn shell_result(result: ShellResult) -> (RunStatus, RunOutcome) {
         ShellOutcome::Interrupted => {
             outcome.error = Some("interrupted: the node stopped before the job finished".into());
             RunStatus::Interrupted
+        }
+        // Not a failure of the job: its node lost contact, as when it dies.
+        ShellOutcome::LeaseExpired => {
+            outcome.signal = Some(libc::SIGKILL);
+            outcome.error = Some(
+                "abandoned: the node could not renew its lease in time (it stalled, or lost the \
+                 database), so the job's process group was killed before another node could \
+                 take the run over"
+                    .into(),
+            );
+            RunStatus::Abandoned
         }
     };
     (status, outcome)

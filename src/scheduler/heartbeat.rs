@@ -61,10 +61,14 @@ pub async fn run(shared: Arc<Shared>, wake: mpsc::Sender<()>, stop: Cancellation
 }
 
 async fn beat(shared: &Shared, wake: &mpsc::Sender<()>) -> anyhow::Result<bool> {
+    // Before the database stamps the heartbeat: the lease holds at least a
+    // lease past this instant (what the shell jobs' watchdogs rely on).
+    let started = Instant::now();
     let client = shared.pool.get().await?;
     let busy = i32::try_from(shared.busy()).unwrap_or(i32::MAX);
     let alive = node_heartbeat(&**client, &shared.node_id(), busy).await?;
     if alive {
+        shared.lease_renewed.send_replace(started);
         let rescued = node_rescue_dead(&**client).await?;
         if !rescued.is_empty() {
             tracing::warn!(
@@ -84,8 +88,10 @@ fn lease_lost(shared: &Shared) {
 }
 
 async fn reregister(shared: &Shared) -> anyhow::Result<()> {
+    let started = Instant::now();
     let client = shared.pool.get().await?;
     let id = node_register(&**client, &shared.node_info()).await?;
+    shared.lease_renewed.send_replace(started);
     tracing::info!(node = %id, "registered again");
     shared.set_node_id(id);
     Ok(())

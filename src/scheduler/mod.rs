@@ -35,11 +35,35 @@
 //!
 //! - SQL jobs: the job's statements and its success record commit together.
 //!   A crash before the commit leaves neither; the run is later `abandoned`.
-//! - Shell jobs: at most one execution per run; a crash of the node sends the
-//!   job's process group SIGTERM (then SIGKILL), and the run is `abandoned`
-//!   once the lease runs out. The command may have done part of its work.
+//! - Shell jobs: at most one execution per run; a crash of the node kills the
+//!   job's process group, and the run is `abandoned` once the lease runs out.
+//!   The command may have done part of its work.
 //! - A tick whose run was abandoned is not retried automatically; the next
 //!   tick runs as usual.
+//!
+//! ## A node that is frozen or cut off, not dead
+//!
+//! SIGSTOP, a paused VM, or a network cut leave the node's work running while
+//! its lease runs out and another node takes the job over. Two mechanisms
+//! keep the old execution from overlapping the new one:
+//!
+//! - Shell jobs carry a lease watchdog inside their process group (see
+//!   `shell`, "Lease watchdog"): the node feeds it after each heartbeat that
+//!   renewed the lease, and when fed nothing for `lease - 1.5 × heartbeat`
+//!   it SIGKILLs the group — half a heartbeat before any other node may
+//!   rescue the run. Such a run ends `abandoned`: recorded by the node if
+//!   nobody rescued it yet, else by the rescuer (the node's write is fenced).
+//!   A heartbeat more than `lease - 2.5 × heartbeat` late therefore stops the
+//!   node's shell jobs even if nobody rescues them: the price of never
+//!   running a job twice at once.
+//! - SQL jobs: the rescue terminates the sessions still executing abandoned
+//!   runs (they could never commit, being fenced, but they hold locks and
+//!   burn resources). The signal is sent before the job is freed; the server
+//!   applies it a moment later.
+//!
+//! A frozen node that wakes up finds its heartbeat refused, stops whatever it
+//! still runs, and registers anew; nothing it records for the old runs is
+//! accepted.
 
 mod alerts;
 mod execute;

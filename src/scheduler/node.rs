@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -31,6 +31,9 @@ pub struct Shared {
     /// Cancelled at the end of the shutdown grace period: stops every run.
     kill: CancellationToken,
     pub lease_ok: watch::Sender<bool>,
+    /// When the last heartbeat that renewed the lease started; feeds the
+    /// shell jobs' lease watchdogs (`shell`, "Lease watchdog").
+    pub lease_renewed: watch::Sender<Instant>,
     busy: AtomicUsize,
     pub finished_since_prune: AtomicU64,
     pub runs_finished: AtomicU64,
@@ -124,6 +127,8 @@ impl NodeHandle {
         let actor = Actor::current();
         let kill = CancellationToken::new();
         let (lease_ok, _) = watch::channel(true);
+        // Registering stamps the first heartbeat, no earlier than this.
+        let (lease_renewed, _) = watch::channel(Instant::now());
         let shared = Arc::new(Shared {
             lease_token: Mutex::new(kill.child_token()),
             kill,
@@ -133,6 +138,7 @@ impl NodeHandle {
             actor,
             node_id: RwLock::new(String::new()),
             lease_ok,
+            lease_renewed,
             busy: AtomicUsize::new(0),
             finished_since_prune: AtomicU64::new(0),
             runs_finished: AtomicU64::new(0),

@@ -51,9 +51,35 @@
 //! `timeout` uses for its own failures, cannot be told apart from the job's;
 //! in practice they come from `sh` (127: command not found).
 //!
+//! # Lease watchdog: a job never outlives its node's lease
+//! A node that is frozen (SIGSTOP, a stalled VM, a hung runtime) or cut off
+//! from the database cannot stop its jobs, yet once its lease runs out
+//! another node takes its runs over and may start the same job again. The
+//! death signal does not help: the node is not dead. So each job carries a
+//! watchdog, a small `sh` loop inside the job's process group, and the node
+//! feeds it one byte through a pipe (the wrapper's stdin) after every
+//! heartbeat that *confirmed* its lease. A watchdog that gets no byte within
+//! its window, or sees the pipe close (the node died), SIGKILLs the group.
+//!
+//! The window is `lease - 1.5 × heartbeat` (see [`LeaseWatch`]), and a
+//! renewal is forwarded only if its heartbeat started at most one heartbeat
+//! ago. A heartbeat that started at `t0` holds the lease until at least
+//! `t0 + lease` by database time (the database stamped it later than `t0`);
+//! so the watchdog fires by `t0 + heartbeat + window = t0 + lease -
+//! heartbeat/2`: half a heartbeat before any other node can rescue the run,
+//! assuming clocks tick at the same rate (skewed offsets do not matter: only
+//! durations are compared). A healthy node renews every heartbeat, so a
+//! heartbeat may be late by up to `lease - 2.5 × heartbeat` (half a
+//! heartbeat at the minimum lease of three heartbeats; 17.5 s with the
+//! defaults) before its jobs are stopped. The run then ends `abandoned`,
+//! whether the node records it (nobody rescued it yet) or a rescuer does.
+//! There is no grace period on this path: the job must be gone before
+//! another node may start it.
+//!
 //! Without GNU `timeout`, `sh` runs directly with a death signal of SIGKILL
 //! and a warning is logged: on a node crash the job's other processes may
-//! survive.
+//! survive, and there is no lease watchdog: a frozen node's job may run on
+//! while another node runs the same job.
 //!
 //! **Caveat:** the death signal fires when the *thread* that spawned the
 //! process exits, not the process. `run_shell` spawns from the thread polling
@@ -70,6 +96,7 @@ mod tests;
 pub use capture::CapturedOutput;
 
 use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -77,11 +104,12 @@ use std::time::{Duration, Instant};
 
 use capture::Capture;
 use nix::errno::Errno;
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
-use tokio::sync::OnceCell;
+use tokio::sync::{watch, OnceCell};
 use tokio_util::sync::CancellationToken;
 
 /// How long to keep reading output after the job's group is dead.
@@ -89,6 +117,20 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 /// Added to timeout + grace for the `timeout` wrapper's own backstop timer.
 pub const BACKSTOP_SLACK: Duration = Duration::from_secs(5);
 const READ_BUF: usize = 64 * 1024;
+/// The job's wrapper when it has a lease watchdog: `$1` the window, `$2` the
+/// first window, `$3` the job's command. The pipe from the node arrives as
+/// stdin and moves to fd 3; the job itself gets stdin closed, as always.
+/// `--foreground` keeps the inner `timeout` in the job's group, so every
+/// process of the watchdog dies with the job.
+const WATCHDOG_SCRIPT: &str = r#"exec 3<&0 </dev/null
+window=$1 first=$2 job=$3
+{
+  t=$first
+  while [ -n "$(timeout --foreground "$t" head -c 1 <&3)" ]; do t=$window; done
+  echo "crondeck: job stopped: its node did not renew its lease in time" >&2
+  kill -s KILL 0
+} &
+exec 3<&- sh -c "$job""#;
 const CUT_SHORT_NOTE: &str =
     "\n[output cut short: a process that left the job's process group still held the pipe open]";
 
@@ -105,6 +147,32 @@ pub struct ShellCommand {
     pub kill_grace: Duration,
     /// Bytes kept at the head and at the tail of each stream.
     pub output_limit: usize,
+    /// Tie the job's life to the node's lease (see "Lease watchdog").
+    /// `None`: the job may outlive a frozen node.
+    pub lease: Option<LeaseWatch>,
+}
+
+/// The node's lease, as a shell job's watchdog needs it.
+#[derive(Debug, Clone)]
+pub struct LeaseWatch {
+    /// Changes after each heartbeat that renewed the lease, to the instant
+    /// that heartbeat started.
+    pub renewed: watch::Receiver<Instant>,
+    pub lease: Duration,
+    pub heartbeat: Duration,
+}
+
+impl LeaseWatch {
+    /// How long the job lives after a forwarded renewal.
+    pub fn window(&self) -> Duration {
+        self.lease.saturating_sub(self.heartbeat * 3 / 2)
+    }
+
+    /// The latest the job may live on a renewal whose heartbeat started at
+    /// `t0`: half a heartbeat before the lease can run out.
+    fn deadline(&self, t0: Instant) -> Instant {
+        t0 + self.lease.saturating_sub(self.heartbeat / 2)
+    }
 }
 
 /// How the run ended.
@@ -118,6 +186,9 @@ pub enum ShellOutcome {
     TimedOut,
     /// Stopped by the node because of the cancel token.
     Interrupted,
+    /// Killed by its lease watchdog: the node did not renew its lease in
+    /// time (frozen, or cut off from the database).
+    LeaseExpired,
 }
 
 #[derive(Debug, Clone)]
@@ -169,11 +240,27 @@ async fn run_with(
         }
         None => (Command::new("sh"), libc::SIGKILL),
     };
+    // The watchdog needs GNU `timeout` (see the module docs).
+    let mut watchdog = match (&cmd.lease, wrapper) {
+        (Some(lease), Some(_)) => {
+            let (dog, stdin) = Watchdog::new(lease).map_err(ShellError::Spawn)?;
+            command
+                .arg("-c")
+                .arg(WATCHDOG_SCRIPT)
+                .arg("crondeck-job")
+                .arg(duration_arg(lease.window()))
+                .arg(duration_arg(dog.first_window))
+                .arg(&cmd.command)
+                .stdin(Stdio::from(stdin));
+            Some(dog)
+        }
+        _ => {
+            command.arg("-c").arg(&cmd.command).stdin(Stdio::null());
+            None
+        }
+    };
     command
-        .arg("-c")
-        .arg(&cmd.command)
         .envs(cmd.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
@@ -184,6 +271,8 @@ async fn run_with(
         command.pre_exec(move || set_death_signal(death_signal, parent));
     }
     let mut child = command.spawn().map_err(ShellError::Spawn)?;
+    // Our copy of the pipe's read end goes with the Command.
+    drop(command);
     let pid = child
         .id()
         .ok_or_else(|| ShellError::Spawn(io::Error::other("the spawned process has no pid")))?;
@@ -203,11 +292,20 @@ async fn run_with(
         )
     };
     let supervise = async {
-        let ended = tokio::select! {
-            biased;
-            status = child.wait() => Ended::Exited(status),
-            _ = sleep_opt(cmd.timeout) => Ended::Stopped(ShellOutcome::TimedOut),
-            _ = cancel.cancelled() => Ended::Stopped(ShellOutcome::Interrupted),
+        let timeout = sleep_opt(cmd.timeout);
+        tokio::pin!(timeout);
+        let ended = loop {
+            tokio::select! {
+                biased;
+                status = child.wait() => break Ended::Exited(status),
+                _ = &mut timeout => break Ended::Stopped(ShellOutcome::TimedOut),
+                _ = cancel.cancelled() => break Ended::Stopped(ShellOutcome::Interrupted),
+                t0 = next_renewal(&mut watchdog) => {
+                    if let Some(dog) = watchdog.as_mut() {
+                        dog.forward(t0);
+                    }
+                }
+            }
         };
         let outcome = match ended {
             Ended::Exited(status) => {
@@ -216,7 +314,13 @@ async fn run_with(
                 // in theory be reused, but only by a new group leader created
                 // within microseconds after a full pid wrap-around.
                 group.signal(Signal::SIGKILL);
-                status.map(|s| job_outcome(s, started.elapsed(), backstop))
+                let watchdog_fired = watchdog.as_ref().is_some_and(Watchdog::has_fired);
+                status.map(|s| match job_outcome(s, started.elapsed(), backstop) {
+                    ShellOutcome::Signaled(libc::SIGKILL) if watchdog_fired => {
+                        ShellOutcome::LeaseExpired
+                    }
+                    outcome => outcome,
+                })
             }
             Ended::Stopped(outcome) => {
                 group.signal(Signal::SIGTERM);
@@ -263,6 +367,71 @@ async fn run_with(
         stderr: stderr.finish(),
         elapsed: started.elapsed(),
     })
+}
+
+/// The node's end of a job's lease watchdog.
+struct Watchdog {
+    /// Write end of the pipe; non-blocking, so a watchdog that stopped
+    /// reading can never block the node.
+    pipe: OwnedFd,
+    lease: LeaseWatch,
+    /// The watchdog's first window, from the latest renewal at spawn time.
+    first_window: Duration,
+    /// When the watchdog stops the job unless it hears from us first.
+    fires_at: Instant,
+}
+
+impl Watchdog {
+    /// The watchdog's state and the read end of its pipe.
+    fn new(lease: &LeaseWatch) -> io::Result<(Watchdog, OwnedFd)> {
+        let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+        fcntl(write.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
+        let mut lease = lease.clone();
+        let t0 = *lease.renewed.borrow_and_update();
+        let now = Instant::now();
+        // Never 0: `timeout 0` would mean no limit at all.
+        let first_window = lease
+            .window()
+            .min(lease.deadline(t0).saturating_duration_since(now))
+            .max(Duration::from_millis(10));
+        let dog = Watchdog {
+            pipe: write,
+            first_window,
+            fires_at: now + first_window,
+            lease,
+        };
+        Ok((dog, read))
+    }
+
+    /// Pass on a renewal whose heartbeat started at `t0`, unless it is too
+    /// old to extend the job's life by a full window within the lease.
+    fn forward(&mut self, t0: Instant) {
+        let now = Instant::now();
+        if now + self.lease.window() > self.lease.deadline(t0) {
+            return;
+        }
+        match nix::unistd::write(&self.pipe, b"r") {
+            Ok(_) => self.fires_at = now + self.lease.window(),
+            // Full (the watchdog is not reading) or closed (it is gone):
+            // either way nothing to renew.
+            Err(e) => tracing::debug!(error = %e, "could not renew a shell job's watchdog"),
+        }
+    }
+
+    /// Whether the watchdog's window ran out (so a SIGKILL was its doing).
+    fn has_fired(&self) -> bool {
+        Instant::now() >= self.fires_at
+    }
+}
+
+/// The next lease renewal; never, without a watchdog or once the node is gone.
+async fn next_renewal(watchdog: &mut Option<Watchdog>) -> Instant {
+    if let Some(dog) = watchdog.as_mut() {
+        if dog.lease.renewed.changed().await.is_ok() {
+            return *dog.lease.renewed.borrow_and_update();
+        }
+    }
+    std::future::pending().await
 }
 
 enum Ended {

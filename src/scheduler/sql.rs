@@ -3,7 +3,10 @@
 //! written in the same transaction before it commits: a crash can leave
 //! neither the effect without its record nor the record without its effect.
 //! If the run was taken away from this node meanwhile, the record is refused
-//! (fenced) and the whole transaction rolls back, effect included.
+//! (fenced) and the whole transaction rolls back, effect included; and the
+//! rescuing node terminates the session if it is still executing, so the
+//! statements of a frozen or cut-off node do not run on alongside the next
+//! run (the transaction carries `application_name = 'crondeck run <id>'`).
 //!
 //! A failure rolls back and records the SQLSTATE and message in a new
 //! transaction. Statements must not contain transaction control (`COMMIT`,
@@ -116,7 +119,12 @@ async fn run_in_transaction(
     let timeout_ms = spec
         .timeout
         .map_or(0, |t| t.as_millis().min(i32::MAX as u128));
-    let mut setup = format!("SET LOCAL statement_timeout = {timeout_ms};");
+    // The name lets a rescuer find and terminate this session if the run is
+    // taken away from this node (`db::nodes::node_rescue_dead`).
+    let mut setup = format!(
+        "SET LOCAL application_name = 'crondeck run {}'; SET LOCAL statement_timeout = {timeout_ms};",
+        run.run_id
+    );
     if let Some(role) = &spec.run_as {
         setup.push_str(&format!("SET LOCAL ROLE {};", quote_ident(role)));
     }

@@ -7,6 +7,9 @@
 //! launcher's instructions.
 #![allow(dead_code)]
 
+pub mod faults;
+pub mod oracle;
+
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
@@ -92,6 +95,54 @@ fn spec_for(admin: &ConnectionSpec, dbname: &str) -> ConnectionSpec {
     let mut spec = admin.clone();
     spec.config_mut().dbname(dbname);
     spec
+}
+
+/// The embedded test server's socket directory, or `None` when the suite runs
+/// against an external server (`CRONDECK_TEST_DATABASE_URL`).
+pub fn server_socket_dir() -> Option<std::path::PathBuf> {
+    server()
+        ._embedded
+        .as_ref()
+        .map(|(embedded, _)| embedded.socket_dir().to_path_buf())
+}
+
+/// Restart the embedded test server with an immediate shutdown (a crash, as
+/// far as clients can tell: every connection drops, crash recovery runs).
+/// Affects every test of this binary, so call it only from a test binary that
+/// has no other test running meanwhile. Blocks until the server accepts
+/// connections again.
+pub fn restart_server_immediately() {
+    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::process::CommandExt;
+    let (embedded, _) = server()
+        ._embedded
+        .as_ref()
+        .expect("restarting PostgreSQL needs the embedded test server");
+    let bins = crondeck::embedded::find_binaries().expect("PostgreSQL binaries");
+    let cluster = embedded.cluster_dir();
+    let pgdata = cluster.join("data");
+    let mut cmd = Command::new(bins.pg_ctl());
+    cmd.args(["restart", "-m", "immediate", "-w", "-t", "60", "-D"])
+        .arg(&pgdata)
+        // Without -l the new postmaster would inherit our stdout and
+        // `output()` would wait for it to exit.
+        .arg("-l")
+        .arg(cluster.join("server.log"))
+        .current_dir(cluster)
+        .env("LC_ALL", "C");
+    // pg_ctl refuses to run as root; run it as the owner of the cluster,
+    // as the launcher does.
+    let meta = std::fs::metadata(&pgdata).expect("the cluster's data directory");
+    if nix::unistd::Uid::effective().is_root() {
+        cmd.uid(meta.uid()).gid(meta.gid());
+    }
+    let out = cmd.output().expect("run pg_ctl restart");
+    assert!(
+        out.status.success(),
+        "pg_ctl restart failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A fresh, migrated database for one test, dropped when the value is.

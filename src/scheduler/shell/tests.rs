@@ -15,6 +15,7 @@ fn job(command: &str) -> ShellCommand {
         timeout: Some(Duration::from_secs(20)),
         kill_grace: Duration::from_millis(500),
         output_limit: 16 * 1024,
+        lease: None,
     }
 }
 
@@ -452,4 +453,76 @@ async fn orphans_die_with_the_node_without_timeout() {
 #[tokio::test]
 async fn orphans_die_with_the_node_with_timeout() {
     orphan_protection("orphan-timeout").await;
+}
+
+/// A lease fed by the test: `renew` stands for a heartbeat that confirmed it.
+fn leased_job(command: &str) -> (ShellCommand, watch::Sender<Instant>) {
+    let (renew, renewed) = watch::channel(Instant::now());
+    let cmd = ShellCommand {
+        lease: Some(LeaseWatch {
+            renewed,
+            lease: Duration::from_secs(2),
+            heartbeat: Duration::from_millis(500),
+        }),
+        ..job(command)
+    };
+    (cmd, renew)
+}
+
+/// Regression: a frozen node's shell job ran on alongside the run of the node
+/// that took its lease over (SIGSTOP stops the node, not its job's group).
+/// Here the node is alive but stops renewing; the job must be gone before
+/// the lease could run out, group and all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_a_frozen_nodes_shell_job_outlived_its_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let pids = dir.path().join("pids");
+    let (cmd, renew) = leased_job(&stubborn_job(&pids));
+    let started = Instant::now();
+    let result = run(&cmd).await;
+    let pids = read_pids(&pids);
+    assert_eq!(result.outcome, ShellOutcome::LeaseExpired);
+    // lease 2 s - 1.5 heartbeats = 1.25 s; the lease itself runs out at 2 s.
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(1200) && elapsed < Duration::from_secs(2),
+        "stopped after {elapsed:?}"
+    );
+    assert!(result.stderr.text.contains("did not renew its lease"));
+    assert_all_gone(&pids, Duration::from_secs(2)).await;
+    drop(renew);
+}
+
+/// The other half: renewed on time, a job lives as long as it needs, and
+/// stale renewals (a heartbeat that took too long) do not count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_whose_lease_is_renewed_runs_to_its_end_and_stale_renewals_do_not_count() {
+    let (cmd, renew) = leased_job("sleep 3; echo done");
+    let feeder = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            if renew.send(Instant::now()).is_err() {
+                return renew;
+            }
+        }
+    });
+    let result = run(&cmd).await;
+    assert_eq!(result.outcome, ShellOutcome::Exited(0), "{result:?}");
+    assert_eq!(result.stdout.text, "done\n");
+    feeder.abort();
+
+    let (cmd, renew) = leased_job("sleep 5");
+    let stale = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            // A heartbeat that started a second ago confirms a lease that
+            // may end too soon for a full window.
+            if renew.send(Instant::now() - Duration::from_secs(1)).is_err() {
+                return renew;
+            }
+        }
+    });
+    let result = run(&cmd).await;
+    assert_eq!(result.outcome, ShellOutcome::LeaseExpired);
+    stale.abort();
 }
