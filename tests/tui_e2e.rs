@@ -251,8 +251,8 @@ async fn the_console_runs_pauses_edits_survives_a_restart_and_restores_the_termi
     assert_eq!(audited, 1);
     let audited: i64 = scalar(
         &client,
-        "SELECT count(*) FROM crondeck.audit WHERE job_name = 'vacuum-analyze' AND action = 'set'
-           AND new_value->>'schedule' = 'every 90 minutes'",
+        "SELECT count(*) FROM crondeck.audit WHERE job_name = 'vacuum-analyze'
+           AND action = 'reschedule' AND new_value->>'schedule' = 'every 90 minutes'",
         &[],
     )
     .await;

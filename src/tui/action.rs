@@ -1,7 +1,7 @@
 //! Everything that can happen to the console becomes an `Action` for
 //! `update`; everything `update` wants done outside itself is an `Effect`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -68,6 +68,8 @@ pub struct JobsSnapshot {
     pub nodes: Vec<NodeRow>,
     /// Typical (median) duration in ms of recent runs, by job id.
     pub typical_ms: HashMap<i64, i64>,
+    /// Jobs no live node may run (no shell-enabled node, or allow-lists).
+    pub unrunnable: HashSet<i64>,
 }
 
 /// Requests to the data task.

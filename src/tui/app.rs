@@ -2,7 +2,7 @@
 //! the views. Derived data (health, the filtered and sorted view) is kept as
 //! index vectors into `jobs`, so 10,000 jobs are never cloned per frame.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use tui_input::Input;
@@ -141,6 +141,8 @@ pub struct App {
     /// Lower-case "name tags command" per job, for `/`.
     haystack: Vec<String>,
     pub typical_ms: HashMap<i64, i64>,
+    /// Jobs no live node may run.
+    pub unrunnable: HashSet<i64>,
     pub nodes: Vec<NodeRow>,
     /// Indices into `jobs`: filtered and sorted.
     pub view: Vec<usize>,
@@ -183,6 +185,7 @@ impl App {
             health: Vec::new(),
             haystack: Vec::new(),
             typical_ms: HashMap::new(),
+            unrunnable: HashSet::new(),
             nodes: Vec::new(),
             view: Vec::new(),
             cursor: 0,
@@ -264,6 +267,7 @@ impl App {
         jobs: Vec<Job>,
         nodes: Vec<NodeRow>,
         typical_ms: HashMap<i64, i64>,
+        unrunnable: HashSet<i64>,
         db_now: DateTime<Utc>,
         wall: DateTime<Utc>,
     ) {
@@ -285,6 +289,7 @@ impl App {
         self.jobs = jobs;
         self.nodes = nodes;
         self.typical_ms = typical_ms;
+        self.unrunnable = unrunnable;
         self.recompute_health();
     }
 

@@ -26,7 +26,7 @@ use super::app::{AUDIT_LIMIT, HISTORY_LIMIT};
 use crate::db::audit::{audit_list, Actor};
 use crate::db::connect::ConnectionSpec;
 use crate::db::jobs::job_list;
-use crate::db::nodes::node_list_live;
+use crate::db::nodes::{jobs_no_node_can_run, node_list_live};
 use crate::db::runs::{run_get, run_list, run_typical_durations};
 use crate::db::DbError;
 use crate::ops::{self, JobChanges, OpsError};
@@ -253,16 +253,18 @@ async fn perform(
     match work {
         Work::Refresh => {
             let wall: DateTime<Utc> = Utc::now();
-            let (jobs, nodes, now) = tokio::join!(
+            let (jobs, nodes, now, unrunnable) = tokio::join!(
                 job_list(&*client),
                 node_list_live(&*client),
-                ops::db_now(&*client)
+                ops::db_now(&*client),
+                jobs_no_node_can_run(&*client)
             );
             let now = now.map_err(|e| match e {
                 OpsError::Db(e) => lost(e),
                 OpsError::Invalid(m) => Failure::Lost(m, false),
             })?;
             let (jobs, nodes) = (jobs.map_err(lost)?, nodes.map_err(lost)?);
+            let unrunnable = unrunnable.map_err(lost)?.into_iter().collect();
             if typical.1.map_or(true, |at| at.elapsed() >= TYPICAL_EVERY) {
                 typical.0 = run_typical_durations(&*client, TYPICAL_RUNS)
                     .await
@@ -275,6 +277,7 @@ async fn perform(
                 jobs,
                 nodes,
                 typical_ms: typical.0.clone(),
+                unrunnable,
             })))
         }
         Work::Runs(job_id) => Ok(DataEvent::Runs {

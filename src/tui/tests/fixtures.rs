@@ -208,6 +208,7 @@ pub fn snapshot(jobs: Vec<Job>, nodes: Vec<NodeRow>) -> Action {
         jobs,
         nodes,
         typical_ms: typical,
+        unrunnable: Default::default(),
     })))
 }
 

@@ -155,6 +155,12 @@ fn definition(app: &App, job: &Job) -> Vec<String> {
     if !spec.tags.is_empty() {
         out.push(format!(" tags {}", one_line(&spec.tags.join(", "))));
     }
+    if app.unrunnable.contains(&job.id) {
+        out.push(
+            " ‼ no node can run this job: no live node allows shell jobs whose allow-list admits this command"
+                .to_string(),
+        );
+    }
     let rt = &job.runtime;
     if let Some(p) = &job.pause {
         let mut text = format!(" paused {}", relative(Some(p.at), app.as_of()));

@@ -164,6 +164,10 @@ fn cells(app: &App, job: &Job, state: State) -> [String; 10] {
             String::new()
         },
         job.spec.priority.to_string(),
-        rt.running_node_name.clone().unwrap_or_default(),
+        match &rt.running_node_name {
+            Some(node) => node.clone(),
+            None if job.active && app.unrunnable.contains(&job.id) => "no node!".to_string(),
+            None => String::new(),
+        },
     ]
 }
