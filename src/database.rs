@@ -62,7 +62,17 @@ pub async fn open(settings: &Settings) -> anyhow::Result<Database> {
 }
 
 async fn open_embedded(server: EmbeddedServer) -> anyhow::Result<Database> {
-    let created = create_database_if_missing(&server, EMBEDDED_DATABASE).await?;
+    // First use of a data directory: create, migrate and seed as one step
+    // under a lock, so a second process starting at the same moment waits
+    // and then finds the database complete, never half-seeded or created twice.
+    let admin = ConnectionSpec::from_config(server.client_config("postgres"))
+        .connect()
+        .await?;
+    admin
+        .execute("SELECT pg_advisory_lock($1)", &[&FIRST_USE_LOCK_KEY])
+        .await
+        .context("waiting for another process setting up the embedded database")?;
+    let created = create_database_if_missing(&admin, EMBEDDED_DATABASE).await?;
     let spec = ConnectionSpec::from_config(server.client_config(EMBEDDED_DATABASE));
     let mut client = spec.connect().await?;
     let migrations = migrate(&mut client)
@@ -74,6 +84,10 @@ async fn open_embedded(server: EmbeddedServer) -> anyhow::Result<Database> {
     } else {
         false
     };
+    // Ending the session would release the lock too; release it explicitly.
+    admin
+        .execute("SELECT pg_advisory_unlock($1)", &[&FIRST_USE_LOCK_KEY])
+        .await?;
     Ok(Database {
         client,
         target: server.describe(),
@@ -84,12 +98,15 @@ async fn open_embedded(server: EmbeddedServer) -> anyhow::Result<Database> {
     })
 }
 
-/// Create `dbname` on the embedded server; true when this call created it.
-/// Two processes racing here both succeed: the loser sees "duplicate database".
-async fn create_database_if_missing(server: &EmbeddedServer, dbname: &str) -> anyhow::Result<bool> {
-    let admin = ConnectionSpec::from_config(server.client_config("postgres"))
-        .connect()
-        .await?;
+/// Advisory lock (in the maintenance database) around the first-use setup.
+const FIRST_USE_LOCK_KEY: i64 = 0x6372_6f6e_7365_6564; // "cronseed"
+
+/// Create `dbname`; true when this call created it. The caller holds the
+/// first-use lock, so no other crondeck process races us here.
+async fn create_database_if_missing(
+    admin: &tokio_postgres::Client,
+    dbname: &str,
+) -> anyhow::Result<bool> {
     let exists = admin
         .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&dbname])
         .await?
@@ -103,7 +120,13 @@ async fn create_database_if_missing(server: &EmbeddedServer, dbname: &str) -> an
         .await
     {
         Ok(()) => Ok(true),
-        Err(e) if e.code() == Some(&SqlState::DUPLICATE_DATABASE) => Ok(false),
+        // Someone outside crondeck created it meanwhile: it exists.
+        Err(e)
+            if e.code() == Some(&SqlState::DUPLICATE_DATABASE)
+                || e.code() == Some(&SqlState::UNIQUE_VIOLATION) =>
+        {
+            Ok(false)
+        }
         Err(e) => Err(e).context("creating the embedded job database"),
     }
 }

@@ -578,6 +578,11 @@ fn looks_like_zone(token: &str) -> bool {
 impl fmt::Display for Schedule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            // "every 1 month", "every 3 months": singular for one.
+            Schedule::Every(i) if i.count == 1 => {
+                let unit = i.unit.as_str();
+                write!(f, "every 1 {}", unit.strip_suffix('s').unwrap_or(unit))
+            }
             Schedule::Every(i) => write!(f, "every {} {}", i.count, i.unit),
             Schedule::Cron(c) => write!(f, "{} {}", c.expr(), c.tz().name()),
             Schedule::Manual => f.write_str("manual"),

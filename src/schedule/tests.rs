@@ -149,7 +149,7 @@ fn cron_errors() {
 fn display_is_canonical_and_round_trips() {
     let cases = [
         ("1h 30m", "every 90 minutes"),
-        ("every 1 month", "every 1 months"),
+        ("every 1 month", "every 1 month"),
         ("0 9 * * MON Europe/Paris", "0 9 * * MON Europe/Paris"),
         ("@daily", "@daily UTC"),
         ("manual", "manual"),

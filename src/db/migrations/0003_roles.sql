@@ -66,7 +66,8 @@ GRANT EXECUTE ON FUNCTION crondeck.trigger(text)
 CREATE FUNCTION crondeck.schedule_text(j crondeck.jobs) RETURNS text
 LANGUAGE sql IMMUTABLE AS $$
     SELECT CASE j.schedule_kind
-        WHEN 'every' THEN format('every %s %s', j.interval_count, j.interval_unit)
+        WHEN 'every' THEN format('every %s %s', j.interval_count,
+            CASE WHEN j.interval_count = 1 THEN rtrim(j.interval_unit, 's') ELSE j.interval_unit END)
         WHEN 'cron' THEN format('%s %s', j.cron_expr, j.cron_tz)
         ELSE 'manual' END;
 $$;
