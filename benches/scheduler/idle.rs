@@ -54,8 +54,10 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Vec<Figure>> {
     }
     let ratio = big.statements_per_min / small.statements_per_min.max(1e-9);
     figures.push(
-        Figure::scalar(SCENARIO, "10,000 jobs vs 10 jobs", "×", ratio, 2)
-            .target("≈ 1 (independent of job count)", (0.8..=1.25).contains(&ratio)),
+        Figure::scalar(SCENARIO, "10,000 jobs vs 10 jobs", "×", ratio, 2).target(
+            "≈ 1 (independent of job count)",
+            (0.8..=1.25).contains(&ratio),
+        ),
     );
     Ok(figures)
 }
@@ -100,7 +102,10 @@ async fn measure(ctx: &Ctx, jobs: i32, window: Duration) -> anyhow::Result<Windo
         let heartbeat = query.contains("UPDATE crondeck.nodes SET heartbeat_at")
             || query.contains("WITH dead AS");
         if !heartbeat {
-            other.push((query.split_whitespace().collect::<Vec<_>>().join(" "), calls));
+            other.push((
+                query.split_whitespace().collect::<Vec<_>>().join(" "),
+                calls,
+            ));
         }
     }
     Ok(Window {

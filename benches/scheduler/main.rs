@@ -179,10 +179,7 @@ async fn run(opts: Options) -> anyhow::Result<()> {
                 Ok(mut rows) => figures.append(&mut rows),
                 Err(e) => {
                     eprintln!("   failed: {e:#}");
-                    figures.push(Figure::skipped(
-                        "8 vs pg_cron",
-                        &format!("failed: {e:#}"),
-                    ));
+                    figures.push(Figure::skipped("8 vs pg_cron", &format!("failed: {e:#}")));
                 }
             }
         } else {

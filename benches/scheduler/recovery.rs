@@ -51,12 +51,22 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Vec<Figure>> {
         let l = settings.lease.as_secs_f64();
         let h = settings.heartbeat.as_secs_f64();
         let label = format!("lease {l}s, heartbeat {h}s");
-        let fig = Figure::dist(SCENARIO, &format!("kill → abandoned, {label}"), "s", &abandoned);
+        let fig = Figure::dist(
+            SCENARIO,
+            &format!("kill → abandoned, {label}"),
+            "s",
+            &abandoned,
+        );
         let within = abandoned.iter().all(|&a| a <= l + h + 0.5);
         figures.push(fig.target(&format!("≤ lease + heartbeat = {:.1}", l + h), within));
         figures.push(
-            Figure::dist(SCENARIO, &format!("kill → job runs again, {label}"), "s", &rerun)
-                .reference("a request made while the job was busy"),
+            Figure::dist(
+                SCENARIO,
+                &format!("kill → job runs again, {label}"),
+                "s",
+                &rerun,
+            )
+            .reference("a request made while the job was busy"),
         );
     }
     Ok(figures)

@@ -149,16 +149,19 @@ pub fn table(figures: &[Figure]) -> String {
         "max",
         "n",
         "target / reference",
-        "",
+        "verdict",
     ];
     let rows: Vec<[String; 9]> = figures
         .iter()
         .map(|f| {
             let (a, b, c, n) = match &f.value {
                 Value::Dist(d) => (num(d.p50), num(d.p99), num(d.max), d.samples.to_string()),
-                Value::Scalar { value, samples } => {
-                    (num(*value), String::new(), String::new(), samples.to_string())
-                }
+                Value::Scalar { value, samples } => (
+                    num(*value),
+                    String::new(),
+                    String::new(),
+                    samples.to_string(),
+                ),
                 Value::None => Default::default(),
             };
             let verdict = match f.verdict {

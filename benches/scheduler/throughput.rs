@@ -70,10 +70,16 @@ async fn crondeck_rate(ctx: &Ctx, nodes: usize, window: Duration) -> anyhow::Res
         );
     }
     tokio::time::sleep(WARM_UP).await;
+    db.client
+        .batch_execute(
+            "CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset()",
+        )
+        .await?;
     let from = db.db_clock().await?;
     tokio::time::sleep(window).await;
     let to = db.db_clock().await?;
     shutdown_all(handles).await?;
+    print_top_statements(&db).await?;
     let done: i64 = db
         .client
         .query_one(
@@ -120,4 +126,25 @@ async fn pgbench_rate(ctx: &Ctx, clients: usize, window: Duration) -> anyhow::Re
             rest.split_whitespace().next()?.parse::<f64>().ok()
         })
         .with_context(|| format!("no tps in pgbench's output:\n{stdout}"))
+}
+
+/// Where the database's time went (stderr): a clue, not a figure.
+async fn print_top_statements(db: &BenchDb) -> anyhow::Result<()> {
+    let rows = db
+        .client
+        .query(
+            "SELECT calls, total_exec_time, left(regexp_replace(query, '\\s+', ' ', 'g'), 90)
+             FROM pg_stat_statements
+             WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+             ORDER BY total_exec_time DESC LIMIT 8",
+            &[],
+        )
+        .await?;
+    for row in rows {
+        let calls: i64 = row.get(0);
+        let total: f64 = row.get(1);
+        let query: String = row.get(2);
+        eprintln!("   {calls:>7} calls {total:>8.0} ms  {query}");
+    }
+    Ok(())
 }

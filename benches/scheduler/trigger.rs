@@ -21,12 +21,7 @@ const WARM_UP: usize = 3;
 pub async fn run(ctx: &Ctx) -> anyhow::Result<Vec<Figure>> {
     let samples = if ctx.quick { 50 } else { 300 };
     let mut db = ctx.server.database("trigger").await?;
-    let spec = JobSpec::new(
-        "on-demand",
-        Schedule::Manual,
-        ActionKind::Sql,
-        "SELECT 1",
-    );
+    let spec = JobSpec::new("on-demand", Schedule::Manual, ActionKind::Sql, "SELECT 1");
     ops::add(
         &mut db.client,
         &Actor::current(),
