@@ -196,6 +196,10 @@ async fn run(shared: Arc<Shared>, stop: CancellationToken) -> anyhow::Result<()>
     let mut error_backoff = Duration::from_millis(100);
     let mut notified = false;
     loop {
+        // Reap every finished worker, not only the one that woke us: a
+        // finished but unjoined task still counts in `len()`, and under load
+        // that held every claim to one job.
+        while workers.try_join_next().is_some() {}
         let free = shared.config.workers.saturating_sub(workers.len());
         let lease_ok = *lease_rx.borrow_and_update();
         let sleep_for = if !lease_ok {
