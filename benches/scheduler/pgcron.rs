@@ -19,7 +19,7 @@ use crate::Ctx;
 
 const SCENARIO: &str = "8 vs pg_cron";
 const CRON_DB: &str = "cronbench";
-const MINUTES: i64 = 3;
+const MINUTES: i32 = 3;
 /// pg_cron's default `cron.max_running_jobs`.
 const WORKERS: usize = 32;
 

@@ -55,27 +55,27 @@ impl Server {
         Ok(server)
     }
 
+    /// Preload `libraries` with `settings`, restarting the server. Appended
+    /// to postgresql.conf: ALTER SYSTEM refuses an extension's settings
+    /// before the extension is loaded.
     pub async fn preload(
         &mut self,
         libraries: &[&str],
         settings: &[(&str, String)],
     ) -> anyhow::Result<()> {
-        let admin = self.connect("postgres").await?;
-        admin
-            .batch_execute(&format!(
-                "ALTER SYSTEM SET shared_preload_libraries = '{}'",
-                libraries.join(",")
-            ))
-            .await?;
+        let mut conf = format!(
+            "\n# crondeck bench\nshared_preload_libraries = '{}'\n",
+            libraries.join(",")
+        );
         for (name, value) in settings {
-            admin
-                .batch_execute(&format!(
-                    "ALTER SYSTEM SET {name} = '{}'",
-                    value.replace('\'', "''")
-                ))
-                .await?;
+            conf.push_str(&format!("{name} = '{}'\n", value.replace('\'', "''")));
         }
-        drop(admin);
+        let path = self.embedded.cluster_dir().join("data/postgresql.conf");
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        std::io::Write::write_all(&mut file, conf.as_bytes())?;
         self.restart()?;
         self.preloaded = libraries.iter().map(|l| l.to_string()).collect();
         Ok(())
