@@ -26,6 +26,8 @@
 //! and still owned by the finishing node, and frees the job only while the
 //! job still points at that run.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use tokio_postgres::types::{ToSql, Type};
@@ -35,8 +37,8 @@ use super::audit::{audit_insert, Actor, AuditEntry};
 use super::jobs::{job_columns_of, job_from_row, JOB_COLUMNS};
 use super::requests::request_retry;
 use super::runs::{
-    run_finish, run_insert_skipped, run_insert_started, Finished, NewRun, RunOutcome, RunStatus,
-    TickReason, Trigger,
+    run_finish, run_insert_scheduled, run_insert_skipped, run_insert_started, Finished, NewRun,
+    RunOutcome, RunStatus, ScheduledStart, TickReason, Trigger,
 };
 use super::DbError;
 use crate::job::{Catchup, Job};
@@ -327,6 +329,7 @@ async fn start_due_jobs(
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let params: [(&(dyn ToSql + Sync), Type); 2] =
         [(&claimer.allow_shell, Type::BOOL), (&limit, Type::INT8)];
+    let mut starts = Vec::new();
     for row in tx.query_typed(&sql, &params).await? {
         let job = job_from_row(&row)?;
         let Some(tick) = job.nextcall else { continue };
@@ -348,43 +351,103 @@ async fn start_due_jobs(
             report.skipped_ticks += ticks;
             continue;
         }
-        let new_run = NewRun {
-            job_id: job.id,
-            trigger: Trigger::Schedule,
-            requested_by: None,
-            request_id: None,
-            scheduled_for: tick,
-            ticks: clamp_ticks(advance.missed),
-            reason: (advance.missed > 0).then_some(TickReason::SchedulerDown),
-            node_id: claimer.node_id,
-            node_name: claimer.node_name,
-            attempt: 0,
-        };
-        let (run_id, started_at) = run_insert_started(tx, &new_run).await?;
         let numbercall = if job.spec.numbercall > 0 {
             job.spec.numbercall - 1
         } else {
             job.spec.numbercall
         };
-        mark_running(
-            tx,
-            &job,
-            run_id,
-            claimer.node_id,
-            started_at,
-            Some(advance.next),
+        starts.push(DueStart {
+            tick: ScheduledStart {
+                job_id: job.id,
+                scheduled_for: tick,
+                ticks: clamp_ticks(advance.missed),
+                reason: (advance.missed > 0).then_some(TickReason::SchedulerDown),
+            },
+            next: advance.next,
             numbercall,
-        )
-        .await?;
-        report.started.push(ClaimedRun {
             job,
+        });
+    }
+    if starts.is_empty() {
+        return Ok(());
+    }
+    // Every start in two statements, whatever their number: a herd of due
+    // jobs used to cost two statements per job, one after the other, and
+    // the last job's start waited for all of them.
+    let ticks: Vec<ScheduledStart> = starts.iter().map(|s| s.tick.clone()).collect();
+    let inserted = run_insert_scheduled(tx, &ticks, claimer.node_id, claimer.node_name).await?;
+    let runs: HashMap<i64, (i64, DateTime<Utc>)> = inserted
+        .into_iter()
+        .map(|(job_id, run_id, started_at)| (job_id, (run_id, started_at)))
+        .collect();
+    let mut marks = Vec::with_capacity(starts.len());
+    for start in &starts {
+        let &(run_id, started_at) = runs.get(&start.job.id).ok_or_else(|| {
+            DbError::Corrupt(format!("no run was inserted for job {}", start.job.id))
+        })?;
+        marks.push((
+            start.job.id,
+            run_id,
+            started_at,
+            start.next,
+            start.numbercall,
+        ));
+    }
+    mark_running_scheduled(tx, claimer.node_id, &marks).await?;
+    for (start, (_, run_id, started_at, _, _)) in starts.into_iter().zip(marks) {
+        report.started.push(ClaimedRun {
+            scheduled_for: start.tick.scheduled_for,
+            job: start.job,
             run_id,
             trigger: Trigger::Schedule,
-            scheduled_for: tick,
             started_at,
             attempt: 0,
         });
     }
+    Ok(())
+}
+
+/// A due job this claim starts, worked out before the batched writes.
+struct DueStart {
+    job: Job,
+    tick: ScheduledStart,
+    next: DateTime<Utc>,
+    numbercall: i32,
+}
+
+/// For scheduled runs: point each job at its new run, move `nextcall` and
+/// count down `numbercall` (reaching 0 makes the job done and inactive), in
+/// one statement. Each mark is (job id, run id, started_at, nextcall, numbercall).
+async fn mark_running_scheduled(
+    tx: &impl GenericClient,
+    node_id: &str,
+    marks: &[(i64, i64, DateTime<Utc>, DateTime<Utc>, i32)],
+) -> Result<(), DbError> {
+    let job_ids: Vec<i64> = marks.iter().map(|m| m.0).collect();
+    let run_ids: Vec<i64> = marks.iter().map(|m| m.1).collect();
+    let started: Vec<DateTime<Utc>> = marks.iter().map(|m| m.2).collect();
+    let next: Vec<DateTime<Utc>> = marks.iter().map(|m| m.3).collect();
+    let numbercalls: Vec<i32> = marks.iter().map(|m| m.4).collect();
+    tx.execute_typed(
+        "UPDATE crondeck.jobs j SET running_run_id = t.run_id, running_node_id = $6,
+             running_since = t.started_at, last_run_id = t.run_id,
+             last_started_at = t.started_at, last_status = 'running',
+             nextcall = t.nextcall, numbercall = t.numbercall,
+             active = j.active AND t.numbercall <> 0,
+             first_due_at = coalesce(j.first_due_at, j.nextcall)
+         FROM unnest($1::int8[], $2::int8[], $3::timestamptz[], $4::timestamptz[], $5::int4[])
+              AS t(job_id, run_id, started_at, nextcall, numbercall)
+         WHERE j.id = t.job_id",
+        &[
+            (&job_ids, Type::INT8_ARRAY),
+            (&run_ids, Type::INT8_ARRAY),
+            (&started, Type::TIMESTAMPTZ_ARRAY),
+            (&next, Type::TIMESTAMPTZ_ARRAY),
+            (&numbercalls, Type::INT4_ARRAY),
+            (&node_id, Type::TEXT),
+        ],
+    )
+    .await?;
     Ok(())
 }
 

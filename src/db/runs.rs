@@ -137,6 +137,55 @@ pub async fn run_insert_started(
     Ok((row.try_get(0)?, row.try_get(1)?))
 }
 
+/// A scheduled tick to start (see `run_insert_scheduled`).
+#[derive(Debug, Clone)]
+pub struct ScheduledStart {
+    pub job_id: i64,
+    pub scheduled_for: DateTime<Utc>,
+    pub ticks: i32,
+    pub reason: Option<TickReason>,
+}
+
+/// Insert `running` runs for many scheduled ticks in one statement. Returns
+/// (job id, run id, started_at) per run, in no particular order. Fails like
+/// `run_insert_started` (a unique violation) if any tick already has a run.
+pub async fn run_insert_scheduled(
+    client: &impl GenericClient,
+    starts: &[ScheduledStart],
+    node_id: &str,
+    node_name: &str,
+) -> Result<Vec<(i64, i64, DateTime<Utc>)>, DbError> {
+    let job_ids: Vec<i64> = starts.iter().map(|s| s.job_id).collect();
+    let ticks_at: Vec<DateTime<Utc>> = starts.iter().map(|s| s.scheduled_for).collect();
+    let ticks: Vec<i32> = starts.iter().map(|s| s.ticks).collect();
+    let reasons: Vec<Option<&str>> = starts
+        .iter()
+        .map(|s| s.reason.map(TickReason::as_str))
+        .collect();
+    let rows = client
+        .query_typed(
+            "INSERT INTO crondeck.runs (job_id, trigger, scheduled_for, ticks, reason, status,
+                 node_id, node_name, attempt, started_at)
+             SELECT t.job_id, 'schedule', t.scheduled_for, t.ticks, t.reason, 'running',
+                    $5, $6, 0, clock_timestamp()
+             FROM unnest($1::int8[], $2::timestamptz[], $3::int4[], $4::text[])
+                  AS t(job_id, scheduled_for, ticks, reason)
+             RETURNING job_id, id, started_at",
+            &[
+                (&job_ids, Type::INT8_ARRAY),
+                (&ticks_at, Type::TIMESTAMPTZ_ARRAY),
+                (&ticks, Type::INT4_ARRAY),
+                (&reasons, Type::TEXT_ARRAY),
+                (&node_id, Type::TEXT),
+                (&node_name, Type::TEXT),
+            ],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+        .collect()
+}
+
 /// Record ticks that did not run, as one row standing for `ticks` ticks.
 pub async fn run_insert_skipped(
     client: &impl GenericClient,
