@@ -385,22 +385,22 @@ async fn start_due_jobs(
         let &(run_id, started_at) = runs.get(&start.job.id).ok_or_else(|| {
             DbError::Corrupt(format!("no run was inserted for job {}", start.job.id))
         })?;
-        marks.push((
-            start.job.id,
+        marks.push(RunningMark {
+            job_id: start.job.id,
             run_id,
             started_at,
-            start.next,
-            start.numbercall,
-        ));
+            nextcall: start.next,
+            numbercall: start.numbercall,
+        });
     }
     mark_running_scheduled(tx, claimer.node_id, &marks).await?;
-    for (start, (_, run_id, started_at, _, _)) in starts.into_iter().zip(marks) {
+    for (start, mark) in starts.into_iter().zip(marks) {
         report.started.push(ClaimedRun {
             scheduled_for: start.tick.scheduled_for,
             job: start.job,
-            run_id,
+            run_id: mark.run_id,
             trigger: Trigger::Schedule,
-            started_at,
+            started_at: mark.started_at,
             attempt: 0,
         });
     }
@@ -415,19 +415,28 @@ struct DueStart {
     numbercall: i32,
 }
 
+/// A scheduled run started: what its job row must now say.
+struct RunningMark {
+    job_id: i64,
+    run_id: i64,
+    started_at: DateTime<Utc>,
+    nextcall: DateTime<Utc>,
+    numbercall: i32,
+}
+
 /// For scheduled runs: point each job at its new run, move `nextcall` and
 /// count down `numbercall` (reaching 0 makes the job done and inactive), in
-/// one statement. Each mark is (job id, run id, started_at, nextcall, numbercall).
+/// one statement.
 async fn mark_running_scheduled(
     tx: &impl GenericClient,
     node_id: &str,
-    marks: &[(i64, i64, DateTime<Utc>, DateTime<Utc>, i32)],
+    marks: &[RunningMark],
 ) -> Result<(), DbError> {
-    let job_ids: Vec<i64> = marks.iter().map(|m| m.0).collect();
-    let run_ids: Vec<i64> = marks.iter().map(|m| m.1).collect();
-    let started: Vec<DateTime<Utc>> = marks.iter().map(|m| m.2).collect();
-    let next: Vec<DateTime<Utc>> = marks.iter().map(|m| m.3).collect();
-    let numbercalls: Vec<i32> = marks.iter().map(|m| m.4).collect();
+    let job_ids: Vec<i64> = marks.iter().map(|m| m.job_id).collect();
+    let run_ids: Vec<i64> = marks.iter().map(|m| m.run_id).collect();
+    let started: Vec<DateTime<Utc>> = marks.iter().map(|m| m.started_at).collect();
+    let next: Vec<DateTime<Utc>> = marks.iter().map(|m| m.nextcall).collect();
+    let numbercalls: Vec<i32> = marks.iter().map(|m| m.numbercall).collect();
     tx.execute_typed(
         "UPDATE crondeck.jobs j SET running_run_id = t.run_id, running_node_id = $6,
              running_since = t.started_at, last_run_id = t.run_id,
