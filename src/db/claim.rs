@@ -17,20 +17,28 @@
 //! wait for each other and never take the same job; the unique indexes on
 //! runs (one per tick, one running per job) are the last line of defence.
 //!
+//! The statements on the path from a tick to its run's start and end are
+//! sent typed (`query_typed`: parse, bind and execute in one round trip)
+//! rather than prepared first (two round trips): a tick's lateness is mostly
+//! round trips.
+//!
 //! A finish is fenced: it updates the run only while it is still `running`
 //! and still owned by the finishing node, and frees the job only while the
 //! job still points at that run.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use serde_json::json;
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::GenericClient;
 
 use super::audit::{audit_insert, Actor, AuditEntry};
 use super::jobs::{job_columns_of, job_from_row, JOB_COLUMNS};
 use super::requests::request_retry;
 use super::runs::{
-    run_finish, run_insert_skipped, run_insert_started, Finished, NewRun, RunOutcome, RunStatus,
-    TickReason, Trigger,
+    run_finish, run_insert_scheduled, run_insert_skipped, run_insert_started, Finished, NewRun,
+    RunOutcome, RunStatus, ScheduledStart, TickReason, Trigger,
 };
 use super::DbError;
 use crate::job::{Catchup, Job};
@@ -122,11 +130,16 @@ pub async fn claim(
     limit: usize,
 ) -> Result<ClaimReport, DbError> {
     let tx = client.transaction().await?;
-    let now: DateTime<Utc> = tx.query_one("SELECT now()", &[]).await?.try_get(0)?;
+    let work = probe(&tx, claimer).await?;
+    let now = work.now;
     let mut report = ClaimReport::default();
-    resume_expired_pauses(&tx, claimer, now, &mut report).await?;
-    skip_overlapping_ticks(&tx, claimer, now, &mut report).await?;
-    if limit > 0 {
+    if work.pauses_to_lift {
+        resume_expired_pauses(&tx, claimer, now, &mut report).await?;
+    }
+    if work.overlapping_ticks {
+        skip_overlapping_ticks(&tx, claimer, now, &mut report).await?;
+    }
+    if limit > 0 && work.pending_requests {
         start_requests(&tx, claimer, limit, &mut report).await?;
     }
     let left = limit.saturating_sub(report.started.len());
@@ -135,6 +148,48 @@ pub async fn claim(
     }
     tx.commit().await?;
     Ok(report)
+}
+
+/// What a claim has to look at, from one cheap read at the start of the
+/// claim transaction. Most claims start one due job and have nothing to
+/// resume, skip or serve; each query skipped here is two round trips (parse,
+/// then execute) off the start of every run. Something committed by another
+/// session just after this read wakes the node again (NOTIFY), or is due by
+/// time and caught by `next_wake`, so nothing is missed, only seen one claim
+/// later.
+struct Probe {
+    now: DateTime<Utc>,
+    pauses_to_lift: bool,
+    overlapping_ticks: bool,
+    pending_requests: bool,
+}
+
+async fn probe(tx: &impl GenericClient, claimer: &Claimer<'_>) -> Result<Probe, DbError> {
+    // Each test walks a small index: paused jobs, running runs (one per
+    // running job: `runs_one_running`), pending requests.
+    let row = tx
+        .query_typed_one(
+            "SELECT now(),
+                 EXISTS (SELECT 1 FROM crondeck.jobs
+                         WHERE NOT active AND numbercall <> 0 AND paused_until <= now()),
+                 EXISTS (SELECT 1 FROM crondeck.runs r JOIN crondeck.jobs j ON j.id = r.job_id
+                         WHERE r.status = 'running' AND j.active AND j.numbercall <> 0
+                           AND j.nextcall <= now()
+                           AND crondeck.can_run(j.action_kind, j.command, $1, $2)),
+                 EXISTS (SELECT 1 FROM crondeck.run_requests
+                         WHERE state = 'pending' AND not_before <= now())",
+            &[
+                (&claimer.allow_shell, Type::BOOL),
+                (&claimer.shell_allow, Type::TEXT_ARRAY),
+            ],
+        )
+        .await?;
+    Ok(Probe {
+        now: row.try_get(0)?,
+        pauses_to_lift: row.try_get(1)?,
+        overlapping_ticks: row.try_get(2)?,
+        pending_requests: row.try_get(3)?,
+    })
 }
 
 async fn resume_expired_pauses(
@@ -185,9 +240,12 @@ async fn skip_overlapping_ticks(
     now: DateTime<Utc>,
     report: &mut ClaimReport,
 ) -> Result<(), DbError> {
+    // Through the running runs (one per running job, a small index): with a
+    // backlog, "due and running" read from the due index walks every due job.
     let sql = format!(
         "SELECT {JOB_COLUMNS} FROM crondeck.jobs
-         WHERE active AND numbercall <> 0 AND nextcall <= now() AND running_run_id IS NOT NULL
+         WHERE id IN (SELECT job_id FROM crondeck.runs WHERE status = 'running')
+           AND active AND numbercall <> 0 AND nextcall <= now() AND running_run_id IS NOT NULL
            AND crondeck.can_run(action_kind, command, $1, $2)
          FOR UPDATE SKIP LOCKED"
     );
@@ -314,10 +372,13 @@ async fn start_due_jobs(
          FOR UPDATE SKIP LOCKED"
     );
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let rows = tx
-        .query(&sql, &[&claimer.allow_shell, &limit, &claimer.shell_allow])
-        .await?;
-    for row in rows {
+    let params: [(&(dyn ToSql + Sync), Type); 3] = [
+        (&claimer.allow_shell, Type::BOOL),
+        (&limit, Type::INT8),
+        (&claimer.shell_allow, Type::TEXT_ARRAY),
+    ];
+    let mut starts = Vec::new();
+    for row in tx.query_typed(&sql, &params).await? {
         let Some(job) = readable_job(tx, &row).await? else {
             continue;
         };
@@ -340,43 +401,112 @@ async fn start_due_jobs(
             report.skipped_ticks += ticks;
             continue;
         }
-        let new_run = NewRun {
-            job_id: job.id,
-            trigger: Trigger::Schedule,
-            requested_by: None,
-            request_id: None,
-            scheduled_for: tick,
-            ticks: clamp_ticks(advance.missed),
-            reason: (advance.missed > 0).then_some(TickReason::SchedulerDown),
-            node_id: claimer.node_id,
-            node_name: claimer.node_name,
-            attempt: 0,
-        };
-        let (run_id, started_at) = run_insert_started(tx, &new_run).await?;
         let numbercall = if job.spec.numbercall > 0 {
             job.spec.numbercall - 1
         } else {
             job.spec.numbercall
         };
-        mark_running(
-            tx,
-            &job,
-            run_id,
-            claimer.node_id,
-            started_at,
-            Some(advance.next),
+        starts.push(DueStart {
+            tick: ScheduledStart {
+                job_id: job.id,
+                scheduled_for: tick,
+                ticks: clamp_ticks(advance.missed),
+                reason: (advance.missed > 0).then_some(TickReason::SchedulerDown),
+            },
+            next: advance.next,
             numbercall,
-        )
-        .await?;
-        report.started.push(ClaimedRun {
             job,
+        });
+    }
+    if starts.is_empty() {
+        return Ok(());
+    }
+    // Every start in two statements, whatever their number: a herd of due
+    // jobs used to cost two statements per job, one after the other, and
+    // the last job's start waited for all of them.
+    let ticks: Vec<ScheduledStart> = starts.iter().map(|s| s.tick.clone()).collect();
+    let inserted = run_insert_scheduled(tx, &ticks, claimer.node_id, claimer.node_name).await?;
+    let runs: HashMap<i64, (i64, DateTime<Utc>)> = inserted
+        .into_iter()
+        .map(|(job_id, run_id, started_at)| (job_id, (run_id, started_at)))
+        .collect();
+    let mut marks = Vec::with_capacity(starts.len());
+    for start in &starts {
+        let &(run_id, started_at) = runs.get(&start.job.id).ok_or_else(|| {
+            DbError::Corrupt(format!("no run was inserted for job {}", start.job.id))
+        })?;
+        marks.push(RunningMark {
+            job_id: start.job.id,
             run_id,
-            trigger: Trigger::Schedule,
-            scheduled_for: tick,
             started_at,
+            nextcall: start.next,
+            numbercall: start.numbercall,
+        });
+    }
+    mark_running_scheduled(tx, claimer.node_id, &marks).await?;
+    for (start, mark) in starts.into_iter().zip(marks) {
+        report.started.push(ClaimedRun {
+            scheduled_for: start.tick.scheduled_for,
+            job: start.job,
+            run_id: mark.run_id,
+            trigger: Trigger::Schedule,
+            started_at: mark.started_at,
             attempt: 0,
         });
     }
+    Ok(())
+}
+
+/// A due job this claim starts, worked out before the batched writes.
+struct DueStart {
+    job: Job,
+    tick: ScheduledStart,
+    next: DateTime<Utc>,
+    numbercall: i32,
+}
+
+/// A scheduled run started: what its job row must now say.
+struct RunningMark {
+    job_id: i64,
+    run_id: i64,
+    started_at: DateTime<Utc>,
+    nextcall: DateTime<Utc>,
+    numbercall: i32,
+}
+
+/// For scheduled runs: point each job at its new run, move `nextcall` and
+/// count down `numbercall` (reaching 0 makes the job done and inactive), in
+/// one statement.
+async fn mark_running_scheduled(
+    tx: &impl GenericClient,
+    node_id: &str,
+    marks: &[RunningMark],
+) -> Result<(), DbError> {
+    let job_ids: Vec<i64> = marks.iter().map(|m| m.job_id).collect();
+    let run_ids: Vec<i64> = marks.iter().map(|m| m.run_id).collect();
+    let started: Vec<DateTime<Utc>> = marks.iter().map(|m| m.started_at).collect();
+    let next: Vec<DateTime<Utc>> = marks.iter().map(|m| m.nextcall).collect();
+    let numbercalls: Vec<i32> = marks.iter().map(|m| m.numbercall).collect();
+    tx.execute_typed(
+        "UPDATE crondeck.jobs j SET running_run_id = t.run_id, running_node_id = $6,
+             running_since = t.started_at, last_run_id = t.run_id,
+             last_started_at = t.started_at, last_status = 'running',
+             nextcall = t.nextcall, numbercall = t.numbercall,
+             active = j.active AND t.numbercall <> 0,
+             first_due_at = coalesce(j.first_due_at, j.nextcall)
+         FROM unnest($1::int8[], $2::int8[], $3::timestamptz[], $4::timestamptz[], $5::int4[])
+              AS t(job_id, run_id, started_at, nextcall, numbercall)
+         WHERE j.id = t.job_id",
+        &[
+            (&job_ids, Type::INT8_ARRAY),
+            (&run_ids, Type::INT8_ARRAY),
+            (&started, Type::TIMESTAMPTZ_ARRAY),
+            (&next, Type::TIMESTAMPTZ_ARRAY),
+            (&numbercalls, Type::INT4_ARRAY),
+            (&node_id, Type::TEXT),
+        ],
+    )
+    .await?;
     Ok(())
 }
 
@@ -391,14 +521,21 @@ async fn mark_running(
     nextcall: Option<DateTime<Utc>>,
     numbercall: i32,
 ) -> Result<(), DbError> {
-    tx.execute(
+    tx.execute_typed(
         "UPDATE crondeck.jobs SET running_run_id = $2, running_node_id = $3, running_since = $4,
              last_run_id = $2, last_started_at = $4, last_status = 'running',
              nextcall = coalesce($5, nextcall), numbercall = $6,
              active = active AND $6 <> 0,
              first_due_at = coalesce(first_due_at, CASE WHEN $5::timestamptz IS NOT NULL THEN nextcall END)
          WHERE id = $1",
-        &[&job.id, &run_id, &node_id, &started_at, &nextcall, &numbercall],
+        &[
+            (&job.id, Type::INT8),
+            (&run_id, Type::INT8),
+            (&node_id, Type::TEXT),
+            (&started_at, Type::TIMESTAMPTZ),
+            (&nextcall, Type::TIMESTAMPTZ),
+            (&numbercall, Type::INT4),
+        ],
     )
     .await?;
     Ok(())
@@ -452,7 +589,7 @@ pub async fn finish(
     let counts_as_failure = matches!(completion.status, RunStatus::Failed | RunStatus::TimedOut);
     let duration_ms = (ended_at - started_at).num_milliseconds();
     let row = tx
-        .query_opt(
+        .query_typed_opt(
             "UPDATE crondeck.jobs SET running_run_id = NULL, running_node_id = NULL,
                  running_since = NULL, last_ended_at = $3, last_status = $4,
                  last_duration_ms = $5,
@@ -467,14 +604,14 @@ pub async fn finish(
                        failure_min_age_ms, retry_max, retry_backoff_ms, active, numbercall,
                        nextcall, now()",
             &[
-                &run.job.id,
-                &run.run_id,
-                &ended_at,
-                &completion.status.as_str(),
-                &duration_ms,
-                &success,
-                &counts_as_failure,
-                &started_at,
+                (&run.job.id, Type::INT8),
+                (&run.run_id, Type::INT8),
+                (&ended_at, Type::TIMESTAMPTZ),
+                (&completion.status.as_str(), Type::TEXT),
+                (&duration_ms, Type::INT8),
+                (&success, Type::BOOL),
+                (&counts_as_failure, Type::BOOL),
+                (&started_at, Type::TIMESTAMPTZ),
             ],
         )
         .await?;
@@ -594,7 +731,7 @@ pub async fn next_wake(
     shell_allow: &[String],
 ) -> Result<Option<f64>, DbError> {
     let row = client
-        .query_one(
+        .query_typed_one(
             "SELECT extract(epoch FROM least(
                  (SELECT min(nextcall) FROM crondeck.jobs
                   WHERE active AND numbercall <> 0
@@ -606,7 +743,7 @@ pub async fn next_wake(
                   WHERE r.state = 'pending' AND j.running_run_id IS NULL
                     AND crondeck.can_run(j.action_kind, j.command, $1, $2))
              ) - now())::float8",
-            &[&allow_shell, &shell_allow],
+            &[(&allow_shell, Type::BOOL), (&shell_allow, Type::TEXT_ARRAY)],
         )
         .await?;
     Ok(row.try_get(0)?)

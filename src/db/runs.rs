@@ -4,6 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use tokio_postgres::types::Type;
 use tokio_postgres::{GenericClient, Row};
 
 use super::DbError;
@@ -112,27 +113,77 @@ pub async fn run_insert_started(
     client: &impl GenericClient,
     run: &NewRun<'_>,
 ) -> Result<(i64, DateTime<Utc>), DbError> {
+    // Typed: one round trip, on the path from a tick to its run's start.
     let row = client
-        .query_one(
+        .query_typed_one(
             "INSERT INTO crondeck.runs (job_id, trigger, requested_by, request_id, scheduled_for,
                  ticks, reason, status, node_id, node_name, attempt, started_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, 'running', $8, $9, $10, clock_timestamp())
              RETURNING id, started_at",
             &[
-                &run.job_id,
-                &run.trigger.as_str(),
-                &run.requested_by,
-                &run.request_id,
-                &run.scheduled_for,
-                &run.ticks,
-                &run.reason.map(TickReason::as_str),
-                &run.node_id,
-                &run.node_name,
-                &run.attempt,
+                (&run.job_id, Type::INT8),
+                (&run.trigger.as_str(), Type::TEXT),
+                (&run.requested_by, Type::TEXT),
+                (&run.request_id, Type::INT8),
+                (&run.scheduled_for, Type::TIMESTAMPTZ),
+                (&run.ticks, Type::INT4),
+                (&run.reason.map(TickReason::as_str), Type::TEXT),
+                (&run.node_id, Type::TEXT),
+                (&run.node_name, Type::TEXT),
+                (&run.attempt, Type::INT4),
             ],
         )
         .await?;
     Ok((row.try_get(0)?, row.try_get(1)?))
+}
+
+/// A scheduled tick to start (see `run_insert_scheduled`).
+#[derive(Debug, Clone)]
+pub struct ScheduledStart {
+    pub job_id: i64,
+    pub scheduled_for: DateTime<Utc>,
+    pub ticks: i32,
+    pub reason: Option<TickReason>,
+}
+
+/// Insert `running` runs for many scheduled ticks in one statement. Returns
+/// (job id, run id, started_at) per run, in no particular order. Fails like
+/// `run_insert_started` (a unique violation) if any tick already has a run.
+pub async fn run_insert_scheduled(
+    client: &impl GenericClient,
+    starts: &[ScheduledStart],
+    node_id: &str,
+    node_name: &str,
+) -> Result<Vec<(i64, i64, DateTime<Utc>)>, DbError> {
+    let job_ids: Vec<i64> = starts.iter().map(|s| s.job_id).collect();
+    let ticks_at: Vec<DateTime<Utc>> = starts.iter().map(|s| s.scheduled_for).collect();
+    let ticks: Vec<i32> = starts.iter().map(|s| s.ticks).collect();
+    let reasons: Vec<Option<&str>> = starts
+        .iter()
+        .map(|s| s.reason.map(TickReason::as_str))
+        .collect();
+    let rows = client
+        .query_typed(
+            "INSERT INTO crondeck.runs (job_id, trigger, scheduled_for, ticks, reason, status,
+                 node_id, node_name, attempt, started_at)
+             SELECT t.job_id, 'schedule', t.scheduled_for, t.ticks, t.reason, 'running',
+                    $5, $6, 0, clock_timestamp()
+             FROM unnest($1::int8[], $2::timestamptz[], $3::int4[], $4::text[])
+                  AS t(job_id, scheduled_for, ticks, reason)
+             RETURNING job_id, id, started_at",
+            &[
+                (&job_ids, Type::INT8_ARRAY),
+                (&ticks_at, Type::TIMESTAMPTZ_ARRAY),
+                (&ticks, Type::INT4_ARRAY),
+                (&reasons, Type::TEXT_ARRAY),
+                (&node_id, Type::TEXT),
+                (&node_name, Type::TEXT),
+            ],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+        .collect()
 }
 
 /// Record ticks that did not run, as one row standing for `ticks` ticks.
@@ -185,26 +236,27 @@ pub async fn run_finish(
     status: RunStatus,
     outcome: &RunOutcome,
 ) -> Result<Option<Finished>, DbError> {
+    // Typed: one round trip, on the path from a run's end to its record.
     let row = client
-        .query_opt(
+        .query_typed_opt(
             "UPDATE crondeck.runs SET status = $3, ended_at = greatest(clock_timestamp(), started_at),
                  exit_code = $4, signal = $5, sqlstate = $6, rows_affected = $7, error = $8,
                  stdout = $9, stderr = $10, stdout_dropped = $11, stderr_dropped = $12
              WHERE id = $1 AND node_id = $2 AND status = 'running'
              RETURNING started_at, ended_at",
             &[
-                &run_id,
-                &node_id,
-                &status.as_str(),
-                &outcome.exit_code,
-                &outcome.signal,
-                &outcome.sqlstate,
-                &outcome.rows_affected,
-                &outcome.error,
-                &outcome.stdout,
-                &outcome.stderr,
-                &outcome.stdout_dropped,
-                &outcome.stderr_dropped,
+                (&run_id, Type::INT8),
+                (&node_id, Type::TEXT),
+                (&status.as_str(), Type::TEXT),
+                (&outcome.exit_code, Type::INT4),
+                (&outcome.signal, Type::INT4),
+                (&outcome.sqlstate, Type::TEXT),
+                (&outcome.rows_affected, Type::INT8),
+                (&outcome.error, Type::TEXT),
+                (&outcome.stdout, Type::TEXT),
+                (&outcome.stderr, Type::TEXT),
+                (&outcome.stdout_dropped, Type::INT8),
+                (&outcome.stderr_dropped, Type::INT8),
             ],
         )
         .await?;

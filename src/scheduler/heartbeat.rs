@@ -31,7 +31,7 @@ pub async fn run(shared: Arc<Shared>, wake: mpsc::Sender<()>, stop: Cancellation
         match beat(&shared, &wake).await {
             Ok(true) => {
                 last_ok = Instant::now();
-                shared.lease_ok.send_replace(true);
+                lease_ok(&shared);
             }
             Ok(false) => {
                 tracing::error!(
@@ -43,7 +43,7 @@ pub async fn run(shared: Arc<Shared>, wake: mpsc::Sender<()>, stop: Cancellation
                     tracing::warn!(%error, "could not register again; retrying at the next heartbeat");
                 } else {
                     last_ok = Instant::now();
-                    shared.lease_ok.send_replace(true);
+                    lease_ok(&shared);
                 }
             }
             Err(error) => {
@@ -79,6 +79,15 @@ async fn beat(shared: &Shared, wake: &mpsc::Sender<()>) -> anyhow::Result<bool> 
         }
     }
     Ok(alive)
+}
+
+/// Mark the lease held, waking the claim loop only if it was lost: the loop
+/// listens for changes, and waking it on every beat made each heartbeat a
+/// claim too, so an idle database saw more than heartbeats.
+fn lease_ok(shared: &Shared) {
+    shared
+        .lease_ok
+        .send_if_modified(|held| !std::mem::replace(held, true));
 }
 
 fn lease_lost(shared: &Shared) {

@@ -204,11 +204,29 @@ async fn run(shared: Arc<Shared>, stop: CancellationToken) -> anyhow::Result<()>
     let mut lease_rx = shared.lease_ok.subscribe();
     let mut idle_backoff = Duration::from_millis(10);
     let mut error_backoff = Duration::from_millis(100);
+    let mut notified = false;
     loop {
+        // Reap every finished worker, not only the one that woke us: a
+        // finished but unjoined task still counts in `len()`, and under load
+        // that held every claim to one job.
+        while workers.try_join_next().is_some() {}
         let free = shared.config.workers.saturating_sub(workers.len());
         let lease_ok = *lease_rx.borrow_and_update();
         let sleep_for = if !lease_ok {
             Some(shared.config.heartbeat)
+        } else if notified && free == 0 {
+            // Every worker is busy, so nothing can start here, and a finishing
+            // worker wakes us anyway: a notification can only have moved the
+            // next wake-up. Our own claims and finishes notify too; a full
+            // claim here cost every run two more claims under load.
+            match wake_only(&shared).await {
+                Ok(Some(secs)) if secs > 0.0 => Some(Duration::from_secs_f64(secs.min(86_400.0))),
+                Ok(_) => None,
+                Err(error) => {
+                    tracing::warn!(error = %format!("{error:#}"), "computing the next wake-up failed; retrying");
+                    Some(error_backoff)
+                }
+            }
         } else {
             match cycle(&shared, free, &mut workers).await {
                 Ok((started, wake_in)) => {
@@ -247,9 +265,10 @@ async fn run(shared: Arc<Shared>, stop: CancellationToken) -> anyhow::Result<()>
                 None => std::future::pending().await,
             }
         };
+        notified = false;
         tokio::select! {
             _ = stop.cancelled() => break,
-            Some(()) = wake_rx.recv() => {}
+            Some(()) = wake_rx.recv() => notified = true,
             Some(_) = workers.join_next(), if !workers.is_empty() => {}
             () = sleep => {}
             _ = lease_rx.changed() => {}
@@ -302,6 +321,17 @@ async fn cycle(
     )
     .await?;
     Ok((started, wake_in))
+}
+
+/// Seconds until the next wake-up, without claiming.
+async fn wake_only(shared: &Shared) -> anyhow::Result<Option<f64>> {
+    let client = shared.pool.get().await?;
+    Ok(next_wake(
+        &**client,
+        shared.config.allow_shell,
+        &shared.config.shell_allow,
+    )
+    .await?)
 }
 
 async fn shut_down(
