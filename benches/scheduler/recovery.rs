@@ -8,6 +8,7 @@
 //! heartbeat before the kill; the survivor looks once per heartbeat).
 
 use std::process::{Child, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crondeck::scheduler::NodeConfig;
@@ -122,11 +123,10 @@ async fn sample(ctx: &Ctx, settings: Lease) -> anyhow::Result<(f64, f64)> {
     db.client
         .batch_execute("SELECT crondeck.trigger('long')")
         .await?;
-    // A varying phase against the victim's heartbeat.
-    tokio::time::sleep(Duration::from_millis(
-        100 + u64::from(std::process::id() + run_id as u32) % 700,
-    ))
-    .await;
+    // A different phase against the heartbeats in each sample.
+    static SAMPLE: AtomicU64 = AtomicU64::new(0);
+    let phase = SAMPLE.fetch_add(1, Ordering::Relaxed) * 337 % 1000;
+    tokio::time::sleep(Duration::from_millis(100) + settings.heartbeat * phase as u32 / 1000).await;
     let killed_at = db.db_clock().await?;
     victim.kill();
     let abandoned_at: f64 = wait_for(
