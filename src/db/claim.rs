@@ -333,16 +333,7 @@ async fn start_requests(
             &[&request_id, &run_id],
         )
         .await?;
-        mark_running(
-            tx,
-            &job,
-            run_id,
-            claimer.node_id,
-            started_at,
-            None,
-            job.spec.numbercall,
-        )
-        .await?;
+        mark_running_requested(tx, job.id, run_id, claimer.node_id, started_at).await?;
         started_jobs.push(job.id);
         report.started.push(ClaimedRun {
             job,
@@ -510,31 +501,24 @@ async fn mark_running_scheduled(
     Ok(())
 }
 
-/// Point the job at its new run; for scheduled runs also move `nextcall` and
-/// count down `numbercall` (reaching 0 makes the job done and inactive).
-async fn mark_running(
+/// For requested runs (manual, event, retry): point the job at its new run.
+/// Unlike a scheduled start, `nextcall` and `numbercall` stay as they are.
+async fn mark_running_requested(
     tx: &impl GenericClient,
-    job: &Job,
+    job_id: i64,
     run_id: i64,
     node_id: &str,
     started_at: DateTime<Utc>,
-    nextcall: Option<DateTime<Utc>>,
-    numbercall: i32,
 ) -> Result<(), DbError> {
     tx.execute_typed(
         "UPDATE crondeck.jobs SET running_run_id = $2, running_node_id = $3, running_since = $4,
-             last_run_id = $2, last_started_at = $4, last_status = 'running',
-             nextcall = coalesce($5, nextcall), numbercall = $6,
-             active = active AND $6 <> 0,
-             first_due_at = coalesce(first_due_at, CASE WHEN $5::timestamptz IS NOT NULL THEN nextcall END)
+             last_run_id = $2, last_started_at = $4, last_status = 'running'
          WHERE id = $1",
         &[
-            (&job.id, Type::INT8),
+            (&job_id, Type::INT8),
             (&run_id, Type::INT8),
             (&node_id, Type::TEXT),
             (&started_at, Type::TIMESTAMPTZ),
-            (&nextcall, Type::TIMESTAMPTZ),
-            (&numbercall, Type::INT4),
         ],
     )
     .await?;
