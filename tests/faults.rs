@@ -137,8 +137,25 @@ async fn a_stalled_node_neither_records_over_the_rescue_nor_runs_alongside_the_r
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_cut_off_from_the_database_stops_its_work_before_another_takes_over() {
+    isolated_node_stops_its_work_before_another_takes_over("cut", Isolation::Cut).await;
+}
+
+/// A black-holed link (packets dropped, no reset): nothing errors, so only
+/// deadlines on every round trip let the node notice within its lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_behind_a_black_holed_link_stops_its_work_before_another_takes_over() {
+    isolated_node_stops_its_work_before_another_takes_over("stall", Isolation::Stall).await;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Isolation {
+    Cut,
+    Stall,
+}
+
+async fn isolated_node_stops_its_work_before_another_takes_over(test: &str, how: Isolation) {
     let _serial = serial().await;
-    let dir = work_dir("cut");
+    let dir = work_dir(test);
     let db = TestDb::new().await;
     let mut client = db.client().await;
     create_overlaps_table(&client).await;
@@ -191,7 +208,10 @@ async fn a_node_cut_off_from_the_database_stops_its_work_before_another_takes_ov
     )
     .await;
 
-    proxy.cut();
+    match how {
+        Isolation::Cut => proxy.cut(),
+        Isolation::Stall => proxy.stall(),
+    }
     let cut_at: chrono::DateTime<chrono::Utc> = scalar(&client, "SELECT now()", &[]).await;
     for run in &cut_runs {
         wait_for(Duration::from_secs(15), "the rescue", || async {
@@ -252,6 +272,105 @@ async fn a_node_cut_off_from_the_database_stops_its_work_before_another_takes_ov
         ("", 0),
         "the cut node's jobs ran alongside the rescuer's (shell, SQL)"
     );
+}
+
+/// Regression: a claim whose COMMIT reached the server while the node saw
+/// "connection closed" left a phantom `running` run. The node forgot the
+/// claim but kept heartbeating, so nobody rescued the run; every tick of the
+/// job was then skipped as an overlap, and the run was still `running` after
+/// the node's clean stop. Now the node's own heartbeat abandons it, and the
+/// job runs on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_a_claim_whose_commit_reply_was_lost_left_a_phantom_running_run() {
+    let _serial = serial().await;
+    let dir = work_dir("lost_claim_reply");
+    let db = TestDb::new().await;
+    let mut client = db.client().await;
+    let socket = common::server_socket_dir()
+        .expect("the proxy needs the embedded test server")
+        .join(".s.PGSQL.5432");
+    let proxy = Proxy::start(socket).await;
+    // Each execution leaves a marker named after its run: a run with no
+    // marker never executed, whatever the history says.
+    let body = format!(
+        "touch '{}/executed-'\"$CRONDECK_RUN_ID\"; sleep 0.3",
+        dir.display()
+    );
+    add_job(
+        &mut client,
+        "witnessed",
+        "every 1s",
+        ActionKind::Shell,
+        &exclusive_shell(&dir, &body),
+        None,
+    )
+    .await;
+    proxy.drop_next_claim_reply();
+    let node = NodeProcess::spawn(
+        &db,
+        &dir,
+        NodeOptions {
+            url: Some(proxy.url(&db)),
+            ..NodeOptions::new("node")
+        },
+    );
+    wait_for(
+        Duration::from_secs(20),
+        "a claim's reply to be dropped",
+        || async { (proxy.dropped_claim_replies() > 0).then_some(()) },
+    )
+    .await;
+    // The claim committed: its run is in the history, never executed.
+    let phantom: i64 = wait_for(Duration::from_secs(10), "the phantom run", || async {
+        client
+            .query(
+                "SELECT id FROM crondeck.runs WHERE status <> 'skipped' ORDER BY id",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<_, i64>(0))
+            .find(|id| !dir.join(format!("executed-{id}")).exists())
+    })
+    .await;
+    // Resolved within about a heartbeat (the node beats at once after a
+    // failed claim); the deadline only bounds a hang.
+    let status = wait_for(
+        Duration::from_secs(10),
+        "the phantom run to be resolved",
+        || async {
+            let status = status_of(&client, phantom).await;
+            (status != "running").then_some(status)
+        },
+    )
+    .await;
+    assert_eq!(status, "abandoned", "see {}", node.log.display());
+    assert!(
+        !dir.join(format!("executed-{phantom}")).exists(),
+        "the phantom run executed after all"
+    );
+    // The job is not blocked: later runs execute and succeed.
+    wait_for(Duration::from_secs(20), "the job to run again", || async {
+        let n: i64 = scalar(
+            &client,
+            "SELECT count(*) FROM crondeck.runs WHERE id > $1 AND status = 'succeeded'",
+            &[&phantom],
+        )
+        .await;
+        (n >= 2).then_some(())
+    })
+    .await;
+    node.stop().await;
+    let running: i64 = scalar(
+        &client,
+        "SELECT count(*) FROM crondeck.runs WHERE status = 'running'",
+        &[],
+    )
+    .await;
+    assert_eq!(running, 0, "a clean stop left a run running");
+    oracle::check(&client).await;
+    assert_eq!(shell_overlaps(&dir), "", "real overlap");
 }
 
 /// Regression: when a frozen or cut-off node's SQL run was rescued, its

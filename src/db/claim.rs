@@ -22,9 +22,15 @@
 //! rather than prepared first (two round trips): a tick's lateness is mostly
 //! round trips.
 //!
-//! A finish is fenced: it updates the run only while it is still `running`
-//! and still owned by the finishing node, and frees the job only while the
-//! job still points at that run.
+//! Both are fenced on the node's *registration* being alive by lease in
+//! database time (`db::nodes::alive_at`), not on anything the node believes:
+//! a claim by a registration whose lease ran out starts nothing
+//! (`DbError::LeaseLost`), and a finish updates the run only while it is
+//! still `running`, still owned by that registration, and the registration
+//! still alive at the moment of the finish; it frees the job only while the
+//! job still points at that run. The registration's row is held `FOR SHARE`
+//! by both, so a rescue that declares it dead waits for them (and then
+//! abandons whatever a claim started), never interleaves with them.
 
 use std::collections::HashMap;
 
@@ -35,6 +41,7 @@ use tokio_postgres::GenericClient;
 
 use super::audit::{audit_insert, Actor, AuditEntry};
 use super::jobs::{job_columns_of, job_from_row, JOB_COLUMNS};
+use super::nodes::alive_at;
 use super::requests::request_retry;
 use super::runs::{
     run_finish, run_insert_scheduled, run_insert_skipped, run_insert_started, Finished, NewRun,
@@ -131,6 +138,13 @@ pub async fn claim(
 ) -> Result<ClaimReport, DbError> {
     let tx = client.transaction().await?;
     let work = probe(&tx, claimer).await?;
+    if !work.registration_alive {
+        // Fenced: a registration whose lease ran out claims nothing, even if
+        // no other node has declared it dead yet (a node just woken from a
+        // freeze, whose heartbeat has not noticed).
+        tx.rollback().await?;
+        return Err(DbError::LeaseLost(claimer.node_id.to_string()));
+    }
     let now = work.now;
     let mut report = ClaimReport::default();
     if work.pauses_to_lift {
@@ -159,6 +173,10 @@ pub async fn claim(
 /// later.
 struct Probe {
     now: DateTime<Utc>,
+    /// The claimer's registration is alive by lease, and stays so until the
+    /// claim commits: its row is held `FOR SHARE`, so a rescue declaring it
+    /// dead waits for the claim and then abandons what it started.
+    registration_alive: bool,
     pauses_to_lift: bool,
     overlapping_ticks: bool,
     pending_requests: bool,
@@ -166,29 +184,37 @@ struct Probe {
 
 async fn probe(tx: &impl GenericClient, claimer: &Claimer<'_>) -> Result<Probe, DbError> {
     // Each test walks a small index: paused jobs, running runs (one per
-    // running job: `runs_one_running`), pending requests.
+    // running job: `runs_one_running`), pending requests. The registration
+    // is looked at first: the rest is useless if it is dead.
+    let sql = format!(
+        "SELECT now(),
+             EXISTS (SELECT 1 FROM crondeck.nodes WHERE id = $3 AND {alive} FOR SHARE),
+             EXISTS (SELECT 1 FROM crondeck.jobs
+                     WHERE NOT active AND numbercall <> 0 AND paused_until <= now()),
+             EXISTS (SELECT 1 FROM crondeck.runs r JOIN crondeck.jobs j ON j.id = r.job_id
+                     WHERE r.status = 'running' AND j.active AND j.numbercall <> 0
+                       AND j.nextcall <= now()
+                       AND crondeck.can_run(j.action_kind, j.command, $1, $2)),
+             EXISTS (SELECT 1 FROM crondeck.run_requests
+                     WHERE state = 'pending' AND not_before <= now())",
+        alive = alive_at("now()")
+    );
     let row = tx
         .query_typed_one(
-            "SELECT now(),
-                 EXISTS (SELECT 1 FROM crondeck.jobs
-                         WHERE NOT active AND numbercall <> 0 AND paused_until <= now()),
-                 EXISTS (SELECT 1 FROM crondeck.runs r JOIN crondeck.jobs j ON j.id = r.job_id
-                         WHERE r.status = 'running' AND j.active AND j.numbercall <> 0
-                           AND j.nextcall <= now()
-                           AND crondeck.can_run(j.action_kind, j.command, $1, $2)),
-                 EXISTS (SELECT 1 FROM crondeck.run_requests
-                         WHERE state = 'pending' AND not_before <= now())",
+            &sql,
             &[
                 (&claimer.allow_shell, Type::BOOL),
                 (&claimer.shell_allow, Type::TEXT_ARRAY),
+                (&claimer.node_id, Type::TEXT),
             ],
         )
         .await?;
     Ok(Probe {
         now: row.try_get(0)?,
-        pauses_to_lift: row.try_get(1)?,
-        overlapping_ticks: row.try_get(2)?,
-        pending_requests: row.try_get(3)?,
+        registration_alive: row.try_get(1)?,
+        pauses_to_lift: row.try_get(2)?,
+        overlapping_ticks: row.try_get(3)?,
+        pending_requests: row.try_get(4)?,
     })
 }
 

@@ -330,6 +330,23 @@ impl ConnectionSpec {
         &mut self.config
     }
 
+    /// Make a dead TCP link show up as an error within about `within`,
+    /// instead of a hang: keepalive probes on an idle connection, and
+    /// `tcp_user_timeout` for data sent but never acknowledged (a link that
+    /// drops packets without a reset). Settings given in the connection
+    /// string win. Unix sockets are not affected.
+    pub fn set_liveness(&mut self, within: Duration) {
+        let within = within.max(Duration::from_secs(1));
+        if self.config.get_tcp_user_timeout().is_none() {
+            self.config.tcp_user_timeout(within * 3);
+        }
+        if self.config.get_keepalives_idle() == Duration::from_secs(2 * 60 * 60) {
+            self.config.keepalives_idle(within);
+            self.config.keepalives_interval(within);
+            self.config.keepalives_retries(3);
+        }
+    }
+
     /// The libpq sslmode asked for.
     pub fn ssl_mode(&self) -> SslMode {
         self.ssl_mode

@@ -33,6 +33,12 @@ pub enum DbError {
          crondeck_admin defines jobs)"
     )]
     PermissionDenied(String),
+    /// The node's registration is dead by lease (database time): it may
+    /// claim and record nothing more under it, and must register anew.
+    #[error(
+        "node registration {0} is no longer alive (its lease ran out); it must register again"
+    )]
+    LeaseLost(String),
     #[error(transparent)]
     Postgres(tokio_postgres::Error),
 }

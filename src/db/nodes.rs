@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use tokio_postgres::types::Type;
 use tokio_postgres::GenericClient;
 
 use super::DbError;
@@ -69,32 +70,125 @@ pub async fn node_register(
     Ok(row.try_get(0)?)
 }
 
-/// Renew the lease. False when the node was declared dead (its runs were
-/// rescued by another node): it must stop its work and not record results.
+/// A registration is alive while it is not stopped and its last heartbeat is
+/// within its own lease, by database time. Every claim, every finish and every
+/// heartbeat of a node is fenced on this, in the database, never on what the
+/// node believes: a node that was frozen or cut off past its lease can neither
+/// renew, claim nor record under that registration, even before any other
+/// node has noticed and rescued it. `$at` is the instant to judge at.
+pub(crate) fn alive_at(at: &str) -> String {
+    format!("stopped_at IS NULL AND heartbeat_at >= {at} - lease_ms * interval '1 millisecond'")
+}
+
+/// What a heartbeat found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Heartbeat {
+    /// False when the registration is dead (stopped by a rescue, or its lease
+    /// ran out before this renewal): the node must stop its work, record
+    /// nothing more under it, and register anew.
+    pub alive: bool,
+    /// Runs the database said this registration was executing, but the node
+    /// was not (a claim whose commit reply was lost, a finish that gave up):
+    /// now `abandoned`, their jobs free.
+    pub reconciled: Vec<i64>,
+}
+
+/// Renew the lease, fenced: a registration whose lease already ran out by
+/// database time cannot renew it, even if nobody has rescued it yet.
+///
+/// With `executing` (the runs this node is executing right now, under this
+/// registration), the same statement reconciles the database with the node:
+/// every other run the database has `running` on this registration is marked
+/// `abandoned` and its job freed. That resolves every ambiguous outcome (a
+/// claim or request start whose COMMIT reached the server while the node saw
+/// the connection fail) within one heartbeat, instead of leaving a phantom
+/// `running` run that blocks its job while the node keeps its lease. The
+/// caller must make sure no claim commits between taking the `executing`
+/// snapshot and this statement (see `scheduler::lease::Ledger`).
 pub async fn node_heartbeat(
     client: &impl GenericClient,
     id: &str,
     busy: i32,
-) -> Result<bool, DbError> {
-    let updated = client
-        .execute(
-            "UPDATE crondeck.nodes SET heartbeat_at = now(), busy = $2
-             WHERE id = $1 AND stopped_at IS NULL",
-            &[&id, &busy],
+    executing: Option<&[i64]>,
+) -> Result<Heartbeat, DbError> {
+    let sql = format!(
+        "WITH me AS (
+             UPDATE crondeck.nodes SET heartbeat_at = now(), busy = $2
+             WHERE id = $1 AND {alive}
+             RETURNING id
+         ), lost AS (
+             UPDATE crondeck.runs r
+             SET status = 'abandoned', ended_at = greatest(now(), r.started_at),
+                 error = 'abandoned: this node was not executing the run although the database \
+                          said it was (the answer to its claim or its finish was lost on the \
+                          way); found by the node''s own heartbeat'
+             WHERE $3::int8[] IS NOT NULL AND r.status = 'running'
+               AND r.node_id IN (SELECT id FROM me) AND r.id <> ALL($3::int8[])
+             RETURNING r.id, r.job_id, r.started_at, r.ended_at
+         ), freed AS (
+             UPDATE crondeck.jobs j
+             SET running_run_id = NULL, running_node_id = NULL, running_since = NULL,
+                 last_status = 'abandoned', last_ended_at = l.ended_at,
+                 last_duration_ms = (extract(epoch FROM l.ended_at - l.started_at) * 1000)::bigint
+             FROM lost l
+             WHERE j.id = l.job_id AND j.running_run_id = l.id
+             RETURNING j.id
+         )
+         SELECT EXISTS (SELECT 1 FROM me), ARRAY(SELECT id FROM lost ORDER BY id),
+                (SELECT count(*) FROM freed)",
+        alive = alive_at("now()")
+    );
+    let executing: Option<Vec<i64>> = executing.map(<[i64]>::to_vec);
+    let row = client
+        .query_typed_one(
+            &sql,
+            &[
+                (&id, Type::TEXT),
+                (&busy, Type::INT4),
+                (&executing, Type::INT8_ARRAY),
+            ],
         )
         .await?;
-    Ok(updated == 1)
+    Ok(Heartbeat {
+        alive: row.try_get(0)?,
+        reconciled: row.try_get(1)?,
+    })
 }
 
-/// Mark a node stopped (graceful shutdown).
-pub async fn node_stop(client: &impl GenericClient, id: &str) -> Result<(), DbError> {
-    client
-        .execute(
-            "UPDATE crondeck.nodes SET stopped_at = now(), busy = 0 WHERE id = $1 AND stopped_at IS NULL",
-            &[&id],
+/// Mark this process's registrations stopped (graceful shutdown). Called once
+/// every worker has ended, so any run still `running` under them is not being
+/// executed by anyone (its start was never confirmed to the node): it is
+/// marked `abandoned` with that reason, and its job freed. A clean stop
+/// leaves nothing of its own `running`. Returns how many runs that was.
+pub async fn node_stop(client: &impl GenericClient, ids: &[String]) -> Result<u64, DbError> {
+    let row = client
+        .query_one(
+            "WITH me AS (
+                 UPDATE crondeck.nodes SET stopped_at = coalesce(stopped_at, now()), busy = 0
+                 WHERE id = ANY($1)
+                 RETURNING id
+             ), lost AS (
+                 UPDATE crondeck.runs r
+                 SET status = 'abandoned', ended_at = greatest(now(), r.started_at),
+                     error = 'abandoned: the node stopped cleanly but was not executing this \
+                              run (the answer to its claim was lost on the way)'
+                 WHERE r.status = 'running' AND r.node_id = ANY($1)
+                 RETURNING r.id, r.job_id, r.started_at, r.ended_at
+             ), freed AS (
+                 UPDATE crondeck.jobs j
+                 SET running_run_id = NULL, running_node_id = NULL, running_since = NULL,
+                     last_status = 'abandoned', last_ended_at = l.ended_at,
+                     last_duration_ms = (extract(epoch FROM l.ended_at - l.started_at) * 1000)::bigint
+                 FROM lost l
+                 WHERE j.id = l.job_id AND j.running_run_id = l.id
+                 RETURNING j.id
+             )
+             SELECT (SELECT count(*) FROM lost), (SELECT count(*) FROM freed)",
+            &[&ids],
         )
         .await?;
-    Ok(())
+    let lost: i64 = row.try_get(0)?;
+    Ok(u64::try_from(lost).unwrap_or(0))
 }
 
 /// Nodes that are alive by database time (heartbeat within their lease).

@@ -239,11 +239,19 @@ pub async fn run_finish(
     // Typed: one round trip, on the path from a run's end to its record.
     let row = client
         .query_typed_opt(
-            "UPDATE crondeck.runs SET status = $3, ended_at = greatest(clock_timestamp(), started_at),
-                 exit_code = $4, signal = $5, sqlstate = $6, rows_affected = $7, error = $8,
-                 stdout = $9, stderr = $10, stdout_dropped = $11, stderr_dropped = $12
-             WHERE id = $1 AND node_id = $2 AND status = 'running'
-             RETURNING started_at, ended_at",
+            &format!(
+                "UPDATE crondeck.runs SET status = $3,
+                     ended_at = greatest(clock_timestamp(), started_at),
+                     exit_code = $4, signal = $5, sqlstate = $6, rows_affected = $7, error = $8,
+                     stdout = $9, stderr = $10, stdout_dropped = $11, stderr_dropped = $12
+                 WHERE id = $1 AND status = 'running'
+                   AND node_id = (SELECT id FROM crondeck.nodes WHERE id = $2 AND {alive}
+                                  FOR SHARE)
+                 RETURNING started_at, ended_at",
+                // Not now(): an SQL job's finish comes at the end of a
+                // transaction that may have started long ago.
+                alive = super::nodes::alive_at("statement_timestamp()")
+            ),
             &[
                 (&run_id, Type::INT8),
                 (&node_id, Type::TEXT),

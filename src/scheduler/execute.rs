@@ -54,7 +54,7 @@ async fn execute_shell(
         kill_grace: shared.config.kill_grace,
         output_limit: shared.config.output_limit,
         lease: Some(LeaseWatch {
-            renewed: shared.lease_renewed.subscribe(),
+            renewed: shared.lease.watch_renewed(),
             lease: shared.config.lease,
             heartbeat: shared.config.heartbeat,
         }),

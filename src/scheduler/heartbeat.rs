@@ -1,14 +1,22 @@
-//! Heartbeats and rescue. Every interval the node renews its lease and
-//! rescues the runs of nodes whose lease ran out (by database time).
+//! The heartbeat service: the only owner of the node's lease
+//! (`lease::Lease`). Every interval it renews the lease, reconciles the runs
+//! the database believes this node executes with the ones it does
+//! (`lease::Ledger`), and rescues the runs of nodes whose lease ran out (by
+//! database time).
 //!
-//! A node that learns it was declared dead — its heartbeat finds its row
-//! stopped — has had its runs abandoned and possibly restarted elsewhere: it
-//! stops its running work at once (`lease_lost`) and registers anew. A node
-//! that cannot reach the database for longer than its lease does the same
-//! from its own monotonic clock, since others will have rescued its runs.
+//! A node that learns its registration is dead — its renewal is refused
+//! because a rescue stopped it or its lease already ran out in database time
+//! — has had (or will have) its runs abandoned and possibly restarted
+//! elsewhere: it stops its running work at once and registers anew. A node
+//! that cannot reach the database does the same from its own monotonic
+//! clock, a heartbeat before others could rescue its runs.
+//!
+//! Every beat has a deadline of one heartbeat interval: a black-holed link
+//! (packets dropped, no reset) fails beats instead of hanging them, so the
+//! node notices within its lease.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -16,8 +24,18 @@ use tokio_util::sync::CancellationToken;
 use super::node::Shared;
 use crate::db::nodes::{node_heartbeat, node_register, node_rescue_dead};
 
-/// Renew, rescue, repeat, until `stop`.
-pub async fn run(shared: Arc<Shared>, wake: mpsc::Sender<()>, stop: CancellationToken) {
+/// What one beat found.
+#[derive(Debug)]
+pub(crate) enum Beat {
+    Renewed,
+    /// The registration was dead; a new one is in force.
+    Reregistered,
+}
+
+/// Renew, reconcile, rescue, repeat, until `stop`. Also beats at once when
+/// the claim loop asks (`Shared::nudge_heartbeat`): after an ambiguous claim,
+/// or a claim refused because the registration is dead.
+pub(crate) async fn run(shared: Arc<Shared>, wake: mpsc::Sender<()>, stop: CancellationToken) {
     let heartbeat = shared.config.heartbeat;
     let lease = shared.config.lease;
     let mut last_ok = Instant::now();
@@ -27,81 +45,79 @@ pub async fn run(shared: Arc<Shared>, wake: mpsc::Sender<()>, stop: Cancellation
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = ticker.tick() => {}
+            () = shared.heartbeat_nudge.notified() => {}
         }
-        match beat(&shared, &wake).await {
-            Ok(true) => {
-                last_ok = Instant::now();
-                lease_ok(&shared);
+        match tokio::time::timeout(heartbeat, run_once(&shared, &wake)).await {
+            Ok(Ok(_)) => last_ok = Instant::now(),
+            Ok(Err(error)) => {
+                tracing::warn!(error = %format!("{error:#}"), "heartbeat failed");
+                lose_if_overdue(&shared, last_ok, heartbeat, lease);
             }
-            Ok(false) => {
-                tracing::error!(
-                    node = %shared.node_id(),
-                    "this node was declared dead by another node (lease expired); stopping its runs and registering again"
-                );
-                lease_lost(&shared);
-                if let Err(error) = reregister(&shared).await {
-                    tracing::warn!(%error, "could not register again; retrying at the next heartbeat");
-                } else {
-                    last_ok = Instant::now();
-                    lease_ok(&shared);
-                }
-            }
-            Err(error) => {
-                tracing::warn!(%error, "heartbeat failed");
-                // Others rescue our runs once the lease has run out by their
-                // clock; stop them here no later than that.
-                if last_ok.elapsed() + heartbeat >= lease && *shared.lease_ok.borrow() {
-                    tracing::error!("no heartbeat for about the lease; stopping this node's runs");
-                    shared.lease_ok.send_replace(false);
-                    lease_lost(&shared);
-                }
+            Err(_) => {
+                tracing::warn!(deadline = ?heartbeat, "heartbeat timed out (the database or the link to it is not answering)");
+                lose_if_overdue(&shared, last_ok, heartbeat, lease);
             }
         }
     }
 }
 
-async fn beat(shared: &Shared, wake: &mpsc::Sender<()>) -> anyhow::Result<bool> {
+/// Others rescue our runs once the lease has run out by their clock; stop
+/// them here no later than a heartbeat before that.
+fn lose_if_overdue(shared: &Shared, last_ok: Instant, heartbeat: Duration, lease: Duration) {
+    if last_ok.elapsed() + heartbeat >= lease && shared.lease.is_ok() {
+        tracing::error!("no heartbeat for about the lease; stopping this node's runs");
+        shared.lease.lost();
+    }
+}
+
+/// One beat: renew (fenced) and reconcile in one statement, then rescue.
+pub(crate) async fn run_once(shared: &Shared, wake: &mpsc::Sender<()>) -> anyhow::Result<Beat> {
     // Before the database stamps the heartbeat: the lease holds at least a
     // lease past this instant (what the shell jobs' watchdogs rely on).
     let started = Instant::now();
     let client = shared.pool.get().await?;
     let busy = i32::try_from(shared.busy()).unwrap_or(i32::MAX);
-    let alive = node_heartbeat(&**client, &shared.node_id(), busy).await?;
-    if alive {
-        shared.lease_renewed.send_replace(started);
-        let rescued = node_rescue_dead(&**client).await?;
-        if !rescued.is_empty() {
-            tracing::warn!(
-                runs = rescued.len(),
-                "rescued runs of dead nodes (marked abandoned)"
-            );
-            let _ = wake.try_send(());
-        }
+    let node_id = shared.lease.node_id();
+    // Reconcile only with a snapshot no claim can race (see `Ledger`); a
+    // claim in flight for long is waited for a quarter of a heartbeat, then
+    // this beat renews without reconciling and the next one tries again.
+    let gate = tokio::time::timeout(shared.config.heartbeat / 4, shared.ledger.gate.lock())
+        .await
+        .ok();
+    let executing = gate.as_ref().map(|_| shared.ledger.snapshot());
+    let beat = node_heartbeat(&**client, &node_id, busy, executing.as_deref()).await?;
+    drop(gate);
+    if !beat.alive {
+        tracing::error!(
+            node = %node_id,
+            "this node's registration is dead (its lease ran out, or another node declared it \
+             dead); stopping its runs and registering again"
+        );
+        shared.lease.lost();
+        let started = Instant::now();
+        let id = node_register(&**client, &shared.node_info()).await?;
+        tracing::info!(node = %id, "registered again");
+        shared.lease.registered(id, started);
+        shared.lease.renewed(started);
+        let _ = wake.try_send(());
+        return Ok(Beat::Reregistered);
     }
-    Ok(alive)
-}
-
-/// Mark the lease held, waking the claim loop only if it was lost: the loop
-/// listens for changes, and waking it on every beat made each heartbeat a
-/// claim too, so an idle database saw more than heartbeats.
-fn lease_ok(shared: &Shared) {
-    shared
-        .lease_ok
-        .send_if_modified(|held| !std::mem::replace(held, true));
-}
-
-fn lease_lost(shared: &Shared) {
-    // Cancel every running execution; their finish writes will be fenced.
-    let old = shared.replace_lease_token();
-    old.cancel();
-}
-
-async fn reregister(shared: &Shared) -> anyhow::Result<()> {
-    let started = Instant::now();
-    let client = shared.pool.get().await?;
-    let id = node_register(&**client, &shared.node_info()).await?;
-    shared.lease_renewed.send_replace(started);
-    tracing::info!(node = %id, "registered again");
-    shared.set_node_id(id);
-    Ok(())
+    shared.lease.renewed(started);
+    if !beat.reconciled.is_empty() {
+        tracing::warn!(
+            runs = ?beat.reconciled,
+            "runs the database had running on this node, which was not executing them (a lost \
+             answer to a claim or finish), were marked abandoned"
+        );
+        let _ = wake.try_send(());
+    }
+    let rescued = node_rescue_dead(&**client).await?;
+    if !rescued.is_empty() {
+        tracing::warn!(
+            runs = rescued.len(),
+            "rescued runs of dead nodes (marked abandoned)"
+        );
+        let _ = wake.try_send(());
+    }
+    Ok(Beat::Renewed)
 }

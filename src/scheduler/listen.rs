@@ -1,6 +1,12 @@
 //! The LISTEN connection: turns `NOTIFY crondeck_wake` into wake-ups of the
 //! claim loop. If the connection drops, it reconnects with backoff and sends a
 //! wake-up right away, since notifications sent meanwhile were lost.
+//!
+//! A LISTEN connection is idle by nature, so a silently dead one (a link that
+//! drops packets, a server that froze) would never error: manual runs would
+//! wait for the next scheduled wake-up. So it is pinged every `ping`, with a
+//! deadline of one `ping`; a ping that fails or gets no answer replaces the
+//! connection.
 
 use std::time::Duration;
 
@@ -12,7 +18,12 @@ use crate::db::connect::ConnectionSpec;
 pub const WAKE_CHANNEL: &str = "crondeck_wake";
 
 /// Forward wake-ups to `wake` until `stop` is cancelled.
-pub async fn run(spec: ConnectionSpec, wake: mpsc::Sender<()>, stop: CancellationToken) {
+pub(crate) async fn run(
+    spec: ConnectionSpec,
+    wake: mpsc::Sender<()>,
+    stop: CancellationToken,
+    ping: Duration,
+) {
     let mut backoff = Duration::from_millis(100);
     loop {
         let attempt = async {
@@ -28,13 +39,16 @@ pub async fn run(spec: ConnectionSpec, wake: mpsc::Sender<()>, stop: Cancellatio
             result = attempt => result,
         };
         match connected {
-            Ok((_client, forwarding)) => {
+            Ok((client, forwarding)) => {
                 backoff = Duration::from_millis(100);
                 // Anything sent while we were away is lost: look now.
                 let _ = wake.try_send(());
                 tokio::select! {
                     _ = stop.cancelled() => return,
                     () = forwarding => tracing::warn!("the LISTEN connection closed; reconnecting"),
+                    error = keep_alive(&client, ping) => {
+                        tracing::warn!(%error, "the LISTEN connection stopped answering; reconnecting");
+                    }
                 }
             }
             Err(error) => tracing::warn!(%error, "cannot listen for wake-ups; retrying"),
@@ -54,5 +68,17 @@ async fn notes_loop(
     while notes.recv().await.is_some() {
         // A full channel already holds a wake-up; one is as good as many.
         let _ = wake.try_send(());
+    }
+}
+
+/// Ping the LISTEN connection until a ping fails or times out; returns why.
+async fn keep_alive(client: &tokio_postgres::Client, every: Duration) -> String {
+    loop {
+        tokio::time::sleep(every).await;
+        match tokio::time::timeout(every, client.simple_query("")).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => return error.to_string(),
+            Err(_) => return format!("no answer to a ping within {every:?}"),
+        }
     }
 }

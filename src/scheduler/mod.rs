@@ -68,6 +68,7 @@
 mod alerts;
 mod execute;
 mod heartbeat;
+mod lease;
 mod listen;
 mod node;
 mod prune;
@@ -77,7 +78,7 @@ mod sql;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use node::{NodeHandle, NodeStatus};
+pub use node::{NodeHandle, NodeKiller, NodeStatus};
 
 use crate::db::claim::ClaimedRun;
 use crate::db::runs::RunStatus;

@@ -2,21 +2,26 @@
 //! stop; then stop claiming, let running jobs finish for the grace period,
 //! stop the rest (`interrupted`), and deregister.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio::sync::{mpsc, watch};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Timeouts};
+use futures_util::FutureExt as _;
+use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::lease::{Lease, Ledger};
 use super::{alerts, execute, heartbeat, listen, prune, NodeConfig};
 use crate::db::audit::Actor;
-use crate::db::claim::{claim, next_wake, Claimer};
+use crate::db::claim::{claim, next_wake, ClaimedRun, Claimer};
 use crate::db::connect::ConnectionSpec;
 use crate::db::nodes::{node_register, node_stop, NodeInfo};
+use crate::db::runs::{RunOutcome, RunStatus};
+use crate::db::DbError;
 
 /// State shared by the node's tasks.
 pub struct Shared {
@@ -24,16 +29,11 @@ pub struct Shared {
     pub spec: ConnectionSpec,
     pub pool: Pool,
     pub actor: Actor,
-    node_id: RwLock<String>,
-    /// Cancelled when the lease is lost; replaced by a fresh child of
-    /// `kill` afterwards. Every run's token is a child of the current one.
-    lease_token: Mutex<CancellationToken>,
-    /// Cancelled at the end of the shutdown grace period: stops every run.
-    kill: CancellationToken,
-    pub lease_ok: watch::Sender<bool>,
-    /// When the last heartbeat that renewed the lease started; feeds the
-    /// shell jobs' lease watchdogs (`shell`, "Lease watchdog").
-    pub lease_renewed: watch::Sender<Instant>,
+    /// Owned by the heartbeat service; read by everyone else.
+    pub(crate) lease: Lease,
+    pub(crate) ledger: Arc<Ledger>,
+    /// Asks the heartbeat service to beat now (after an ambiguous claim).
+    pub(crate) heartbeat_nudge: Notify,
     busy: AtomicUsize,
     pub finished_since_prune: AtomicU64,
     pub runs_finished: AtomicU64,
@@ -41,33 +41,17 @@ pub struct Shared {
 
 impl Shared {
     pub fn node_id(&self) -> String {
-        self.node_id.read().map(|id| id.clone()).unwrap_or_default()
-    }
-
-    pub fn set_node_id(&self, id: String) {
-        if let Ok(mut current) = self.node_id.write() {
-            *current = id;
-        }
+        self.lease.node_id()
     }
 
     pub fn busy(&self) -> usize {
         self.busy.load(Ordering::Relaxed)
     }
 
-    /// Swap in a fresh lease token and return the old one (to cancel).
-    pub fn replace_lease_token(&self) -> CancellationToken {
-        let fresh = self.kill.child_token();
-        match self.lease_token.lock() {
-            Ok(mut token) => std::mem::replace(&mut *token, fresh),
-            Err(_) => fresh,
-        }
-    }
-
-    fn run_token(&self) -> CancellationToken {
-        match self.lease_token.lock() {
-            Ok(token) => token.child_token(),
-            Err(_) => self.kill.child_token(),
-        }
+    /// The deadline of one claim or finish round trip: past it, the outcome
+    /// is treated as unknown and the heartbeat reconciles.
+    pub(crate) fn request_deadline(&self) -> Duration {
+        self.config.lease.max(Duration::from_secs(10))
     }
 
     pub fn node_info(&self) -> NodeInfo {
@@ -96,12 +80,28 @@ pub struct NodeStatus {
     pub runs_finished: u64,
 }
 
-/// A running node. Dropping it without `shutdown` stops claiming abruptly;
-/// call `shutdown` for the graceful path.
+/// A running node. Dropping it stops it at once (claiming stops, running
+/// jobs are stopped and recorded `interrupted`, in the background); call
+/// `shutdown` for the graceful path.
 pub struct NodeHandle {
     shared: Arc<Shared>,
     stop: CancellationToken,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+/// Stops a node's running jobs now, from anywhere (a second Ctrl-C during
+/// the shutdown grace period).
+#[derive(Clone)]
+pub struct NodeKiller {
+    shared: Arc<Shared>,
+}
+
+impl NodeKiller {
+    /// End the grace period now: running jobs are stopped and recorded
+    /// `interrupted`.
+    pub fn kill(&self) {
+        self.shared.lease.kill_all();
+    }
 }
 
 impl NodeHandle {
@@ -110,6 +110,8 @@ impl NodeHandle {
         config
             .validate()
             .map_err(|e| anyhow::anyhow!("invalid scheduler settings: {e}"))?;
+        let mut spec = spec;
+        spec.set_liveness(config.heartbeat);
         let tls = spec.make_tls()?;
         let manager = Manager::from_config(
             spec.config().clone(),
@@ -118,27 +120,26 @@ impl NodeHandle {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
+        // Every wait has a deadline: for a free connection, for a new one,
+        // and for the check of a recycled one.
         let pool = Pool::builder(manager)
             .max_size(config.workers + 3)
             .runtime(deadpool_postgres::Runtime::Tokio1)
-            .create_timeout(Some(Duration::from_secs(10)))
+            .timeouts(Timeouts {
+                wait: Some(config.lease),
+                create: Some(Duration::from_secs(10)),
+                recycle: Some(config.heartbeat),
+            })
             .build()
             .context("building the connection pool")?;
-        let actor = Actor::current();
-        let kill = CancellationToken::new();
-        let (lease_ok, _) = watch::channel(true);
-        // Registering stamps the first heartbeat, no earlier than this.
-        let (lease_renewed, _) = watch::channel(Instant::now());
         let shared = Arc::new(Shared {
-            lease_token: Mutex::new(kill.child_token()),
-            kill,
+            lease: Lease::new(CancellationToken::new()),
+            ledger: Arc::new(Ledger::default()),
+            heartbeat_nudge: Notify::new(),
             config,
             spec,
             pool,
-            actor,
-            node_id: RwLock::new(String::new()),
-            lease_ok,
-            lease_renewed,
+            actor: Actor::current(),
             busy: AtomicUsize::new(0),
             finished_since_prune: AtomicU64::new(0),
             runs_finished: AtomicU64::new(0),
@@ -148,15 +149,20 @@ impl NodeHandle {
             .get()
             .await
             .with_context(|| format!("connecting to {}", shared.spec.target()))?;
+        let started = std::time::Instant::now();
         let id = node_register(&**client, &shared.node_info()).await?;
         drop(client);
-        shared.set_node_id(id.clone());
+        shared.lease.registered(id.clone(), started);
         tracing::info!(node = %id, name = %shared.config.name, workers = shared.config.workers,
             allow_shell = shared.config.allow_shell, "scheduler node started");
 
         let stop = CancellationToken::new();
         let task = tokio::spawn(run(shared.clone(), stop.clone()));
-        Ok(NodeHandle { shared, stop, task })
+        Ok(NodeHandle {
+            shared,
+            stop,
+            task: Some(task),
+        })
     }
 
     pub fn status(&self) -> NodeStatus {
@@ -165,7 +171,7 @@ impl NodeHandle {
             name: self.shared.config.name.clone(),
             workers: self.shared.config.workers,
             busy: self.shared.busy(),
-            lease_ok: *self.shared.lease_ok.borrow(),
+            lease_ok: self.shared.lease.is_ok(),
             runs_finished: self.shared.runs_finished.load(Ordering::Relaxed),
         }
     }
@@ -174,34 +180,71 @@ impl NodeHandle {
         self.shared.node_id()
     }
 
+    /// A handle that can cut the shutdown grace period short.
+    pub fn killer(&self) -> NodeKiller {
+        NodeKiller {
+            shared: self.shared.clone(),
+        }
+    }
+
     /// Stop claiming, let running jobs finish for the grace period, stop the
     /// rest (recorded `interrupted`), and mark the node stopped.
-    pub async fn shutdown(self) -> anyhow::Result<()> {
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
         self.stop.cancel();
-        self.task.await.context("the scheduler task panicked")?
+        match self.task.take() {
+            Some(task) => task.await.context("the scheduler task panicked")?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for NodeHandle {
+    fn drop(&mut self) {
+        if self.task.is_some() {
+            // Not shut down gracefully: stop claiming and stop the runs now;
+            // the node's task records them and deregisters if the runtime
+            // lives long enough, else other nodes rescue them by lease.
+            self.stop.cancel();
+            self.shared.lease.kill_all();
+        }
     }
 }
 
 async fn run(shared: Arc<Shared>, stop: CancellationToken) -> anyhow::Result<()> {
     let (wake_tx, mut wake_rx) = mpsc::channel::<()>(1);
-    let services = CancellationToken::new();
-    tokio::spawn(listen::run(
-        shared.spec.clone(),
-        wake_tx.clone(),
-        services.clone(),
-    ));
-    tokio::spawn(heartbeat::run(
-        shared.clone(),
-        wake_tx.clone(),
-        services.clone(),
-    ));
-    tokio::spawn(prune::run(shared.clone(), services.clone()));
+    let services_stop = CancellationToken::new();
+    let mut services = JoinSet::new();
+    {
+        let (spec, wake, stop) = (shared.spec.clone(), wake_tx.clone(), services_stop.clone());
+        let ping = shared.config.heartbeat;
+        supervise(&mut services, "listen", services_stop.clone(), move || {
+            listen::run(spec.clone(), wake.clone(), stop.clone(), ping)
+        });
+    }
+    {
+        let (shared, wake, stop) = (shared.clone(), wake_tx.clone(), services_stop.clone());
+        supervise(
+            &mut services,
+            "heartbeat",
+            services_stop.clone(),
+            move || heartbeat::run(shared.clone(), wake.clone(), stop.clone()),
+        );
+    }
+    {
+        let (shared, stop) = (shared.clone(), services_stop.clone());
+        supervise(&mut services, "prune", services_stop.clone(), move || {
+            prune::run(shared.clone(), stop.clone())
+        });
+    }
     if let Some(notifier) = shared.config.notifier.clone() {
-        tokio::spawn(alerts::run(shared.clone(), notifier, services.clone()));
+        let (shared, stop) = (shared.clone(), services_stop.clone());
+        supervise(&mut services, "alerts", services_stop.clone(), move || {
+            alerts::run(shared.clone(), notifier.clone(), stop.clone())
+        });
     }
 
     let mut workers: JoinSet<()> = JoinSet::new();
-    let mut lease_rx = shared.lease_ok.subscribe();
+    let mut lease_rx = shared.lease.watch_ok();
     let mut idle_backoff = Duration::from_millis(10);
     let mut error_backoff = Duration::from_millis(100);
     let mut notified = false;
@@ -252,7 +295,15 @@ async fn run(shared: Arc<Shared>, stop: CancellationToken) -> anyhow::Result<()>
                     }
                 }
                 Err(error) => {
-                    tracing::warn!(error = %format!("{error:#}"), "claim failed; retrying");
+                    if matches!(error.downcast_ref::<DbError>(), Some(DbError::LeaseLost(_))) {
+                        tracing::warn!("claim refused: this node's registration is dead; waiting for the heartbeat to register again");
+                    } else {
+                        tracing::warn!(error = %format!("{error:#}"), "claim failed; retrying");
+                    }
+                    // The claim may have committed although we saw an error
+                    // (a lost COMMIT reply), or the registration may be dead:
+                    // either way the heartbeat settles it, now.
+                    shared.heartbeat_nudge.notify_one();
                     let wait = error_backoff;
                     error_backoff = (error_backoff * 2).min(Duration::from_secs(5));
                     Some(wait)
@@ -274,7 +325,38 @@ async fn run(shared: Arc<Shared>, stop: CancellationToken) -> anyhow::Result<()>
             _ = lease_rx.changed() => {}
         }
     }
-    shut_down(&shared, &mut workers, &services).await
+    shut_down(&shared, &mut workers, &services_stop, &mut services).await
+}
+
+/// Run a node service, restarting it with backoff if it ends or panics
+/// before `stop`: a bug in pruning must not silently stop the heartbeats.
+fn supervise<F, Fut>(set: &mut JoinSet<()>, name: &'static str, stop: CancellationToken, make: F)
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    set.spawn(async move {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let outcome = tokio::spawn(make()).await;
+            if stop.is_cancelled() {
+                return;
+            }
+            match outcome {
+                Err(error) if error.is_panic() => {
+                    tracing::error!(service = name, backoff = ?backoff, "node service panicked; restarting it");
+                }
+                _ => {
+                    tracing::error!(service = name, backoff = ?backoff, "node service ended unexpectedly; restarting it");
+                }
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                () = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(30));
+        }
+    });
 }
 
 /// One claim transaction; start what it claimed. Returns (runs started,
@@ -285,7 +367,12 @@ async fn cycle(
     workers: &mut JoinSet<()>,
 ) -> anyhow::Result<(usize, Option<f64>)> {
     let mut client = shared.pool.get().await?;
-    let node_id = shared.node_id();
+    // From before the claim until its runs are in the ledger, so the
+    // heartbeat never reconciles against a snapshot that misses them.
+    let gate = shared.ledger.gate.lock().await;
+    // Read together: every run is bound to the registration it is claimed
+    // under (fenced in the database) and to that registration's token.
+    let (node_id, lease_token) = shared.lease.claim_context();
     let claimer = Claimer {
         node_id: &node_id,
         node_name: &shared.config.name,
@@ -293,7 +380,17 @@ async fn cycle(
         shell_allow: &shared.config.shell_allow,
         actor: &shared.actor,
     };
-    let report = claim(&mut **client, &claimer, free).await?;
+    let report = tokio::time::timeout(
+        shared.request_deadline(),
+        claim(&mut **client, &claimer, free),
+    )
+    .await
+    .map_err(|_| {
+        anyhow::anyhow!(
+            "the claim got no answer within {:?}",
+            shared.request_deadline()
+        )
+    })??;
     if report.skipped_ticks > 0 {
         tracing::debug!(ticks = report.skipped_ticks, "recorded skipped ticks");
     }
@@ -304,40 +401,72 @@ async fn cycle(
             observer.run_started(&run);
         }
         shared.busy.fetch_add(1, Ordering::Relaxed);
+        let entry = shared.ledger.enter(run.run_id);
         let shared = shared.clone();
-        let token = shared.run_token();
+        let token = lease_token.child_token();
         let node_id = node_id.clone();
         workers.spawn(async move {
-            execute::execute(&shared, &run, &node_id, &token).await;
+            let _entry = entry;
+            run_worker(&shared, &run, &node_id, &token).await;
             shared.busy.fetch_sub(1, Ordering::Relaxed);
             shared.finished_since_prune.fetch_add(1, Ordering::Relaxed);
             shared.runs_finished.fetch_add(1, Ordering::Relaxed);
         });
     }
-    let wake_in = next_wake(
-        &**client,
-        shared.config.allow_shell,
-        &shared.config.shell_allow,
+    drop(gate);
+    let wake_in = tokio::time::timeout(
+        shared.request_deadline(),
+        next_wake(
+            &**client,
+            shared.config.allow_shell,
+            &shared.config.shell_allow,
+        ),
     )
-    .await?;
+    .await
+    .map_err(|_| anyhow::anyhow!("computing the next wake-up got no answer in time"))??;
     Ok((started, wake_in))
+}
+
+/// Execute a run; a panic in the executor does not leak the worker slot or
+/// leave the run `running`: it is recorded `failed` with the reason.
+async fn run_worker(shared: &Shared, run: &ClaimedRun, node_id: &str, token: &CancellationToken) {
+    let work = std::panic::AssertUnwindSafe(execute::execute(shared, run, node_id, token));
+    if let Err(panic) = work.catch_unwind().await {
+        let reason = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(no message)".to_string());
+        tracing::error!(job = %run.job.spec.name, run = run.run_id, %reason, "the worker panicked; recording the run as failed");
+        let outcome = RunOutcome {
+            error: Some(format!("failed: the node's worker panicked ({reason})")),
+            ..RunOutcome::default()
+        };
+        execute::record(shared, run, node_id, RunStatus::Failed, outcome).await;
+    }
 }
 
 /// Seconds until the next wake-up, without claiming.
 async fn wake_only(shared: &Shared) -> anyhow::Result<Option<f64>> {
     let client = shared.pool.get().await?;
-    Ok(next_wake(
-        &**client,
-        shared.config.allow_shell,
-        &shared.config.shell_allow,
+    let wake = tokio::time::timeout(
+        shared.request_deadline(),
+        next_wake(
+            &**client,
+            shared.config.allow_shell,
+            &shared.config.shell_allow,
+        ),
     )
-    .await?)
+    .await
+    .map_err(|_| anyhow::anyhow!("computing the next wake-up got no answer in time"))??;
+    Ok(wake)
 }
 
 async fn shut_down(
     shared: &Arc<Shared>,
     workers: &mut JoinSet<()>,
-    services: &CancellationToken,
+    services_stop: &CancellationToken,
+    services: &mut JoinSet<()>,
 ) -> anyhow::Result<()> {
     if !workers.is_empty() {
         tracing::info!(running = workers.len(), grace = ?shared.config.shutdown_grace,
@@ -351,13 +480,21 @@ async fn shut_down(
                 running = workers.len(),
                 "grace period over: stopping running jobs"
             );
-            shared.kill.cancel();
+            shared.lease.kill_all();
             while workers.join_next().await.is_some() {}
         }
     }
-    services.cancel();
+    services_stop.cancel();
+    while services.join_next().await.is_some() {}
     let client = shared.pool.get().await?;
-    node_stop(&**client, &shared.node_id()).await?;
+    let lost = node_stop(&**client, &shared.lease.registrations()).await?;
+    if lost > 0 {
+        tracing::warn!(
+            runs = lost,
+            "runs the database had running on this node, which was not executing them, were \
+             marked abandoned at stop"
+        );
+    }
     tracing::info!("scheduler node stopped");
     Ok(())
 }

@@ -173,6 +173,12 @@ impl LeaseWatch {
     fn deadline(&self, t0: Instant) -> Instant {
         t0 + self.lease.saturating_sub(self.heartbeat / 2)
     }
+
+    /// How long the job could live from now on the latest renewal.
+    pub fn left(&self) -> Duration {
+        self.deadline(*self.renewed.borrow())
+            .saturating_duration_since(Instant::now())
+    }
 }
 
 /// How the run ended.
@@ -228,6 +234,23 @@ async fn run_with(
     wrapper: Option<&Path>,
 ) -> Result<ShellResult, ShellError> {
     let started = Instant::now();
+    // A job must be dead before another node may take its run over, so it
+    // is never started on a lease that could run out before its watchdog is
+    // even in place: a node just woken from a freeze, whose claim slipped in
+    // before its heartbeat noticed, starts nothing. A healthy node always
+    // has at least `lease - 1.5 × heartbeat` left here.
+    if let Some(lease) = &cmd.lease {
+        let left = lease.left();
+        if left < lease.heartbeat / 2 {
+            tracing::warn!(left = ?left, "not starting a shell job: this node's lease may run out before the job could be stopped");
+            return Ok(ShellResult {
+                outcome: ShellOutcome::LeaseExpired,
+                stdout: CapturedOutput::default(),
+                stderr: CapturedOutput::default(),
+                elapsed: started.elapsed(),
+            });
+        }
+    }
     let backstop = cmd.timeout.map(|t| t + cmd.kill_grace + BACKSTOP_SLACK);
     let (mut command, death_signal) = match wrapper {
         Some(path) => {

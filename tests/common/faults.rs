@@ -5,13 +5,14 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use tokio::net::{TcpListener, UnixStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UnixStream};
 use tokio::task::AbortHandle;
 
 use super::TestDb;
@@ -221,12 +222,132 @@ pub async fn create_overlaps_table(client: &tokio_postgres::Client) {
 }
 
 /// A TCP proxy on 127.0.0.1 in front of the test server's Unix socket, which
-/// can cut every connection through it and refuse new ones, then heal.
+/// can inject the network faults a node must survive:
+///
+/// - `cut`: drop every connection and refuse new ones (a firewall reset),
+///   until `heal`;
+/// - `stall`: keep every socket open but forward nothing, either way (a
+///   black-holed link: no reset, no error), until `heal`;
+/// - `drop_next_claim_reply`: let the next claim's `COMMIT` (a transaction
+///   that inserted runs) reach the server, wait for the server to answer it,
+///   then drop that answer and close the connection: the claim committed,
+///   the node sees "connection closed" (an ambiguous outcome).
+///
+/// It speaks just enough of the PostgreSQL wire protocol (message framing,
+/// with TLS disabled) to find that `COMMIT` and the server's answer to it.
 pub struct Proxy {
     pub port: u16,
-    cut: Arc<AtomicBool>,
+    state: Arc<ProxyState>,
     connections: Arc<Mutex<Vec<AbortHandle>>>,
     accept: AbortHandle,
+}
+
+#[derive(Default)]
+struct ProxyState {
+    cut: AtomicBool,
+    stall: AtomicBool,
+    drop_claim_reply: AtomicBool,
+    /// Claim replies dropped so far.
+    dropped: AtomicU64,
+}
+
+impl ProxyState {
+    /// Wait while stalled; false if the link was cut meanwhile.
+    async fn pass(&self) -> bool {
+        while self.stall.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        !self.cut.load(Ordering::SeqCst)
+    }
+}
+
+/// One framed message: type byte (none for the startup message), then the
+/// length (including itself) and the body.
+async fn read_message<R: AsyncRead + Unpin>(from: &mut R, typed: bool) -> std::io::Result<Vec<u8>> {
+    let mut head = vec![0u8; if typed { 5 } else { 4 }];
+    from.read_exact(&mut head).await?;
+    let len_at = head.len() - 4;
+    let len = u32::from_be_bytes(head[len_at..].try_into().unwrap()) as usize;
+    if len < 4 {
+        return Err(std::io::Error::other("bad message length"));
+    }
+    let mut message = head;
+    message.resize(message.len() + len - 4, 0);
+    from.read_exact(&mut message[len_at + 4..]).await?;
+    Ok(message)
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+async fn proxy_connection(inbound: TcpStream, socket: PathBuf, state: Arc<ProxyState>) {
+    let Ok(outbound) = UnixStream::connect(&socket).await else {
+        return;
+    };
+    let (mut client_read, mut client_write) = inbound.into_split();
+    let (mut server_read, mut server_write) = outbound.into_split();
+    let drop_reply = Arc::new(AtomicBool::new(false));
+    let to_server = {
+        let (state, drop_reply) = (state.clone(), drop_reply.clone());
+        async move {
+            let mut typed = false;
+            let mut inserted_runs = false;
+            loop {
+                let message = read_message(&mut client_read, typed).await?;
+                if typed {
+                    match message[0] {
+                        b'P' | b'Q' if contains(&message, b"INSERT INTO crondeck.runs") => {
+                            inserted_runs = true;
+                        }
+                        _ => {}
+                    }
+                    if message[0] == b'Q' && message[5..].starts_with(b"COMMIT") {
+                        if inserted_runs
+                            && state
+                                .drop_claim_reply
+                                .compare_exchange(true, false, Ordering::SeqCst, Ordering::SeqCst)
+                                .is_ok()
+                        {
+                            drop_reply.store(true, Ordering::SeqCst);
+                        }
+                        inserted_runs = false;
+                    }
+                }
+                // The startup message is the only untyped one (no TLS here).
+                typed = true;
+                if !state.pass().await {
+                    return Ok(());
+                }
+                server_write.write_all(&message).await?;
+            }
+            #[allow(unreachable_code)]
+            std::io::Result::Ok(())
+        }
+    };
+    let to_client = async move {
+        loop {
+            let message = read_message(&mut server_read, true).await?;
+            if drop_reply.load(Ordering::SeqCst) {
+                // The server is answering the claim's COMMIT: it committed
+                // once it says ReadyForQuery. Drop all of it, then hang up.
+                if message[0] == b'Z' {
+                    state.dropped.fetch_add(1, Ordering::SeqCst);
+                    return std::io::Result::Ok(());
+                }
+                continue;
+            }
+            if !state.pass().await {
+                return Ok(());
+            }
+            client_write.write_all(&message).await?;
+        }
+    };
+    // Either direction ending closes both (the halves drop here).
+    tokio::select! {
+        _ = to_server => {}
+        _ = to_client => {}
+    }
 }
 
 impl Proxy {
@@ -235,28 +356,23 @@ impl Proxy {
             .await
             .expect("bind the proxy");
         let port = listener.local_addr().expect("proxy address").port();
-        let cut = Arc::new(AtomicBool::new(false));
+        let state = Arc::new(ProxyState::default());
         let connections: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
         let accept = {
-            let cut = cut.clone();
+            let state = state.clone();
             let connections = connections.clone();
             tokio::spawn(async move {
                 loop {
-                    let Ok((mut inbound, _)) = listener.accept().await else {
+                    let Ok((inbound, _)) = listener.accept().await else {
                         continue;
                     };
-                    if cut.load(Ordering::SeqCst) {
+                    if state.cut.load(Ordering::SeqCst) {
                         // Refused: closed at once, as by a firewall reset.
                         drop(inbound);
                         continue;
                     }
-                    let socket = socket.clone();
-                    let task = tokio::spawn(async move {
-                        if let Ok(mut outbound) = UnixStream::connect(&socket).await {
-                            let _ =
-                                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                        }
-                    });
+                    let task =
+                        tokio::spawn(proxy_connection(inbound, socket.clone(), state.clone()));
                     let mut list = connections.lock().unwrap();
                     list.retain(|h| !h.is_finished());
                     list.push(task.abort_handle());
@@ -266,7 +382,7 @@ impl Proxy {
         };
         Proxy {
             port,
-            cut,
+            state,
             connections,
             accept,
         }
@@ -274,14 +390,31 @@ impl Proxy {
 
     /// Drop every proxied connection and refuse new ones until `heal`.
     pub fn cut(&self) {
-        self.cut.store(true, Ordering::SeqCst);
+        self.state.cut.store(true, Ordering::SeqCst);
         for connection in self.connections.lock().unwrap().drain(..) {
             connection.abort();
         }
     }
 
+    /// Forward nothing, either way, on every connection (open or new), but
+    /// close none: a black-holed link. Until `heal`.
+    pub fn stall(&self) {
+        self.state.stall.store(true, Ordering::SeqCst);
+    }
+
     pub fn heal(&self) {
-        self.cut.store(false, Ordering::SeqCst);
+        self.state.stall.store(false, Ordering::SeqCst);
+        self.state.cut.store(false, Ordering::SeqCst);
+    }
+
+    /// Drop the server's answer to the next claim's COMMIT (see the type).
+    pub fn drop_next_claim_reply(&self) {
+        self.state.drop_claim_reply.store(true, Ordering::SeqCst);
+    }
+
+    /// How many claim replies were dropped.
+    pub fn dropped_claim_replies(&self) -> u64 {
+        self.state.dropped.load(Ordering::SeqCst)
     }
 
     /// A connection string for `db` through this proxy.

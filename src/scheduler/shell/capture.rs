@@ -6,7 +6,7 @@
 //! memory is at most `2 * limit` bytes whatever the job prints.
 
 /// Everything that was kept of one stream, ready to be stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CapturedOutput {
     /// Head, a note of how much was dropped (only when something was), tail.
     /// Lossy UTF-8 with NUL characters removed: PostgreSQL `text` cannot

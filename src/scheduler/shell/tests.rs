@@ -526,3 +526,26 @@ async fn a_job_whose_lease_is_renewed_runs_to_its_end_and_stale_renewals_do_not_
     assert_eq!(result.outcome, ShellOutcome::LeaseExpired);
     stale.abort();
 }
+
+/// Regression: a node declared dead claimed a job before its heartbeat
+/// noticed, and the job's process started anyway (its watchdog got a window
+/// of 10 ms, too short to stop it), running beside the rescuer's run. A job
+/// whose node's lease may already have run out is never started.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_a_job_claimed_on_a_lease_that_ran_out_never_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let witness = dir.path().join("started");
+    let (cmd, renew) = leased_job(&format!("touch '{}'", witness.display()));
+    // The last renewal was three seconds ago; the lease is two.
+    renew.send(Instant::now() - Duration::from_secs(3)).unwrap();
+    let result = run(&cmd).await;
+    assert_eq!(result.outcome, ShellOutcome::LeaseExpired);
+    // `run` waits for the job's process, so had it started, it has run.
+    assert!(!witness.exists(), "the job ran on an expired lease");
+
+    // Renewed, the same job runs.
+    renew.send(Instant::now()).unwrap();
+    let result = run(&cmd).await;
+    assert_eq!(result.outcome, ShellOutcome::Exited(0), "{result:?}");
+    assert!(witness.exists());
+}
