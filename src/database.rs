@@ -9,7 +9,7 @@ use tokio_postgres::Client;
 use crate::config::{DatabaseTarget, Settings};
 use crate::db::audit::Actor;
 use crate::db::connect::ConnectionSpec;
-use crate::db::migrate::{migrate, MigrateReport};
+use crate::db::migrate::{migrate, require_current, MigrateReport};
 use crate::embedded::{EmbeddedOptions, EmbeddedServer};
 use crate::{apply, jobfile};
 
@@ -31,14 +31,35 @@ pub struct Database {
     pub seeded: bool,
 }
 
-/// Connect, migrate, and (embedded only) create and seed on first use.
+/// Connect, and (embedded only) create, migrate and seed on first use. An
+/// external database is never changed here: its schema must already be the
+/// one this binary knows (`crondeck migrate` upgrades it; see `open_to_migrate`).
 pub async fn open(settings: &Settings) -> anyhow::Result<Database> {
+    open_with(settings, false).await
+}
+
+/// Like `open`, but an external database is migrated: `crondeck migrate`.
+pub async fn open_to_migrate(settings: &Settings) -> anyhow::Result<Database> {
+    open_with(settings, true).await
+}
+
+async fn open_with(settings: &Settings, migrate_external: bool) -> anyhow::Result<Database> {
     match &settings.database {
         DatabaseTarget::External(spec) => {
             let mut client = spec.connect().await?;
-            let migrations = migrate(&mut client)
-                .await
-                .with_context(|| format!("migrating {}", spec.target()))?;
+            let migrations = if migrate_external {
+                migrate(&mut client)
+                    .await
+                    .with_context(|| format!("migrating {}", spec.target()))?
+            } else {
+                let current = require_current(&client)
+                    .await
+                    .with_context(|| format!("checking the schema of {}", spec.target()))?;
+                MigrateReport {
+                    applied: Vec::new(),
+                    current,
+                }
+            };
             Ok(Database {
                 client,
                 target: spec.target(),

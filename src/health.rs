@@ -173,7 +173,12 @@ fn is_overdue(job: &Job, now: DateTime<Utc>, intervals: u32) -> bool {
     let (Some(since), Some(interval)) = (since, job.spec.schedule.interval_at(now)) else {
         return false;
     };
-    now - since > interval * i32::try_from(intervals).unwrap_or(i32::MAX)
+    // Checked: a threshold of many intervals of a long schedule is past the
+    // end of time, which nothing is overdue by.
+    i32::try_from(intervals)
+        .ok()
+        .and_then(|n| interval.checked_mul(n))
+        .is_some_and(|threshold| now - since > threshold)
 }
 
 /// The cluster as the console and `check` see it.
@@ -268,6 +273,20 @@ mod tests {
         let h = health(&j, at(10, 10, 1));
         assert!(h.overdue);
         assert_eq!(h.primary, State::Overdue);
+    }
+
+    /// Regression: `check --overdue-intervals 4000000000` on a monthly job
+    /// panicked multiplying the interval.
+    #[test]
+    fn a_threshold_past_the_end_of_time_is_never_overdue_and_never_panics() {
+        let mut j = job("every 1 month");
+        j.runtime.last_success_at = Some(at(10, 0, 0));
+        let thresholds = Thresholds {
+            overdue_intervals: u32::MAX,
+            ..Thresholds::default()
+        };
+        let far = at(10, 0, 0) + chrono::Duration::days(365 * 100);
+        assert!(!job_health(&j, far, &thresholds).overdue);
     }
 
     #[test]

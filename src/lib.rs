@@ -43,6 +43,7 @@ pub mod notify;
 pub mod ops;
 pub mod schedule;
 pub mod scheduler;
+pub mod signals;
 pub mod text;
 pub mod timefmt;
 pub mod timespec;

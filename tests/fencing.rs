@@ -256,3 +256,40 @@ async fn a_clean_stop_leaves_nothing_of_its_own_running() {
     .await;
     assert_eq!(blocked, 0);
 }
+
+/// Regression: a retry backoff near the end of time (`retry_backoff =
+/// "100000000w"`, doubled per attempt) overflowed chrono in the finish and
+/// panicked the worker. The retry simply never comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_a_retry_backoff_past_the_end_of_time_does_not_panic_the_finish() {
+    let db = TestDb::new().await;
+    let mut client = db.client().await;
+    let job = add_due_job(&mut client, "far-retry").await;
+    client
+        .execute(
+            "UPDATE crondeck.jobs SET retry_max = 5, retry_backoff_ms = $2,
+                 failure_threshold = 0 WHERE id = $1",
+            &[&job, &(100_000_000_i64 * 7 * 24 * 3600 * 1000)],
+        )
+        .await
+        .unwrap();
+    let node = node_register(&client, &info("node")).await.unwrap();
+    let report = claim_as(&mut client, &node).await.unwrap();
+    let actor = Actor::current();
+    let completion = Completion {
+        run: &report.started[0],
+        node_id: &node,
+        status: RunStatus::Failed,
+        outcome: RunOutcome::default(),
+    };
+    let tx = client.transaction().await.unwrap();
+    let result = finish(&tx, &completion, &actor).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(
+        result,
+        FinishResult::Recorded {
+            auto_paused: false,
+            retry_at: None
+        }
+    );
+}

@@ -287,3 +287,36 @@ async fn the_audit_log_is_append_only() {
         .get(0);
     assert_eq!(count, 1);
 }
+
+/// Regression: every command migrated whatever external database it was
+/// pointed at, so `list --read-only` from a newer binary on a laptop upgraded
+/// production under older nodes. Only `crondeck migrate` changes the schema
+/// of an external database; the others refuse and say so.
+#[tokio::test]
+async fn commands_other_than_migrate_never_change_an_external_schema() {
+    let db = TestDb::empty().await;
+    for args in [&["list"][..], &["--read-only", "list"], &["show", "x"]] {
+        let output = db.run(args);
+        let (_, stderr) = text(&output);
+        assert_eq!(output.status.code(), Some(5), "{args:?}: {stderr}");
+        assert!(stderr.contains("run `crondeck migrate`"), "{stderr}");
+    }
+    let client = db.client().await;
+    let schemas: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_namespace WHERE nspname = 'crondeck'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        schemas, 0,
+        "a command other than migrate created the schema"
+    );
+
+    let output = db.run(&["migrate"]);
+    assert!(output.status.success(), "{:?}", text(&output));
+    let output = db.run(&["list"]);
+    assert!(output.status.success(), "{:?}", text(&output));
+}

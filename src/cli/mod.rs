@@ -79,7 +79,7 @@ pub enum Command {
     Scheduler(runs::SchedulerArgs),
     /// Show the audit trail of operator actions
     Audit(jobs::AuditArgs),
-    /// Apply schema migrations to the job database (also done at every start)
+    /// Apply schema migrations to the job database (the embedded one is migrated at every start)
     Migrate,
     /// Make the jobs match a TOML jobs file (create, update, --prune); one transaction
     Apply(operations::ApplyArgs),
@@ -140,7 +140,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Check(a) = &command {
         return operations::check(&settings, a).await;
     }
-    let mut db = database::open(&settings).await?;
+    let mut db = if matches!(command, Command::Migrate) {
+        database::open_to_migrate(&settings).await?
+    } else {
+        database::open(&settings).await?
+    };
     if db.seeded {
         eprintln!(
             "crondeck: new embedded database at {}; seeded the demo jobs",
@@ -273,6 +277,13 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
         }
         if cause.downcast_ref::<ConnectError>().is_some()
             || cause.downcast_ref::<EmbeddedError>().is_some()
+            || matches!(
+                cause.downcast_ref::<crate::db::migrate::MigrateError>(),
+                Some(
+                    crate::db::migrate::MigrateError::SchemaBehind { .. }
+                        | crate::db::migrate::MigrateError::SchemaTooNew { .. }
+                )
+            )
         {
             return exit::UNAVAILABLE;
         }

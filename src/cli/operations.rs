@@ -163,8 +163,11 @@ fn check_options(settings: &Settings, args: &CheckArgs) -> anyhow::Result<CheckO
         thresholds.late_grace = timespec::parse_duration(text).context("late grace")?;
     }
     if let Some(n) = args.overdue_intervals.or(file.overdue_intervals) {
-        if n == 0 {
-            return Err(OpsError::Invalid("overdue intervals must be 1 or more".into()).into());
+        if !(1..=1000).contains(&n) {
+            return Err(OpsError::Invalid(format!(
+                "overdue intervals {n} is out of range (expected 1 to 1000; default 2)"
+            ))
+            .into());
         }
         thresholds.overdue_intervals = n;
     }

@@ -277,25 +277,14 @@ pub async fn scheduler(
         node.node_id(),
         db.target
     );
-    wait_for_signal().await?;
+    crate::signals::wait_for_stop_signal().await?;
     tracing::info!("stopping: finishing running jobs");
-    node.shutdown().await?;
+    eprintln!(
+        "crondeck scheduler: stopping; running jobs may finish for the grace period \
+         (signal again to stop them now)"
+    );
+    crate::signals::shutdown_or_stop_now(node).await?;
     stop_metrics.cancel();
     drop(db);
-    Ok(())
-}
-
-async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    // SIGHUP too: a closed terminal or SSH session should stop the node the
-    // graceful way, not kill it mid-run.
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut hup = signal(SignalKind::hangup())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-        _ = hup.recv() => {}
-    }
     Ok(())
 }

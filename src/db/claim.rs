@@ -657,18 +657,21 @@ pub async fn finish(
     let retry_at =
         if run.trigger.is_retriable() && active && numbercall != 0 && run.attempt < retry_max {
             let factor = 1_i64 << run.attempt.clamp(0, 20);
-            let at =
-                ended_at + chrono::Duration::milliseconds(retry_backoff_ms.saturating_mul(factor));
+            // Checked: a backoff of "100000000w" doubled a few times is past
+            // the end of time; such a retry never comes, it does not panic.
+            let at = chrono::Duration::try_milliseconds(retry_backoff_ms.saturating_mul(factor))
+                .and_then(|backoff| ended_at.checked_add_signed(backoff));
             // Bounded by the next regular tick: that tick is the retry then.
-            let before_next_tick = match (&run.job.spec.schedule, nextcall) {
+            let before_next_tick = |at: DateTime<Utc>| match (&run.job.spec.schedule, nextcall) {
                 (Schedule::Manual, _) | (_, None) => true,
                 (_, Some(next)) => at < next,
             };
-            if before_next_tick {
-                request_retry(tx, run.job.id, at, run.scheduled_for, run.attempt + 1).await?;
-                Some(at)
-            } else {
-                None
+            match at {
+                Some(at) if before_next_tick(at) => {
+                    request_retry(tx, run.job.id, at, run.scheduled_for, run.attempt + 1).await?;
+                    Some(at)
+                }
+                _ => None,
             }
         } else {
             None

@@ -315,30 +315,6 @@ pub async fn job_update_timeout(
     Ok(())
 }
 
-/// Pause (`Some`) or resume (`None`) a job.
-pub async fn job_update_pause(
-    client: &impl GenericClient,
-    id: i64,
-    pause: Option<&Pause>,
-) -> Result<(), DbError> {
-    client
-        .execute(
-            "UPDATE crondeck.jobs SET active = $2, paused_at = $3, paused_by = $4,
-                 paused_reason = $5, paused_until = $6, updated_at = now()
-             WHERE id = $1",
-            &[
-                &id,
-                &pause.is_none(),
-                &pause.map(|p| p.at),
-                &pause.and_then(|p| p.by.clone()),
-                &pause.and_then(|p| p.reason.clone()),
-                &pause.and_then(|p| p.until),
-            ],
-        )
-        .await?;
-    Ok(())
-}
-
 pub async fn job_delete(client: &impl GenericClient, id: i64) -> Result<(), DbError> {
     client
         .execute("DELETE FROM crondeck.jobs WHERE id = $1", &[&id])

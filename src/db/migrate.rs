@@ -57,6 +57,12 @@ pub enum MigrateError {
         applied: String,
         embedded: String,
     },
+    #[error(
+        "the job database has schema version {found}, older than this crondeck's {known}: \
+         run `crondeck migrate` (as a role that may change the schema) to upgrade it; \
+         nodes of the older version keep running meanwhile (see the README, \"Upgrades\")"
+    )]
+    SchemaBehind { found: i32, known: i32 },
     #[error("migration {version} ({name}) failed: {source}")]
     Failed {
         version: i32,
@@ -109,17 +115,45 @@ pub async fn migrate(client: &mut Client) -> Result<MigrateReport, MigrateError>
     Ok(report)
 }
 
-/// `Some(version)` when every embedded migration is applied, unaltered.
-async fn current_if_up_to_date(client: &Client) -> Result<Option<i32>, MigrateError> {
-    let exists = client
+/// Check that the schema is exactly what this binary knows, changing
+/// nothing: what every command does with an external database, so that a
+/// newer binary run against production (`list --read-only` from a laptop)
+/// never upgrades it under older nodes. Upgrading is `crondeck migrate`.
+pub async fn require_current(client: &Client) -> Result<i32, MigrateError> {
+    if let Some(current) = current_if_up_to_date(client).await? {
+        return Ok(current);
+    }
+    let found = if schema_table_exists(client).await? {
+        let rows = client
+            .query(
+                "SELECT version, name, checksum FROM crondeck.schema_migrations ORDER BY version",
+                &[],
+            )
+            .await?;
+        check_applied(&rows)?
+    } else {
+        0
+    };
+    Err(MigrateError::SchemaBehind {
+        found,
+        known: latest_version(),
+    })
+}
+
+async fn schema_table_exists(client: &Client) -> Result<bool, MigrateError> {
+    Ok(client
         .query_opt(
             "SELECT 1 FROM pg_catalog.pg_tables
              WHERE schemaname = 'crondeck' AND tablename = 'schema_migrations'",
             &[],
         )
         .await?
-        .is_some();
-    if !exists {
+        .is_some())
+}
+
+/// `Some(version)` when every embedded migration is applied, unaltered.
+async fn current_if_up_to_date(client: &Client) -> Result<Option<i32>, MigrateError> {
+    if !schema_table_exists(client).await? {
         return Ok(None);
     }
     let rows = client

@@ -5,28 +5,6 @@ use tokio_postgres::GenericClient;
 
 use super::DbError;
 
-/// Request a manual run (joins a request already pending for the job).
-pub async fn request_manual(
-    client: &impl GenericClient,
-    job_name: &str,
-    requested_by: &str,
-) -> Result<i64, DbError> {
-    let row = client
-        .query_one(
-            "SELECT crondeck.request_run($1, 'manual', $2)",
-            &[&job_name, &requested_by],
-        )
-        .await
-        .map_err(|e| {
-            if e.code() == Some(&tokio_postgres::error::SqlState::NO_DATA_FOUND) {
-                DbError::JobNotFound(job_name.to_string())
-            } else {
-                DbError::from(e)
-            }
-        })?;
-    Ok(row.try_get(0)?)
-}
-
 /// Schedule a retry of a failed tick.
 pub async fn request_retry(
     client: &impl GenericClient,

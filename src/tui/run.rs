@@ -90,7 +90,7 @@ pub async fn run(db: Database, options: ConsoleOptions) -> anyhow::Result<()> {
         if busy > 0 {
             eprintln!("crondeck: waiting for {busy} running job(s) of this console's scheduler to finish…");
         }
-        node.shutdown()
+        crate::signals::shutdown_or_stop_now(node)
             .await
             .context("stopping the embedded scheduler node")?;
     }

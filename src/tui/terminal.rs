@@ -56,13 +56,20 @@ pub fn restore() -> io::Result<()> {
 }
 
 /// Restore the terminal before the panic message is printed, so it is
-/// readable and the shell is usable afterwards.
+/// readable and the shell is usable afterwards: only for a panic of the UI
+/// thread (the one that entered the terminal). A scheduler worker that
+/// panics is caught and recorded by the node while the console goes on;
+/// restoring the terminal under it would leave the console drawing on the
+/// shell's screen.
 fn install_panic_hook() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
+        let ui_thread = std::thread::current().id();
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            let _ = restore();
+            if std::thread::current().id() == ui_thread {
+                let _ = restore();
+            }
             previous(info);
         }));
     });
