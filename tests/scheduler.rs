@@ -21,7 +21,11 @@ fn fast_config(name: &str) -> NodeConfig {
         workers: 4,
         allow_shell: true,
         heartbeat: Duration::from_millis(500),
-        lease: Duration::from_secs(2),
+        // Tests here run in parallel on a loaded machine and none of them is
+        // about the lease: a lease of four heartbeats would let a scheduling
+        // hiccup declare a live node dead (and, since renewals are fenced,
+        // make it register anew mid-test). Rescue is tested in tests/faults.rs.
+        lease: Duration::from_secs(6),
         shutdown_grace: Duration::from_secs(5),
         kill_grace: Duration::from_millis(500),
         ..NodeConfig::default()

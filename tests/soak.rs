@@ -116,10 +116,7 @@ async fn soak_three_nodes_under_chaos_keep_every_guarantee() {
     let mut client = db.client().await;
     create_overlaps_table(&client).await;
     // Every execution of a shell job leaves a marker named after its run.
-    let marker = format!(
-        "touch '{}/executed-'\"$CRONDECK_RUN_ID\"",
-        dir.display()
-    );
+    let marker = format!("touch '{}/executed-'\"$CRONDECK_RUN_ID\"", dir.display());
     for i in 0..6 {
         add_job(
             &mut client,
@@ -269,7 +266,10 @@ async fn soak_three_nodes_under_chaos_keep_every_guarantee() {
         .filter(|r| !dir.join(format!("executed-{}", r.id)).exists())
         .map(|r| r.id)
         .collect();
-    assert!(phantoms.is_empty(), "succeeded without executing: {phantoms:?}");
+    assert!(
+        phantoms.is_empty(),
+        "succeeded without executing: {phantoms:?}"
+    );
 
     // No run recorded by a registration after its lease ran out (by
     // database time; a second of slack for the statement's own duration).

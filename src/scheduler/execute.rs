@@ -157,15 +157,31 @@ pub async fn record(
 }
 
 async fn record_once(shared: &Shared, completion: &Completion<'_>) -> anyhow::Result<FinishResult> {
-    let mut client = shared.pool.get().await?;
-    let client: &mut tokio_postgres::Client = &mut client;
-    let tx = client.transaction().await?;
-    let result = finish(&tx, completion, &shared.actor).await?;
-    match result {
-        FinishResult::Fenced => tx.rollback().await?,
-        FinishResult::Recorded { .. } => tx.commit().await?,
+    let mut object = shared.pool.get().await?;
+    let attempt = tokio::time::timeout(shared.request_deadline(), async {
+        let client: &mut tokio_postgres::Client = &mut object;
+        let tx = client.transaction().await?;
+        let result = finish(&tx, completion, &shared.actor).await?;
+        match result {
+            FinishResult::Fenced => tx.rollback().await?,
+            FinishResult::Recorded { .. } => tx.commit().await?,
+        }
+        anyhow::Ok(result)
+    })
+    .await;
+    match attempt {
+        Ok(result) => result,
+        Err(_) => {
+            // Wedged mid-request, maybe mid-COMMIT: never reuse the
+            // connection. A retry is fenced if the first attempt committed;
+            // if none succeeds, the heartbeat reconciles the run.
+            drop(deadpool_postgres::Object::take(object));
+            anyhow::bail!(
+                "recording the run got no answer within {:?}",
+                shared.request_deadline()
+            )
+        }
     }
-    Ok(result)
 }
 
 pub fn log_result(shared: &Shared, run: &ClaimedRun, status: RunStatus, result: &FinishResult) {

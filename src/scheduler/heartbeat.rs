@@ -11,9 +11,12 @@
 //! that cannot reach the database does the same from its own monotonic
 //! clock, a heartbeat before others could rescue its runs.
 //!
-//! Every beat has a deadline of one heartbeat interval: a black-holed link
-//! (packets dropped, no reset) fails beats instead of hanging them, so the
-//! node notices within its lease.
+//! The heartbeat has a connection of its own, not one from the pool: a pool
+//! busy with slow jobs or holding a connection wedged by a dead link must not
+//! delay the lease. Every beat has a deadline of one heartbeat interval; a
+//! beat that fails or times out drops the connection and the next beat opens
+//! a fresh one, so a black-holed link (packets dropped, no reset) fails beats
+//! instead of hanging them, and the node notices within its lease.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -41,14 +44,27 @@ pub(crate) async fn run(shared: Arc<Shared>, wake: mpsc::Sender<()>, stop: Cance
     let mut last_ok = Instant::now();
     let mut ticker = tokio::time::interval(heartbeat);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut connection: Option<tokio_postgres::Client> = None;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = ticker.tick() => {}
             () = shared.heartbeat_nudge.notified() => {}
         }
-        match tokio::time::timeout(heartbeat, run_once(&shared, &wake)).await {
-            Ok(Ok(_)) => last_ok = Instant::now(),
+        let beat = tokio::time::timeout(heartbeat, async {
+            let client = match connection.take() {
+                Some(client) if !client.is_closed() => client,
+                _ => shared.spec.connect().await?,
+            };
+            let beat = run_once(&shared, &client, &wake).await?;
+            anyhow::Ok((client, beat))
+        })
+        .await;
+        match beat {
+            Ok(Ok((client, _))) => {
+                connection = Some(client);
+                last_ok = Instant::now();
+            }
             Ok(Err(error)) => {
                 tracing::warn!(error = %format!("{error:#}"), "heartbeat failed");
                 lose_if_overdue(&shared, last_ok, heartbeat, lease);
@@ -71,11 +87,14 @@ fn lose_if_overdue(shared: &Shared, last_ok: Instant, heartbeat: Duration, lease
 }
 
 /// One beat: renew (fenced) and reconcile in one statement, then rescue.
-pub(crate) async fn run_once(shared: &Shared, wake: &mpsc::Sender<()>) -> anyhow::Result<Beat> {
+pub(crate) async fn run_once(
+    shared: &Shared,
+    client: &tokio_postgres::Client,
+    wake: &mpsc::Sender<()>,
+) -> anyhow::Result<Beat> {
     // Before the database stamps the heartbeat: the lease holds at least a
     // lease past this instant (what the shell jobs' watchdogs rely on).
     let started = Instant::now();
-    let client = shared.pool.get().await?;
     let busy = i32::try_from(shared.busy()).unwrap_or(i32::MAX);
     let node_id = shared.lease.node_id();
     // Reconcile only with a snapshot no claim can race (see `Ledger`); a
@@ -85,7 +104,7 @@ pub(crate) async fn run_once(shared: &Shared, wake: &mpsc::Sender<()>) -> anyhow
         .await
         .ok();
     let executing = gate.as_ref().map(|_| shared.ledger.snapshot());
-    let beat = node_heartbeat(&**client, &node_id, busy, executing.as_deref()).await?;
+    let beat = node_heartbeat(client, &node_id, busy, executing.as_deref()).await?;
     drop(gate);
     if !beat.alive {
         tracing::error!(
@@ -95,7 +114,7 @@ pub(crate) async fn run_once(shared: &Shared, wake: &mpsc::Sender<()>) -> anyhow
         );
         shared.lease.lost();
         let started = Instant::now();
-        let id = node_register(&**client, &shared.node_info()).await?;
+        let id = node_register(client, &shared.node_info()).await?;
         tracing::info!(node = %id, "registered again");
         shared.lease.registered(id, started);
         shared.lease.renewed(started);
@@ -111,7 +130,7 @@ pub(crate) async fn run_once(shared: &Shared, wake: &mpsc::Sender<()>) -> anyhow
         );
         let _ = wake.try_send(());
     }
-    let rescued = node_rescue_dead(&**client).await?;
+    let rescued = node_rescue_dead(client).await?;
     if !rescued.is_empty() {
         tracing::warn!(
             runs = rescued.len(),

@@ -380,17 +380,20 @@ async fn cycle(
         shell_allow: &shared.config.shell_allow,
         actor: &shared.actor,
     };
-    let report = tokio::time::timeout(
+    let Ok(report) = tokio::time::timeout(
         shared.request_deadline(),
         claim(&mut **client, &claimer, free),
     )
     .await
-    .map_err(|_| {
-        anyhow::anyhow!(
+    else {
+        // The connection may be wedged mid-request: never hand it out again.
+        drop(deadpool_postgres::Object::take(client));
+        anyhow::bail!(
             "the claim got no answer within {:?}",
             shared.request_deadline()
-        )
-    })??;
+        );
+    };
+    let report = report?;
     if report.skipped_ticks > 0 {
         tracing::debug!(ticks = report.skipped_ticks, "recorded skipped ticks");
     }
@@ -414,7 +417,17 @@ async fn cycle(
         });
     }
     drop(gate);
-    let wake_in = tokio::time::timeout(
+    let wake_in = next_wake_within(shared, client).await?;
+    Ok((started, wake_in))
+}
+
+/// `next_wake` under the request deadline; a connection that timed out is
+/// dropped from the pool.
+async fn next_wake_within(
+    shared: &Shared,
+    client: deadpool_postgres::Object,
+) -> anyhow::Result<Option<f64>> {
+    let wake = tokio::time::timeout(
         shared.request_deadline(),
         next_wake(
             &**client,
@@ -422,9 +435,14 @@ async fn cycle(
             &shared.config.shell_allow,
         ),
     )
-    .await
-    .map_err(|_| anyhow::anyhow!("computing the next wake-up got no answer in time"))??;
-    Ok((started, wake_in))
+    .await;
+    match wake {
+        Ok(wake) => Ok(wake?),
+        Err(_) => {
+            drop(deadpool_postgres::Object::take(client));
+            anyhow::bail!("computing the next wake-up got no answer in time")
+        }
+    }
 }
 
 /// Execute a run; a panic in the executor does not leak the worker slot or
@@ -449,17 +467,7 @@ async fn run_worker(shared: &Shared, run: &ClaimedRun, node_id: &str, token: &Ca
 /// Seconds until the next wake-up, without claiming.
 async fn wake_only(shared: &Shared) -> anyhow::Result<Option<f64>> {
     let client = shared.pool.get().await?;
-    let wake = tokio::time::timeout(
-        shared.request_deadline(),
-        next_wake(
-            &**client,
-            shared.config.allow_shell,
-            &shared.config.shell_allow,
-        ),
-    )
-    .await
-    .map_err(|_| anyhow::anyhow!("computing the next wake-up got no answer in time"))??;
-    Ok(wake)
+    next_wake_within(shared, client).await
 }
 
 async fn shut_down(

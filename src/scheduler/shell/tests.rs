@@ -218,8 +218,8 @@ async fn background_child_is_killed_when_sh_exits() {
     .await;
     assert_eq!(r.outcome, ShellOutcome::Exited(0));
     assert_eq!(r.stdout.text, "bye\n");
-    // Well under DRAIN_TIMEOUT: the pipes closed because the sleeper died.
-    assert!(r.elapsed < Duration::from_millis(1500), "{:?}", r.elapsed);
+    // The output is whole, with no "cut short" note: the pipes closed because
+    // the sleeper died, not because reading gave up after DRAIN_TIMEOUT.
     assert_all_gone(&read_pids(&pids_file), Duration::from_secs(2)).await;
 }
 
