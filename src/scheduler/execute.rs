@@ -15,7 +15,7 @@ use crate::job::ActionKind;
 
 /// Execute `run` and record the result. Never panics, never returns early
 /// without recording (unless the run was taken away from this node).
-pub async fn execute(shared: &Shared, run: &ClaimedRun, node_id: &str, cancel: &CancellationToken) {
+pub(crate) async fn execute(shared: &Shared, run: &ClaimedRun, node_id: &str, cancel: &CancellationToken) {
     match run.job.spec.action {
         ActionKind::Sql => sql::execute(shared, run, node_id, cancel).await,
         ActionKind::Shell => {
@@ -118,7 +118,7 @@ fn round_secs(d: Duration) -> Duration {
 /// Record a finished run in its own transaction. Retries on database errors
 /// for as long as the lease could still hold; after that the run has been (or
 /// will be) rescued as `abandoned`, and a late write would be fenced anyway.
-pub async fn record(
+pub(crate) async fn record(
     shared: &Shared,
     run: &ClaimedRun,
     node_id: &str,
@@ -184,7 +184,7 @@ async fn record_once(shared: &Shared, completion: &Completion<'_>) -> anyhow::Re
     }
 }
 
-pub fn log_result(shared: &Shared, run: &ClaimedRun, status: RunStatus, result: &FinishResult) {
+pub(crate) fn log_result(shared: &Shared, run: &ClaimedRun, status: RunStatus, result: &FinishResult) {
     if let Some(observer) = &shared.config.observer {
         match result {
             FinishResult::Fenced => observer.run_lost(run),

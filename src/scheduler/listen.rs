@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::db::connect::ConnectionSpec;
 
-pub const WAKE_CHANNEL: &str = "crondeck_wake";
+pub(crate) const WAKE_CHANNEL: &str = "crondeck_wake";
 
 /// Forward wake-ups to `wake` until `stop` is cancelled.
 pub(crate) async fn run(

@@ -72,7 +72,7 @@ mod lease;
 mod listen;
 mod node;
 mod prune;
-pub mod shell;
+pub(crate) mod shell;
 mod sql;
 
 use std::sync::Arc;

@@ -24,27 +24,27 @@ use crate::db::runs::{RunOutcome, RunStatus};
 use crate::db::DbError;
 
 /// State shared by the node's tasks.
-pub struct Shared {
-    pub config: NodeConfig,
-    pub spec: ConnectionSpec,
-    pub pool: Pool,
-    pub actor: Actor,
+pub(crate) struct Shared {
+    pub(crate) config: NodeConfig,
+    pub(crate) spec: ConnectionSpec,
+    pub(crate) pool: Pool,
+    pub(crate) actor: Actor,
     /// Owned by the heartbeat service; read by everyone else.
     pub(crate) lease: Lease,
     pub(crate) ledger: Arc<Ledger>,
     /// Asks the heartbeat service to beat now (after an ambiguous claim).
     pub(crate) heartbeat_nudge: Notify,
     busy: AtomicUsize,
-    pub finished_since_prune: AtomicU64,
-    pub runs_finished: AtomicU64,
+    pub(crate) finished_since_prune: AtomicU64,
+    pub(crate) runs_finished: AtomicU64,
 }
 
 impl Shared {
-    pub fn node_id(&self) -> String {
+    pub(crate) fn node_id(&self) -> String {
         self.lease.node_id()
     }
 
-    pub fn busy(&self) -> usize {
+    pub(crate) fn busy(&self) -> usize {
         self.busy.load(Ordering::Relaxed)
     }
 
@@ -54,7 +54,7 @@ impl Shared {
         self.config.lease.max(Duration::from_secs(10))
     }
 
-    pub fn node_info(&self) -> NodeInfo {
+    pub(crate) fn node_info(&self) -> NodeInfo {
         NodeInfo {
             name: self.config.name.clone(),
             host: self.actor.host.clone(),

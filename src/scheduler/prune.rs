@@ -14,7 +14,7 @@ use crate::db::runs::run_prune;
 
 const PRUNE_LOCK_KEY: i64 = 0x6372_6f6e_7072_756e; // "cronprun"
 
-pub async fn run(shared: Arc<Shared>, stop: CancellationToken) {
+pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken) {
     let retention = shared.config.retention.clone();
     loop {
         tokio::select! {
@@ -33,7 +33,7 @@ pub async fn run(shared: Arc<Shared>, stop: CancellationToken) {
 }
 
 /// Delete batches until nothing is left to prune, or another node holds the lock.
-pub async fn prune_once(shared: &Shared) -> anyhow::Result<u64> {
+pub(crate) async fn prune_once(shared: &Shared) -> anyhow::Result<u64> {
     let retention = &shared.config.retention;
     let mut total = 0;
     loop {
