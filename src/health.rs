@@ -123,7 +123,7 @@ pub fn job_health(job: &Job, now: DateTime<Utc>, thresholds: &Thresholds) -> Job
     let failing = rt.failure_streak > 0
         || matches!(
             rt.last_status.as_deref(),
-            Some("failed" | "timed_out" | "abandoned" | "interrupted")
+            Some("failed" | "timed_out" | "abandoned" | "interrupted" | "cancelled")
         );
     let active = job.active && !done;
     let late = active

@@ -411,6 +411,26 @@ pub async fn run_now(client: &mut impl GenericClient, actor: &Actor, name: &str)
     Ok(row.try_get(0)?)
 }
 
+/// Ask the node running `name`'s current run to stop it (SPEC §3.17): it
+/// does so within one heartbeat, on whatever host, and records the run
+/// `cancelled` with who asked. Audited. Refused when nothing is running.
+/// Returns the run's id.
+pub async fn cancel(
+    client: &mut impl GenericClient,
+    actor: &Actor,
+    name: &str,
+    reason: Option<&str>,
+) -> Result<i64> {
+    let row = client
+        .query_one(
+            "SELECT crondeck.op_cancel($1, $2, $3, $4)",
+            &[&name, &reason, &actor.os_user, &actor.host],
+        )
+        .await
+        .map_err(|e| op_error(e, name))?;
+    Ok(row.try_get(0)?)
+}
+
 /// Update a job's definition from a jobs file (`apply`): what it runs and
 /// how, and who manages it. Schedule and priority are operator-owned and only
 /// restored with `reset_schedule`; pause state, `nextcall` (unless the

@@ -73,6 +73,8 @@ pub enum Command {
     Remove(jobs::NameArg),
     /// Request a run now (any live node starts it within milliseconds)
     Run(runs::RunArgs),
+    /// Stop a job's run in progress, on whatever node runs it (audited)
+    Cancel(runs::CancelArgs),
     /// Show a job's run history
     History(runs::HistoryArgs),
     /// Run a headless scheduler node (for systemd); stops gracefully on SIGTERM/SIGINT/SIGHUP
@@ -161,6 +163,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Remove(a) => jobs::remove(&mut db, &a).await,
         Command::Audit(a) => jobs::audit(&db, &a).await,
         Command::Run(a) => runs::run(&mut db, &a).await,
+        Command::Cancel(a) => runs::cancel(&mut db, &a).await,
         Command::History(a) => runs::history(&db, &a).await,
         Command::Scheduler(a) => runs::scheduler(db, &settings, &a).await,
         Command::Apply(a) => operations::apply(&mut db, &a).await,
@@ -236,6 +239,7 @@ impl Command {
                 | Command::Resume(_)
                 | Command::Remove(_)
                 | Command::Run(_)
+                | Command::Cancel(_)
         ) || matches!(self, Command::Apply(a) if !a.dry_run)
     }
 }

@@ -31,6 +31,21 @@ pub struct RunArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct CancelArgs {
+    pub name: String,
+    /// Why (kept in the audit trail)
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// Wait until the run has stopped, print it, and exit 0 once it is
+    /// recorded `cancelled` (6 if it ended otherwise first)
+    #[arg(long)]
+    pub wait: bool,
+    /// With --wait: give up waiting after this long
+    #[arg(long, value_name = "DURATION", requires = "wait")]
+    pub wait_timeout: Option<String>,
+}
+
+#[derive(Debug, Args)]
 pub struct HistoryArgs {
     pub name: String,
     #[arg(long, default_value_t = 20)]
@@ -165,6 +180,59 @@ async fn wait_for_run(
             _ = notes.recv() => {}
             () = tick => {}
             () = expired => anyhow::bail!("gave up waiting (the run request {request_id} stays pending or running)"),
+        }
+    }
+}
+
+pub async fn cancel(db: &mut Database, args: &CancelArgs) -> anyhow::Result<()> {
+    let actor = Actor::current();
+    let limit = args
+        .wait_timeout
+        .as_deref()
+        .map(timespec::parse_duration)
+        .transpose()?;
+    let run_id = ops::cancel(&mut db.client, &actor, &args.name, args.reason.as_deref()).await?;
+    let run = run_get(&db.client, run_id)
+        .await?
+        .context("the run disappeared")?;
+    let node = run.node_name.as_deref().unwrap_or("?");
+    if !args.wait {
+        println!(
+            "asked node {} to cancel run {run_id} of \"{}\"; it stops within a heartbeat",
+            crate::text::field(node),
+            crate::text::field(&args.name)
+        );
+        return Ok(());
+    }
+    let (listener, mut notes) = db.spec.connect_with_notifications().await?;
+    listener.batch_execute("LISTEN crondeck_wake").await?;
+    let deadline = limit.map(|l| tokio::time::Instant::now() + l);
+    loop {
+        let run = run_get(&db.client, run_id)
+            .await?
+            .context("the run disappeared (was the job removed?)")?;
+        if run.status != "running" {
+            print!("{}", output::run_detail(&run));
+            if run.status == "cancelled" {
+                return Ok(());
+            }
+            return Err(RunDidNotSucceed {
+                job: args.name.clone(),
+                run_id: run.id,
+                status: run.status,
+            }
+            .into());
+        }
+        let expired = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = notes.recv() => {}
+            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+            () = expired => anyhow::bail!("gave up waiting (run {run_id} is still running; the cancel request stands)"),
         }
     }
 }

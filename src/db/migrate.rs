@@ -35,6 +35,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "roles",
         sql: include_str!("migrations/0003_roles.sql"),
     },
+    Migration {
+        version: 6,
+        name: "cancel",
+        sql: include_str!("migrations/0006_cancel.sql"),
+    },
 ];
 
 /// Arbitrary but fixed key for `pg_advisory_lock`; "crondeck" in ASCII.

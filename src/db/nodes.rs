@@ -91,6 +91,9 @@ pub struct Heartbeat {
     /// was not (a claim whose commit reply was lost, a finish that gave up):
     /// now `abandoned`, their jobs free.
     pub reconciled: Vec<i64>,
+    /// Runs of this registration an operator asked to cancel
+    /// (`crondeck.op_cancel`), with who asked: the node stops them.
+    pub cancel: Vec<(i64, String)>,
 }
 
 /// Renew the lease, fenced: a registration whose lease already ran out by
@@ -135,7 +138,13 @@ pub async fn node_heartbeat(
              RETURNING j.id
          )
          SELECT EXISTS (SELECT 1 FROM me), ARRAY(SELECT id FROM lost ORDER BY id),
-                (SELECT count(*) FROM freed)",
+                (SELECT count(*) FROM freed),
+                ARRAY(SELECT r.id FROM crondeck.runs r
+                      WHERE r.node_id IN (SELECT id FROM me) AND r.status = 'running'
+                        AND r.cancel_requested_at IS NOT NULL ORDER BY r.id),
+                ARRAY(SELECT coalesce(r.cancel_requested_by, 'an operator') FROM crondeck.runs r
+                      WHERE r.node_id IN (SELECT id FROM me) AND r.status = 'running'
+                        AND r.cancel_requested_at IS NOT NULL ORDER BY r.id)",
         alive = alive_at("now()")
     );
     let executing: Option<Vec<i64>> = executing.map(<[i64]>::to_vec);
@@ -149,9 +158,12 @@ pub async fn node_heartbeat(
             ],
         )
         .await?;
+    let cancel_ids: Vec<i64> = row.try_get(3)?;
+    let cancel_by: Vec<String> = row.try_get(4)?;
     Ok(Heartbeat {
         alive: row.try_get(0)?,
         reconciled: row.try_get(1)?,
+        cancel: cancel_ids.into_iter().zip(cancel_by).collect(),
     })
 }
 

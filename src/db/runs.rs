@@ -50,6 +50,8 @@ pub enum RunStatus {
     TimedOut,
     Abandoned,
     Interrupted,
+    /// Stopped at an operator's request (`crondeck.op_cancel`).
+    Cancelled,
     Skipped,
 }
 
@@ -62,6 +64,7 @@ impl RunStatus {
             RunStatus::TimedOut => "timed_out",
             RunStatus::Abandoned => "abandoned",
             RunStatus::Interrupted => "interrupted",
+            RunStatus::Cancelled => "cancelled",
             RunStatus::Skipped => "skipped",
         }
     }

@@ -15,7 +15,12 @@ use crate::job::ActionKind;
 
 /// Execute `run` and record the result. Never panics, never returns early
 /// without recording (unless the run was taken away from this node).
-pub(crate) async fn execute(shared: &Shared, run: &ClaimedRun, node_id: &str, cancel: &CancellationToken) {
+pub(crate) async fn execute(
+    shared: &Shared,
+    run: &ClaimedRun,
+    node_id: &str,
+    cancel: &CancellationToken,
+) {
     match run.job.spec.action {
         ActionKind::Sql => sql::execute(shared, run, node_id, cancel).await,
         ActionKind::Shell => {
@@ -125,6 +130,17 @@ pub(crate) async fn record(
     status: RunStatus,
     outcome: RunOutcome,
 ) {
+    // Stopped because an operator asked, not because the node stopped.
+    let (status, outcome) = match shared.ledger.cancelled_by(run.run_id) {
+        Some(by) if status == RunStatus::Interrupted => (
+            RunStatus::Cancelled,
+            RunOutcome {
+                error: Some(format!("cancelled by {by}")),
+                ..outcome
+            },
+        ),
+        _ => (status, outcome),
+    };
     let completion = Completion {
         run,
         node_id,
@@ -184,7 +200,12 @@ async fn record_once(shared: &Shared, completion: &Completion<'_>) -> anyhow::Re
     }
 }
 
-pub(crate) fn log_result(shared: &Shared, run: &ClaimedRun, status: RunStatus, result: &FinishResult) {
+pub(crate) fn log_result(
+    shared: &Shared,
+    run: &ClaimedRun,
+    status: RunStatus,
+    result: &FinishResult,
+) {
     if let Some(observer) = &shared.config.observer {
         match result {
             FinishResult::Fenced => observer.run_lost(run),

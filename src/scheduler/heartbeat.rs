@@ -122,6 +122,11 @@ pub(crate) async fn run_once(
         return Ok(Beat::Reregistered);
     }
     shared.lease.renewed(started);
+    for (run_id, by) in &beat.cancel {
+        if shared.ledger.cancel(*run_id, by) {
+            tracing::info!(run = run_id, by = %by, "stopping a run: an operator cancelled it");
+        }
+    }
     if !beat.reconciled.is_empty() {
         tracing::warn!(
             runs = ?beat.reconciled,

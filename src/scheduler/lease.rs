@@ -22,7 +22,7 @@
 //! Only the heartbeat service (`heartbeat.rs`) changes the lease: the
 //! mutating methods are `pub(super)` and documented as the heartbeat's.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError, RwLock};
 use std::time::Instant;
 
@@ -145,20 +145,42 @@ impl Lease {
 /// the heartbeat holds it from its snapshot until its statement has run. So
 /// a run the database has `running` on this registration but that is not in
 /// the snapshot was never going to be executed here.
+///
+/// Each run's entry also holds its cancellation token, so an operator's
+/// cancel (`crondeck.op_cancel`, seen by the heartbeat) stops exactly that
+/// run, and who asked, so it is recorded `cancelled` rather than
+/// `interrupted`.
 #[derive(Debug, Default)]
 pub(crate) struct Ledger {
-    executing: Mutex<HashSet<i64>>,
+    executing: Mutex<HashMap<i64, RunControl>>,
     pub(crate) gate: tokio::sync::Mutex<()>,
 }
 
+#[derive(Debug)]
+struct RunControl {
+    token: CancellationToken,
+    cancelled_by: Option<String>,
+}
+
 impl Ledger {
-    /// Record that `run_id` is being executed; it leaves the ledger when the
-    /// returned guard drops (the worker ended, however it ended).
-    pub(crate) fn enter(self: &std::sync::Arc<Self>, run_id: i64) -> LedgerEntry {
+    /// Record that `run_id` is being executed under `token`; it leaves the
+    /// ledger when the returned guard drops (the worker ended, however it
+    /// ended).
+    pub(crate) fn enter(
+        self: &std::sync::Arc<Self>,
+        run_id: i64,
+        token: CancellationToken,
+    ) -> LedgerEntry {
         self.executing
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(run_id);
+            .insert(
+                run_id,
+                RunControl {
+                    token,
+                    cancelled_by: None,
+                },
+            );
         LedgerEntry {
             ledger: self.clone(),
             run_id,
@@ -170,11 +192,37 @@ impl Ledger {
             .executing
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .iter()
+            .keys()
             .copied()
             .collect();
         ids.sort_unstable();
         ids
+    }
+
+    /// Stop `run_id` at `by`'s request; false if it is not executing here
+    /// (or was already asked).
+    pub(crate) fn cancel(&self, run_id: i64, by: &str) -> bool {
+        let mut executing = self
+            .executing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match executing.get_mut(&run_id) {
+            Some(control) if control.cancelled_by.is_none() => {
+                control.cancelled_by = Some(by.to_string());
+                control.token.cancel();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Who asked to cancel `run_id`, if anyone did.
+    pub(crate) fn cancelled_by(&self, run_id: i64) -> Option<String> {
+        self.executing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&run_id)
+            .and_then(|c| c.cancelled_by.clone())
     }
 }
 
@@ -203,8 +251,8 @@ mod tests {
     #[test]
     fn a_run_leaves_the_ledger_when_its_worker_ends_even_by_panic() {
         let ledger = Arc::new(Ledger::default());
-        let entry = ledger.enter(7);
-        let _other = ledger.enter(3);
+        let entry = ledger.enter(7, CancellationToken::new());
+        let _other = ledger.enter(3, CancellationToken::new());
         assert_eq!(ledger.snapshot(), vec![3, 7]);
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
             let _held = entry;
@@ -212,6 +260,20 @@ mod tests {
         }));
         assert!(result.is_err());
         assert_eq!(ledger.snapshot(), vec![3]);
+    }
+
+    #[test]
+    fn a_cancel_stops_that_run_only_and_remembers_who_asked() {
+        let ledger = Arc::new(Ledger::default());
+        let (one, two) = (CancellationToken::new(), CancellationToken::new());
+        let _one = ledger.enter(1, one.clone());
+        let _two = ledger.enter(2, two.clone());
+        assert!(ledger.cancel(1, "alice"));
+        assert!(!ledger.cancel(1, "bob"), "asked twice");
+        assert!(!ledger.cancel(9, "alice"), "not executing here");
+        assert!(one.is_cancelled() && !two.is_cancelled());
+        assert_eq!(ledger.cancelled_by(1).as_deref(), Some("alice"));
+        assert_eq!(ledger.cancelled_by(2), None);
     }
 
     #[test]

@@ -10,17 +10,23 @@
 
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
 use crate::db::connect::ConnectionSpec;
 
 pub(crate) const WAKE_CHANNEL: &str = "crondeck_wake";
+/// `crondeck.op_cancel` notifies here: the heartbeat beats at once to learn
+/// which of this node's runs to stop.
+pub(crate) const CANCEL_CHANNEL: &str = "crondeck_cancel";
 
 /// Forward wake-ups to `wake` until `stop` is cancelled.
 pub(crate) async fn run(
     spec: ConnectionSpec,
     wake: mpsc::Sender<()>,
+    cancel: Arc<Notify>,
     stop: CancellationToken,
     ping: Duration,
 ) {
@@ -29,10 +35,10 @@ pub(crate) async fn run(
         let attempt = async {
             let (client, notes) = spec.connect_with_notifications().await?;
             client
-                .batch_execute(&format!("LISTEN {WAKE_CHANNEL}"))
+                .batch_execute(&format!("LISTEN {WAKE_CHANNEL}; LISTEN {CANCEL_CHANNEL}"))
                 .await
                 .map_err(|e| anyhow::anyhow!("LISTEN failed: {e}"))?;
-            anyhow::Ok((client, notes_loop(notes, wake.clone())))
+            anyhow::Ok((client, notes_loop(notes, wake.clone(), cancel.clone())))
         };
         let connected = tokio::select! {
             _ = stop.cancelled() => return,
@@ -64,10 +70,15 @@ pub(crate) async fn run(
 async fn notes_loop(
     mut notes: mpsc::UnboundedReceiver<tokio_postgres::Notification>,
     wake: mpsc::Sender<()>,
+    cancel: Arc<Notify>,
 ) {
-    while notes.recv().await.is_some() {
-        // A full channel already holds a wake-up; one is as good as many.
-        let _ = wake.try_send(());
+    while let Some(note) = notes.recv().await {
+        if note.channel() == CANCEL_CHANNEL {
+            cancel.notify_one();
+        } else {
+            // A full channel already holds a wake-up; one is as good as many.
+            let _ = wake.try_send(());
+        }
     }
 }
 

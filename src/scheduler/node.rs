@@ -33,7 +33,7 @@ pub(crate) struct Shared {
     pub(crate) lease: Lease,
     pub(crate) ledger: Arc<Ledger>,
     /// Asks the heartbeat service to beat now (after an ambiguous claim).
-    pub(crate) heartbeat_nudge: Notify,
+    pub(crate) heartbeat_nudge: Arc<Notify>,
     busy: AtomicUsize,
     pub(crate) finished_since_prune: AtomicU64,
     pub(crate) runs_finished: AtomicU64,
@@ -135,7 +135,7 @@ impl NodeHandle {
         let shared = Arc::new(Shared {
             lease: Lease::new(CancellationToken::new()),
             ledger: Arc::new(Ledger::default()),
-            heartbeat_nudge: Notify::new(),
+            heartbeat_nudge: Arc::new(Notify::new()),
             config,
             spec,
             pool,
@@ -217,8 +217,15 @@ async fn run(shared: Arc<Shared>, stop: CancellationToken) -> anyhow::Result<()>
     {
         let (spec, wake, stop) = (shared.spec.clone(), wake_tx.clone(), services_stop.clone());
         let ping = shared.config.heartbeat;
+        let cancel = shared.heartbeat_nudge.clone();
         supervise(&mut services, "listen", services_stop.clone(), move || {
-            listen::run(spec.clone(), wake.clone(), stop.clone(), ping)
+            listen::run(
+                spec.clone(),
+                wake.clone(),
+                cancel.clone(),
+                stop.clone(),
+                ping,
+            )
         });
     }
     {
@@ -404,9 +411,9 @@ async fn cycle(
             observer.run_started(&run);
         }
         shared.busy.fetch_add(1, Ordering::Relaxed);
-        let entry = shared.ledger.enter(run.run_id);
-        let shared = shared.clone();
         let token = lease_token.child_token();
+        let entry = shared.ledger.enter(run.run_id, token.clone());
+        let shared = shared.clone();
         let node_id = node_id.clone();
         workers.spawn(async move {
             let _entry = entry;
