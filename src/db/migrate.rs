@@ -35,6 +35,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "roles",
         sql: include_str!("migrations/0003_roles.sql"),
     },
+    Migration {
+        version: 5,
+        name: "sql_job_roles",
+        sql: include_str!("migrations/0005_sql_job_roles.sql"),
+    },
 ];
 
 /// Arbitrary but fixed key for `pg_advisory_lock`; "crondeck" in ASCII.
