@@ -23,6 +23,9 @@ pub struct Shared {
     pub config: NodeConfig,
     pub spec: ConnectionSpec,
     pub pool: Pool,
+    /// Connections that run SQL jobs, and only those: the node's bookkeeping
+    /// never shares a session with job statements (`sql`, "Sessions").
+    pub job_pool: Pool,
     pub actor: Actor,
     node_id: RwLock<String>,
     /// Cancelled when the lease is lost; replaced by a fresh child of
@@ -124,6 +127,19 @@ impl NodeHandle {
             .create_timeout(Some(Duration::from_secs(10)))
             .build()
             .context("building the connection pool")?;
+        let job_manager = Manager::from_config(
+            spec.config().clone(),
+            spec.make_tls()?,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let job_pool = Pool::builder(job_manager)
+            .max_size(config.workers.max(1))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .create_timeout(Some(Duration::from_secs(10)))
+            .build()
+            .context("building the SQL jobs' connection pool")?;
         let actor = Actor::current();
         let kill = CancellationToken::new();
         let (lease_ok, _) = watch::channel(true);
@@ -135,6 +151,7 @@ impl NodeHandle {
             config,
             spec,
             pool,
+            job_pool,
             actor,
             node_id: RwLock::new(String::new()),
             lease_ok,
