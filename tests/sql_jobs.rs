@@ -324,10 +324,6 @@ async fn the_job_cannot_lift_its_own_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_without_run_as_runs_as_crondeck_job_not_as_the_node() {
     let s = Setup::new().await;
-    s.client
-        .batch_execute("GRANT INSERT ON public.app TO crondeck_job")
-        .await
-        .unwrap();
     let node = s.start_node(2).await;
     let forging = s
         .add("forging", "every 1h", &forge(s.victim_run), None)
@@ -343,6 +339,10 @@ async fn a_job_without_run_as_runs_as_crondeck_job_not_as_the_node() {
         error.as_deref().is_some_and(|e| e.contains("crondeck_job")),
         "the error names the role the job ran as: {error:?}"
     );
+    s.client
+        .batch_execute("GRANT INSERT ON public.app TO crondeck_job")
+        .await
+        .unwrap();
     let who = s
         .add(
             "who",
