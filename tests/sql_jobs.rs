@@ -527,3 +527,51 @@ async fn run_as_must_be_a_role_the_defining_login_holds() {
         .collect();
     assert_eq!(stored, ["allowed", "owned", "victim"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_role_without_temporary_fails_with_the_reason_until_granted() {
+    let s = Setup::new().await;
+    // A hardened database: TEMPORARY is no longer granted to PUBLIC.
+    s.client
+        .batch_execute(&format!(
+            "REVOKE TEMPORARY ON DATABASE {} FROM PUBLIC",
+            s.db.name
+        ))
+        .await
+        .unwrap();
+    let node = s.start_node(2).await;
+    let job = s
+        .add(
+            "no-temp",
+            "every 1h",
+            "INSERT INTO public.app VALUES (1)",
+            Some(&s.job_role),
+        )
+        .await;
+    let (status, sqlstate, error) = s.outcome(job).await;
+    assert_eq!(status, "failed");
+    assert_eq!(
+        sqlstate.as_deref(),
+        Some(SqlState::INSUFFICIENT_PRIVILEGE.code())
+    );
+    let error = error.unwrap_or_default();
+    assert!(
+        error.contains("temporary") && error.contains(&s.job_role),
+        "{error}"
+    );
+    assert!(s.app_rows().await.is_empty());
+    // Granted TEMPORARY, as the README asks of a hardened database (this
+    // test database is a clone of a template, and a database's own grants
+    // are not cloned with it).
+    s.client
+        .batch_execute(&format!(
+            "GRANT TEMPORARY ON DATABASE {} TO crondeck_job",
+            s.db.name
+        ))
+        .await
+        .unwrap();
+    let plain = s.add("plain", "every 1h", "SELECT 1", None).await;
+    let (status, _, error) = s.outcome(plain).await;
+    assert_eq!(status, "succeeded", "{error:?}");
+    node.shutdown().await.unwrap();
+}

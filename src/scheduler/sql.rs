@@ -144,8 +144,8 @@ fn note(code: &SqlState, run: &ClaimedRun) -> Option<String> {
     let role = run.job.spec.run_as.as_deref().unwrap_or(DEFAULT_JOB_ROLE);
     if *code == SqlState::INSUFFICIENT_PRIVILEGE {
         Some(format!(
-            "the job's statements run as role \"{role}\", with its privileges only; they may not \
-             change role or session authorization"
+            "the job's statements run as role \"{role}\", with its privileges only (and it needs \
+             TEMPORARY on the database); they may not change role or session authorization"
         ))
     } else if *code == SqlState::FEATURE_NOT_SUPPORTED
         || *code == SqlState::INVALID_TRANSACTION_TERMINATION
