@@ -183,6 +183,13 @@ async fn job_statements_cannot_leave_the_job_role() {
         format!("SELECT set_config('role', '{}', true); {forge}", s.node),
         format!("SET SESSION AUTHORIZATION DEFAULT; {forge}"),
         format!("DO $$ BEGIN RESET ROLE; {forge}; END $$"),
+        // A function of the job's own that switches role on entry.
+        format!(
+            "CREATE FUNCTION pg_temp.f() RETURNS int LANGUAGE sql SET role = '{}'
+                 AS $f$ {forge}; SELECT 1 $f$;
+             SELECT pg_temp.f()",
+            s.node
+        ),
         // Without any trick: the job role's own privileges are not enough.
         forge.clone(),
     ];
