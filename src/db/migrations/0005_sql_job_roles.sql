@@ -22,6 +22,9 @@ $$;
 
 GRANT crondeck_job TO crondeck_scheduler;
 
+-- Only the database's owner (or a superuser) can grant this; for anyone else
+-- PostgreSQL warns "no privileges were granted" and goes on, which is right:
+-- PUBLIC has TEMPORARY by default (see README, "SQL jobs").
 DO $$
 BEGIN
     EXECUTE format('GRANT TEMPORARY ON DATABASE %I TO crondeck_job', current_database());
