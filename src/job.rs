@@ -25,7 +25,7 @@ pub const DEFAULT_RETRY_BACKOFF: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ActionKind {
-    /// Statements run in the job database, as `run_as`.
+    /// Statements run in the job database, as `run_as` (default `crondeck_job`).
     Sql,
     /// A command run by `sh -c` on a node that allows shell jobs.
     Shell,

@@ -15,7 +15,7 @@
 //! timeout = "5m"                  # or "none"
 //! numbercall = -1                 # runs left; -1 unlimited
 //! tags = ["maintenance"]
-//! run_as = "reporting"            # sql jobs: SET LOCAL ROLE
+//! run_as = "reporting"            # sql jobs: role they run as (default crondeck_job)
 //! catchup = "coalesce"            # or "skip"
 //! paused = false
 //! pause_reason = "waiting for the migration"

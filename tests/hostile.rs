@@ -95,6 +95,16 @@ async fn sql_injection_through_every_field_is_inert() {
     let db = TestDb::new().await;
     let name = "x'); DROP TABLE crondeck.jobs; --";
     let description = "'; DELETE FROM crondeck.audit; --";
+    // run_as must name an existing role (migration 5): create the hostile one.
+    let role = format!("r\"; DROP ROLE x; --{}", db.name);
+    db.client()
+        .await
+        .batch_execute(&format!(
+            "CREATE ROLE \"{}\" NOLOGIN",
+            role.replace('"', "\"\"")
+        ))
+        .await
+        .unwrap();
     let out = db.run(&[
         "add",
         name,
@@ -107,7 +117,7 @@ async fn sql_injection_through_every_field_is_inert() {
         "--tag",
         "a'b\"c",
         "--run-as",
-        "r\"; DROP ROLE x; --",
+        &role,
     ]);
     assert!(out.status.success(), "{:?}", text(&out));
     for args in [

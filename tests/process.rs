@@ -160,7 +160,9 @@ async fn an_sql_job_killed_with_its_node_leaves_neither_effect_nor_success() {
     let db = TestDb::new().await;
     let client = db.client().await;
     client
-        .batch_execute("CREATE TABLE public.ledger (n int)")
+        .batch_execute(
+            "CREATE TABLE public.ledger (n int); GRANT INSERT ON public.ledger TO crondeck_job",
+        )
         .await
         .unwrap();
     let out = db.run(&[

@@ -669,7 +669,9 @@ async fn a_node_that_lost_its_lease_cannot_overwrite_the_rescue() {
     let db = TestDb::new().await;
     let mut client = db.client().await;
     client
-        .batch_execute("CREATE TABLE public.effects (n int)")
+        .batch_execute(
+            "CREATE TABLE public.effects (n int); GRANT INSERT ON public.effects TO crondeck_job",
+        )
         .await
         .unwrap();
     let sql_job = add(

@@ -72,7 +72,7 @@ pub struct AddArgs {
     pub tags: Vec<String>,
     #[arg(long, default_value = "")]
     pub description: String,
-    /// Database role the SQL runs as (SET LOCAL ROLE)
+    /// Database role the SQL runs as (default crondeck_job); you must be a member of it
     #[arg(long, value_name = "ROLE")]
     pub run_as: Option<String>,
     /// Missed ticks: coalesce into one run, or skip them

@@ -36,6 +36,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("migrations/0003_roles.sql"),
     },
     Migration {
+        version: 5,
+        name: "sql_job_roles",
+        sql: include_str!("migrations/0005_sql_job_roles.sql"),
+    },
+    Migration {
         version: 6,
         name: "cancel",
         sql: include_str!("migrations/0006_cancel.sql"),

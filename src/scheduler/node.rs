@@ -28,6 +28,9 @@ pub(crate) struct Shared {
     pub(crate) config: NodeConfig,
     pub(crate) spec: ConnectionSpec,
     pub(crate) pool: Pool,
+    /// Connections that run SQL jobs, and only those: the node's bookkeeping
+    /// never shares a session with job statements (`sql`, "Sessions").
+    pub(crate) job_pool: Pool,
     pub(crate) actor: Actor,
     /// Owned by the heartbeat service; read by everyone else.
     pub(crate) lease: Lease,
@@ -132,6 +135,23 @@ impl NodeHandle {
             })
             .build()
             .context("building the connection pool")?;
+        let job_manager = Manager::from_config(
+            spec.config().clone(),
+            spec.make_tls()?,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let job_pool = Pool::builder(job_manager)
+            .max_size(config.workers.max(1))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .timeouts(Timeouts {
+                wait: Some(config.lease),
+                create: Some(Duration::from_secs(10)),
+                recycle: Some(config.heartbeat),
+            })
+            .build()
+            .context("building the SQL jobs' connection pool")?;
         let shared = Arc::new(Shared {
             lease: Lease::new(CancellationToken::new()),
             ledger: Arc::new(Ledger::default()),
@@ -139,6 +159,7 @@ impl NodeHandle {
             config,
             spec,
             pool,
+            job_pool,
             actor: Actor::current(),
             busy: AtomicUsize::new(0),
             finished_since_prune: AtomicU64::new(0),

@@ -1,4 +1,5 @@
-//! SQL jobs. The statements run in one transaction as `run_as`, under a
+//! SQL jobs. The statements run in one transaction as the job's role
+//! (`run_as`, or `crondeck_job` when the job names none), under a
 //! `statement_timeout` equal to the job's timeout, and the success record is
 //! written in the same transaction before it commits: a crash can leave
 //! neither the effect without its record nor the record without its effect.
@@ -9,13 +10,52 @@
 //! run (the transaction carries `application_name = 'crondeck run <id>'`).
 //!
 //! A failure rolls back and records the SQLSTATE and message in a new
-//! transaction. Statements must not contain transaction control (`COMMIT`,
-//! `ROLLBACK`): they would break the atomicity above.
+//! transaction, on the node's bookkeeping pool.
+//!
+//! # The job's role is a boundary
+//!
+//! The statements are not sent to the server as they are: inside the job's
+//! transaction the node becomes the job's role, creates a temporary
+//! `SECURITY DEFINER` PL/pgSQL function owned by that role, becomes itself
+//! again and calls the function with the statements as its argument; the
+//! function `EXECUTE`s them. PostgreSQL itself then refuses, with the job's
+//! statements parsed by its own parser:
+//!
+//! - any change of role or session authorization (`SET ROLE`, `RESET ROLE`,
+//!   `SET SESSION AUTHORIZATION`, `set_config('role', ...)`): "cannot set
+//!   parameter role within security-definer function" (42501);
+//! - transaction control (`COMMIT`, `ROLLBACK`, `SAVEPOINT`, `BEGIN`,
+//!   `PREPARE TRANSACTION`): "EXECUTE of transaction commands is not
+//!   implemented" (0A000), and inside `DO` blocks or procedures "invalid
+//!   transaction termination" (2D000);
+//!
+//! and the statements have exactly the privileges of the job's role. The
+//! timeout is armed on the node's call, so `SET statement_timeout = 0` in the
+//! job does not lift it.
+//!
+//! After the function returns, before the node's own statements run in that
+//! transaction, the node closes the job's cursors (a `WITH HOLD` cursor would
+//! otherwise be computed at commit, with the node's privileges), drops its
+//! prepared statements, resets every setting it changed and pins
+//! `search_path` to `pg_catalog, pg_temp` (so a temporary type or a schema of
+//! the job cannot stand in for what the node's statements name). The
+//! function fires the job's deferred triggers before it returns, and the node
+//! becomes the job's role again before `COMMIT`, so anything the job left to
+//! run at commit runs as the job.
+//!
+//! # Sessions
+//!
+//! SQL jobs run on connections of their own (`Shared::job_pool`), never on
+//! the bookkeeping pool that claims, heartbeats and records. After every job,
+//! whatever its end, the session is reset with `DISCARD ALL` (settings,
+//! temporary objects, prepared statements, cursors, `LISTEN`s, advisory
+//! locks); a connection that could not be reset, or whose statement was
+//! cancelled, is closed instead of returned to the pool.
 
 use std::time::Duration;
 
 use tokio_postgres::error::SqlState;
-use tokio_postgres::SimpleQueryMessage;
+use tokio_postgres::types::{ToSql, Type};
 use tokio_util::sync::CancellationToken;
 
 use super::execute::{log_result, record};
@@ -37,7 +77,7 @@ enum Failure {
 pub async fn execute(shared: &Shared, run: &ClaimedRun, node_id: &str, cancel: &CancellationToken) {
     let mut interrupted = false;
     let mut timed_out = false;
-    let failure = match run_in_transaction(
+    let failure = match run_on_job_connection(
         shared,
         run,
         node_id,
@@ -55,7 +95,12 @@ pub async fn execute(shared: &Shared, run: &ClaimedRun, node_id: &str, cancel: &
         Failure::Db(error) => {
             let code = error.code().cloned();
             outcome.sqlstate = code.as_ref().map(|c| c.code().to_string());
-            outcome.error = Some(describe(&error));
+            let mut text = describe(&error);
+            if let Some(note) = code.as_ref().and_then(|c| note(c, run)) {
+                text.push_str("\nNOTE: ");
+                text.push_str(&note);
+            }
+            outcome.error = Some(text);
             if interrupted {
                 RunStatus::Interrupted
             } else if timed_out || code == Some(SqlState::QUERY_CANCELED) {
@@ -94,12 +139,40 @@ fn describe(error: &tokio_postgres::Error) -> String {
     }
 }
 
+/// What a job author needs to know about some refusals, by SQLSTATE.
+fn note(code: &SqlState, run: &ClaimedRun) -> Option<String> {
+    let role = run.job.spec.run_as.as_deref().unwrap_or(DEFAULT_JOB_ROLE);
+    if *code == SqlState::INSUFFICIENT_PRIVILEGE {
+        Some(format!(
+            "the job's statements run as role \"{role}\", with its privileges only (and it needs \
+             TEMPORARY on the database); they may not change role or session authorization"
+        ))
+    } else if *code == SqlState::FEATURE_NOT_SUPPORTED
+        || *code == SqlState::INVALID_TRANSACTION_TERMINATION
+    {
+        Some(
+            "an SQL job runs in one transaction that crondeck commits with the run's record; \
+             its statements may not contain transaction control (COMMIT, ROLLBACK, SAVEPOINT, \
+             PREPARE TRANSACTION), also not in DO blocks or procedures"
+                .into(),
+        )
+    } else {
+        None
+    }
+}
+
 /// Postgres identifier quoting, for `SET LOCAL ROLE`.
 fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-async fn run_in_transaction(
+/// The role a job without `run_as` runs as (created by migration 5): a member
+/// of nothing, so such a job can do only what was granted to it or to PUBLIC.
+pub const DEFAULT_JOB_ROLE: &str = "crondeck_job";
+
+/// Run the job on a connection of the job pool, then reset that connection
+/// (or discard it).
+async fn run_on_job_connection(
     shared: &Shared,
     run: &ClaimedRun,
     node_id: &str,
@@ -107,28 +180,100 @@ async fn run_in_transaction(
     interrupted: &mut bool,
     timed_out: &mut bool,
 ) -> Result<(), Failure> {
-    let spec = &run.job.spec;
     let mut client = shared
-        .pool
+        .job_pool
         .get()
         .await
         .map_err(|e| Failure::Node(format!("no database connection for the job: {e}")))?;
+    let result = run_in_transaction(
+        shared,
+        &mut client,
+        run,
+        node_id,
+        cancel,
+        interrupted,
+        timed_out,
+    )
+    .await;
+    // A cancel request may still be in flight towards this session: never
+    // reuse it. Otherwise reset everything the job may have left behind.
+    if *interrupted || *timed_out {
+        drop(deadpool_postgres::Object::take(client));
+    } else {
+        reset_session(client, run.run_id).await;
+    }
+    result
+}
+
+/// `DISCARD ALL` after the job's transaction ended; a session that cannot be
+/// reset is closed rather than returned to the pool.
+async fn reset_session(client: deadpool_postgres::Object, run_id: i64) {
+    match client.batch_execute("DISCARD ALL").await {
+        Ok(()) => {
+            // The server forgot every prepared statement; so must the client.
+            client.clear_type_cache();
+            client.statement_cache.clear();
+        }
+        Err(error) => {
+            tracing::warn!(run = run_id, %error,
+                "could not reset the SQL job's session; closing the connection");
+            drop(deadpool_postgres::Object::take(client));
+        }
+    }
+}
+
+/// The job's temporary wrapper function (see the module documentation).
+fn wrapper_name(run_id: i64) -> String {
+    format!("pg_temp.crondeck_job_{run_id}")
+}
+
+async fn run_in_transaction(
+    shared: &Shared,
+    client: &mut tokio_postgres::Client,
+    run: &ClaimedRun,
+    node_id: &str,
+    cancel: &CancellationToken,
+    interrupted: &mut bool,
+    timed_out: &mut bool,
+) -> Result<(), Failure> {
+    let spec = &run.job.spec;
     let cancel_token = client.cancel_token();
-    let client: &mut tokio_postgres::Client = &mut client;
     let tx = client.transaction().await.map_err(Failure::Db)?;
     let timeout_ms = spec
         .timeout
         .map_or(0, |t| t.as_millis().min(i32::MAX as u128));
+    let role = quote_ident(spec.run_as.as_deref().unwrap_or(DEFAULT_JOB_ROLE));
+    let wrapper = wrapper_name(run.run_id);
     // The name lets a rescuer find and terminate this session if the run is
     // taken away from this node (`db::nodes::node_rescue_dead`).
-    let mut setup = format!(
-        "SET LOCAL application_name = 'crondeck run {}'; SET LOCAL statement_timeout = {timeout_ms};",
+    let application_name = format!(
+        "SET LOCAL application_name = 'crondeck run {}';",
         run.run_id
     );
-    if let Some(role) = &spec.run_as {
-        setup.push_str(&format!("SET LOCAL ROLE {};", quote_ident(role)));
+    // Created as the job's role, so it is owned by it and, being SECURITY
+    // DEFINER, runs the statements as that role and no other.
+    let setup = format!(
+        "{application_name}
+         SET LOCAL statement_timeout = {timeout_ms};
+         SET LOCAL ROLE {role};
+         CREATE FUNCTION {wrapper}(statements text) RETURNS bigint
+         LANGUAGE plpgsql SECURITY DEFINER AS $crondeck$
+         DECLARE
+             affected bigint;
+         BEGIN
+             EXECUTE statements;
+             GET DIAGNOSTICS affected = ROW_COUNT;
+             -- Deferred triggers fire now, as the job's role.
+             SET CONSTRAINTS ALL IMMEDIATE;
+             RETURN affected;
+         END;
+         $crondeck$;
+         RESET ROLE;"
+    );
+    if let Err(error) = tx.batch_execute(&setup).await {
+        let _ = tx.rollback().await;
+        return Err(Failure::Db(error));
     }
-    tx.batch_execute(&setup).await.map_err(Failure::Db)?;
 
     let deadline = async {
         match spec.timeout {
@@ -138,9 +283,12 @@ async fn run_in_transaction(
     };
     tokio::pin!(deadline);
     let mut cancelled = false;
+    let call = format!("SELECT {wrapper}($1)");
     // The statements' future borrows the transaction; end it in this block.
     let result = {
-        let work = tx.simple_query(&spec.command);
+        // Unnamed statement: nothing of it outlives the call.
+        let params = [(&spec.command as &(dyn ToSql + Sync), Type::TEXT)];
+        let work = tx.query_typed_one(&call, &params);
         tokio::pin!(work);
         loop {
             tokio::select! {
@@ -158,30 +306,29 @@ async fn run_in_transaction(
             }
         }
     };
-    let messages = match result {
-        Ok(messages) => messages,
+    let row = match result {
+        Ok(row) => row,
         Err(error) => {
             let _ = tx.rollback().await;
             return Err(Failure::Db(error));
         }
     };
-    let rows_affected: u64 = messages
-        .iter()
-        .map(|m| match m {
-            SimpleQueryMessage::CommandComplete(n) => *n,
-            _ => 0,
-        })
-        .sum();
-    // Record as the node's own role, with no timeout left over from the job.
-    tx.batch_execute("RESET ROLE; SET LOCAL statement_timeout = 0;")
-        .await
-        .map_err(Failure::Db)?;
+    let rows_affected: Option<i64> = row.try_get(0).map_err(Failure::Db)?;
+    // Record as the node's own role, with nothing the job set still in force
+    // (see the module documentation), and no timeout left over from the job.
+    let sanitise = format!(
+        "CLOSE ALL; DEALLOCATE ALL; RESET ALL;
+         SET LOCAL search_path = pg_catalog, pg_temp;
+         SET LOCAL statement_timeout = 0;
+         {application_name}"
+    );
+    tx.batch_execute(&sanitise).await.map_err(Failure::Db)?;
     let completion = Completion {
         run,
         node_id,
         status: RunStatus::Succeeded,
         outcome: RunOutcome {
-            rows_affected: Some(i64::try_from(rows_affected).unwrap_or(i64::MAX)),
+            rows_affected: Some(rows_affected.unwrap_or(0)),
             ..RunOutcome::default()
         },
     };
@@ -193,7 +340,16 @@ async fn run_in_transaction(
             // Not ours any more: the effect must not commit either.
             let _ = tx.rollback().await;
         }
-        FinishResult::Recorded { .. } => tx.commit().await.map_err(Failure::Db)?,
+        FinishResult::Recorded { .. } => {
+            // Whatever runs at commit (a trigger the job deferred again) runs
+            // as the job's role, not the node's.
+            tx.batch_execute(&format!(
+                "SET LOCAL ROLE {role}; DROP FUNCTION IF EXISTS {wrapper}(text);"
+            ))
+            .await
+            .map_err(Failure::Db)?;
+            tx.commit().await.map_err(Failure::Db)?;
+        }
     }
     log_result(shared, run, RunStatus::Succeeded, &result);
     Ok(())

@@ -215,7 +215,8 @@ pub fn exclusive_sql(key: i64, body: &str) -> String {
 pub async fn create_overlaps_table(client: &tokio_postgres::Client) {
     client
         .batch_execute(
-            "CREATE TABLE public.overlaps (job_key bigint, at timestamptz DEFAULT now())",
+            "CREATE TABLE public.overlaps (job_key bigint, at timestamptz DEFAULT now());
+             GRANT INSERT ON public.overlaps TO crondeck_job",
         )
         .await
         .expect("create public.overlaps");
