@@ -114,9 +114,11 @@ pub(super) fn probe(
                             .ok_or_else(|| refused("SASL final before SASL start"))?;
                         s.finish(data).map_err(|e| refused(&e.to_string()))?;
                     }
-                    other => return Err(refused(&format!(
+                    other => {
+                        return Err(refused(&format!(
                         "server asks for authentication method {other:?}; expected SCRAM-SHA-256"
-                    ))),
+                    )))
+                    }
                 }
                 if !out.is_empty() {
                     stream
