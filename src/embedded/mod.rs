@@ -9,18 +9,42 @@
 //! `.s.PGSQL.5432`, `server.log`, and the lock files `clients.lock` and
 //! `start.lock`.
 //!
-//! * As a normal user the cluster directory is `<data-dir>/pg`.
+//! * As a normal user the cluster directory is `<data-dir>/pg`, owned by
+//!   that user.
 //! * As root it is `/var/lib/crondeck/clusters/<h>`, where `<h>` is the first
 //!   16 hex digits of sha256(canonical data-dir path), and `<data-dir>/pg` is a
 //!   symlink to it. PostgreSQL refuses to run as root, so the server runs as
-//!   the system user `postgres` (or `nobody`), and that user cannot even
-//!   traverse root's 0700 home: root cannot hand `/root/.local/share/crondeck`
-//!   to it, so the cluster lives in a directory the service user owns (0700).
-//!   Only directories and files this code creates there are chowned.
+//!   the dedicated system account `crondeck-pg`, created with `useradd
+//!   --system` when missing (never a fallback to a shared account such as
+//!   `postgres` or `nobody`: any process of that account could otherwise log
+//!   in and have root's node run a shell job). The cluster directory is the
+//!   account's (0700); `/var/lib/crondeck` is root's (0755) and
+//!   `/var/lib/crondeck/clusters` is root:crondeck-pg 01771 (the account adds
+//!   and removes its own clusters, nobody else lists it).
 //!
-//! The server listens on the Unix socket only (`listen_addresses=''`) and
-//! trusts local logins as superuser `crondeck`: the 0700 socket directory is
-//! the access control. Its log is `server.log` in the cluster directory.
+//! # Who can log in
+//!
+//! Every local login needs a password (SCRAM-SHA-256); `pg_hba.conf` rejects
+//! TCP and `listen_addresses = ''` is set in the cluster's own
+//! `postgresql.auto.conf` (and on the command line). The superuser
+//! `crondeck` has a random 256-bit password kept in
+//! `<data-dir>/superuser.password`, mode 0600, owned by the user running
+//! crondeck (root when root): the server's account cannot read it. The
+//! cluster only ever receives the SCRAM verifier, set in single-user mode
+//! before the first start, so no server runs with a login open. The 0700
+//! cluster directory (the socket's) keeps other users away from the socket
+//! altogether. Ephemeral (test harness) clusters additionally let roles
+//! other than the superuser log in without a password. See `security`.
+//!
+//! A cluster made by an older crondeck (trust logins, owned by `postgres` or
+//! `nobody`), or one whose password file is missing, is upgraded in place on
+//! the next start once its server is stopped: handed to the account, given a
+//! new password, its `pg_hba.conf` rewritten. While its old server runs, the
+//! start is refused with the command that stops it.
+//!
+//! Whoever runs code as the cluster's account controls the cluster (it owns
+//! the files: PostgreSQL's own model), so nothing but the server may run as
+//! it; that is why it is dedicated, has no shell and no password.
 //!
 //! # Starting, attaching, stale pid files
 //!
@@ -39,7 +63,7 @@
 //! Every process using the server holds a *shared* flock on `clients.lock`
 //! (taken before looking at the server, held by the returned handle). The
 //! process that started the server also spawns a detached watchdog, in its
-//! own session and as the service user when root:
+//! own session and as the service account when root:
 //! `flock -x clients.lock pg_ctl stop -D data -m fast`. It blocks until the
 //! last client releases its shared lock (exit, even `kill -9`, releases it),
 //! then stops the server while holding the exclusive lock, so a newcomer
@@ -49,9 +73,9 @@
 //! In *ephemeral* mode (test harnesses) the watchdog stops the server with
 //! `-m immediate` and then deletes the cluster directory.
 //!
-//! To stop the server by hand: `pg_ctl stop -D <cluster>/data` (as the
-//! service user when root). Do not delete a data directory whose server is
-//! running; if it happens anyway, the postmaster notices its lock file is gone
+//! To stop the server by hand: `pg_ctl stop -D <cluster>/data` (as root:
+//! `runuser -u crondeck-pg -- pg_ctl stop -D <cluster>/data`). Do not delete
+//! a data directory whose server is running; if it happens anyway, the postmaster notices its lock file is gone
 //! within a minute and shuts itself down.
 
 mod binaries;
