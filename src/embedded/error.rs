@@ -44,10 +44,11 @@ pub enum EmbeddedError {
     )]
     NoServiceAccount { name: String, reason: String },
     #[error(
-        "the embedded PostgreSQL cluster {} must be upgraded before use ({reason}), but its \
-         server (pid {pid}) is running, started by an older crondeck. Quit every crondeck using it, \
-         or stop it with `{stop}`; the next start upgrades it in place (password login, \
-         owned by the service account) and keeps the data",
+        "the embedded PostgreSQL cluster {} must be secured before use ({reason}), but its \
+         server (pid {pid}) is running (started by an older crondeck, or it lost its password \
+         file). Quit every crondeck using it, or stop it with `{stop}`; the next start secures \
+         it in place (password login, a new password, owned by the service account when root) \
+         and keeps the data",
         pgdata.display()
     )]
     NeedsUpgrade {

@@ -631,6 +631,7 @@ fn the_cluster_account_cannot_log_in_nor_read_the_password() {
     }
     // With the password, the superuser logs in (what crondeck does).
     assert_eq!(query_text(&server, "SELECT current_user"), SUPERUSER);
+    drop(server); // before `_cleanup`, which waits for the server to stop
 }
 
 /// What crondeck before this change left: a cluster initdb'ed with
