@@ -112,6 +112,99 @@ fn a_normal_user_gets_the_embedded_default_too() {
     assert!(data.join("pg").is_dir() && !data.join("pg").is_symlink());
 }
 
+/// The attack of issue 11 against the real binary: root runs a node on the
+/// embedded default; a process of the cluster's own OS account, and one of
+/// the shared `postgres` account, try to insert a shell job and trigger it.
+/// Neither gets a session; the password file is root's alone.
+#[test]
+fn as_root_the_cluster_account_and_postgres_cannot_reach_the_node() {
+    use std::os::unix::fs::MetadataExt;
+    if !nix::unistd::geteuid().is_root() {
+        // Not root: no root node to reach; the lib tests cover the
+        // password login of a user's own cluster.
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let data = dir.path().join("data");
+    let mut node = crondeck(&data, &["scheduler"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pg = data.join("pg");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let up = loop {
+        let ok = crondeck(&data, &["list"])
+            .output()
+            .unwrap()
+            .status
+            .success();
+        if ok || std::time::Instant::now() > deadline {
+            break ok;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(up, "the node's embedded server did not come up");
+    let cluster = std::fs::read_link(&pg).unwrap();
+    let owner = std::fs::metadata(cluster.join("data")).unwrap();
+    let account = nix::unistd::User::from_name("crondeck-pg")
+        .unwrap()
+        .expect("the service account");
+    assert_eq!(owner.uid(), account.uid.as_raw());
+    let password_file = data.join("superuser.password");
+    let meta = std::fs::metadata(&password_file).unwrap();
+    assert_eq!((meta.uid(), meta.mode() & 0o777), (0, 0o600));
+
+    let attack = "INSERT INTO crondeck.jobs (name, kind, command) VALUES ('pwn', 'shell', 'id > /tmp/pwned'); \
+                  SELECT crondeck.trigger('heartbeat'); SELECT 'in'";
+    let mut attackers = vec![("crondeck-pg", account.uid, account.gid)];
+    if let Ok(Some(pg)) = nix::unistd::User::from_name("postgres") {
+        attackers.push(("postgres", pg.uid, pg.gid));
+    }
+    for (name, uid, gid) in attackers {
+        let psql = Command::new("psql")
+            .args(["-X", "-w", "-At", "-h"])
+            .arg(&cluster)
+            .args([
+                "-p", "5432", "-U", "crondeck", "-d", "crondeck", "-c", attack,
+            ])
+            .env_remove("PGPASSWORD")
+            .env("HOME", "/nonexistent")
+            .current_dir("/")
+            .uid(uid.as_raw())
+            .gid(gid.as_raw())
+            .output()
+            .unwrap();
+        let (stdout, stderr) = text(&psql);
+        assert!(!psql.status.success(), "{name} got in: {stdout} {stderr}");
+        assert!(!stdout.contains("in"), "{name}: {stdout}");
+        let cat = Command::new("cat")
+            .arg(&password_file)
+            .uid(uid.as_raw())
+            .gid(gid.as_raw())
+            .output()
+            .unwrap();
+        assert!(
+            !cat.status.success() && cat.stdout.is_empty(),
+            "{name} read the password"
+        );
+    }
+    // Root's own tools still work, and no job was added.
+    let out = crondeck(&data, &["list", "--json"]).output().unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stdout.contains("\"pwn\""), "{stdout}");
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(node.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    node.wait().unwrap();
+    clean_up(&data);
+}
+
 trait OutputChild {
     fn output_child(&mut self) -> std::process::Child;
 }

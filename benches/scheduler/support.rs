@@ -179,11 +179,21 @@ impl BenchDb {
     /// A key=value connection string, for `crondeck` processes and pgbench.
     pub fn url(&self) -> String {
         format!(
-            "host='{}' port='5432' user='{}' dbname='{}'",
+            "host='{}' port='5432' user='{}' password='{}' dbname='{}'",
             self.socket_dir.display(),
             crondeck::embedded::SUPERUSER,
+            self.password(),
             self.name
         )
+    }
+
+    /// The embedded server's superuser password (for pgbench's PGPASSWORD).
+    pub fn password(&self) -> String {
+        self.spec
+            .config()
+            .get_password()
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .unwrap_or_default()
     }
 
     pub async fn start_node(&self, config: NodeConfig) -> anyhow::Result<NodeHandle> {

@@ -107,6 +107,7 @@ async fn pgbench_rate(ctx: &Ctx, clients: usize, window: Duration) -> anyhow::Re
         .arg("-h")
         .arg(ctx.server.socket_dir())
         .args(["-p", "5432", "-U", crondeck::embedded::SUPERUSER, &db.name])
+        .env("PGPASSWORD", db.password())
         .output()
         .await
         .context("running pgbench")?;

@@ -35,10 +35,40 @@ pub enum EmbeddedError {
     #[error("{}: {message}", path.display())]
     Layout { path: PathBuf, message: String },
     #[error(
-        "running as root, but neither a `postgres` nor a `nobody` user exists to run PostgreSQL \
-         (it refuses to run as root); create one, e.g. `useradd --system postgres`"
+        "running as root, the embedded PostgreSQL server needs its own system account `{name}` \
+         (PostgreSQL refuses to run as root, and a shared account such as postgres or nobody \
+         would let that account's processes run jobs as root), and it cannot be used: {reason}. \
+         Create it by hand: `useradd --system --user-group --no-create-home --home-dir /nonexistent \
+         --shell /usr/sbin/nologin {name}`; or run crondeck as a normal user, or point it at \
+         an existing database with --database-url"
     )]
-    NoServiceUser,
+    NoServiceAccount { name: String, reason: String },
+    #[error(
+        "the embedded PostgreSQL cluster {} must be secured before use ({reason}), but its \
+         server (pid {pid}) is running (started by an older crondeck, or it lost its password \
+         file). Quit every crondeck using it, or stop it with `{stop}`; the next start secures \
+         it in place (password login, a new password, owned by the service account when root) \
+         and keeps the data",
+        pgdata.display()
+    )]
+    NeedsUpgrade {
+        pgdata: PathBuf,
+        reason: String,
+        pid: i32,
+        stop: String,
+    },
+    #[error(
+        "the embedded PostgreSQL at {} refused the superuser's login ({sqlstate}: {message}); \
+         the password in {} does not match the cluster. Stop the server and remove that file: \
+         the next start sets a new password",
+        socket.display(), password_file.display()
+    )]
+    LoginRefused {
+        socket: PathBuf,
+        sqlstate: String,
+        message: String,
+        password_file: PathBuf,
+    },
     #[error(
         "cluster {} was created by PostgreSQL {cluster}, but the binaries in {} are version {binaries}; \
          install PostgreSQL {cluster} (or upgrade the cluster with pg_upgrade), or use another --data-dir",

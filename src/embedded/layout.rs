@@ -3,16 +3,29 @@
 use std::fs::DirBuilder;
 use std::io::ErrorKind;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Stdio};
 
 use nix::unistd::{Gid, Uid, User};
 use sha2::{Digest, Sha256};
 
+use super::binaries::find_program;
 use super::{io_err, EmbeddedError, SOCKET_NAME};
 
 /// PostgreSQL's limit: `sizeof(sockaddr_un.sun_path)` (108) minus the NUL.
 pub(super) const MAX_SOCKET_PATH: usize = 107;
+
+/// Name of the superuser's password file in the data directory.
+pub const PASSWORD_FILE: &str = "superuser.password";
+
+/// The system account that owns and runs the cluster when crondeck runs as
+/// root. It exists for this and nothing else: a shared account (`postgres`,
+/// `nobody`) would let every process of that account reach a server whose
+/// jobs run as root.
+pub const SERVICE_ACCOUNT: &str = "crondeck-pg";
 
 /// The unprivileged account the server runs as when crondeck runs as root.
 #[derive(Debug, Clone)]
@@ -23,19 +36,97 @@ pub(super) struct ServiceUser {
 }
 
 impl ServiceUser {
-    /// `postgres` if it exists, else `nobody`.
-    fn lookup() -> Result<Self, EmbeddedError> {
-        for name in ["postgres", "nobody"] {
-            if let Ok(Some(u)) = User::from_name(name) {
-                return Ok(ServiceUser {
-                    name: u.name,
-                    uid: u.uid,
-                    gid: u.gid,
-                });
-            }
-        }
-        Err(EmbeddedError::NoServiceUser)
+    /// The dedicated account, created (`useradd --system`) if missing. Never
+    /// falls back to another account.
+    /// `lock_dir` (root's, e.g. `/var/lib/crondeck`) holds the lock that
+    /// serialises creation: concurrent useradd runs can clobber each other.
+    fn ensure(lock_dir: &Path) -> Result<Self, EmbeddedError> {
+        ensure_root_dir(lock_dir, 0, 0o755)?;
+        let path = lock_dir.join(".account.lock");
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+            .map_err(|e| io_err("open the lock file", &path, e))?;
+        let _locked = super::lifetime::lock(file, nix::fcntl::FlockArg::LockExclusive, &path)?;
+        let useradd = find_program("useradd", std::env::var_os("PATH").as_deref());
+        ensure_account(SERVICE_ACCOUNT, useradd.as_deref())
     }
+}
+
+/// Look `name` up; if missing, create it with `useradd` (a system account
+/// with its own group, no home, no login shell). Concurrent crondeck
+/// processes may race here: a failed useradd is followed by a second lookup.
+pub(super) fn ensure_account(
+    name: &str,
+    useradd: Option<&Path>,
+) -> Result<ServiceUser, EmbeddedError> {
+    let lookup = || -> Result<Option<ServiceUser>, EmbeddedError> {
+        match User::from_name(name) {
+            Ok(Some(u)) if u.uid.is_root() => Err(EmbeddedError::NoServiceAccount {
+                name: name.to_string(),
+                reason: "it has uid 0; it must be an unprivileged account".into(),
+            }),
+            Ok(Some(u)) => Ok(Some(ServiceUser {
+                name: u.name,
+                uid: u.uid,
+                gid: u.gid,
+            })),
+            Ok(None) => Ok(None),
+            Err(e) => Err(EmbeddedError::NoServiceAccount {
+                name: name.to_string(),
+                reason: format!("looking it up failed: {e}"),
+            }),
+        }
+    };
+    if let Some(found) = lookup()? {
+        return Ok(found);
+    }
+    let Some(useradd) = useradd else {
+        return Err(EmbeddedError::NoServiceAccount {
+            name: name.to_string(),
+            reason: "it does not exist and useradd(8) was not found to create it".into(),
+        });
+    };
+    let shell = ["/usr/sbin/nologin", "/sbin/nologin", "/bin/false"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .unwrap_or("/bin/false");
+    let mut last = String::new();
+    for _ in 0..3 {
+        tracing::info!("creating the system account {name} for the embedded PostgreSQL server");
+        match Command::new(useradd)
+            .args(["--system", "--user-group", "--no-create-home"])
+            .args(["--home-dir", "/nonexistent", "--shell", shell])
+            .args(["--comment", "crondeck embedded PostgreSQL"])
+            .arg(name)
+            .stdin(Stdio::null())
+            .output()
+        {
+            Ok(out) if out.status.success() => {}
+            Ok(out) => {
+                last = format!(
+                    "{} exited with {}: {}",
+                    useradd.display(),
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+            }
+            Err(e) => last = format!("could not run {}: {e}", useradd.display()),
+        }
+        // Success, or another crondeck created it meanwhile.
+        if let Some(found) = lookup()? {
+            return Ok(found);
+        }
+    }
+    Err(EmbeddedError::NoServiceAccount {
+        name: name.to_string(),
+        reason: last,
+    })
 }
 
 #[derive(Debug, Clone)]
@@ -72,6 +163,12 @@ impl Layout {
     pub fn start_lock(&self) -> PathBuf {
         self.cluster_dir.join("start.lock")
     }
+    /// The superuser's password: in the caller's data directory, outside the
+    /// cluster, owned by the caller (root when root) and mode 0600, so the
+    /// server's own account cannot read it.
+    pub fn password_file(&self) -> PathBuf {
+        self.data_dir.join(PASSWORD_FILE)
+    }
 
     /// Decide the layout for `data_dir` (creating `data_dir` 0700 if missing).
     /// `clusters_root` is `/var/lib/crondeck/clusters` outside tests.
@@ -85,31 +182,33 @@ impl Layout {
             .canonicalize()
             .map_err(|e| io_err("resolve the data directory", data_dir, e))?;
 
-        let layout = if Uid::effective().is_root() {
+        if Uid::effective().is_root() {
             let digest = Sha256::digest(data_dir.as_os_str().as_bytes());
             let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
             let cluster_dir = clusters_root.join(&hex[..16]);
+            check_cluster_path(&cluster_dir)?;
             let mut parents = Vec::new();
             if let Some(p) = clusters_root.parent() {
                 parents.push(p.to_path_buf());
             }
             parents.push(clusters_root.to_path_buf());
-            Layout {
+            let service = ServiceUser::ensure(&parents[0])?;
+            Ok(Layout {
                 data_dir,
                 cluster_dir,
-                service: Some(ServiceUser::lookup()?),
+                service: Some(service),
                 parents,
-            }
+            })
         } else {
-            Layout {
-                cluster_dir: data_dir.join("pg"),
+            let cluster_dir = data_dir.join("pg");
+            check_cluster_path(&cluster_dir)?;
+            Ok(Layout {
+                cluster_dir,
                 data_dir,
                 service: None,
                 parents: Vec::new(),
-            }
-        };
-        check_cluster_path(&layout.cluster_dir)?;
-        Ok(layout)
+            })
+        }
     }
 
     /// Create the cluster directory (and, as root, its parents and the `pg`
@@ -120,13 +219,12 @@ impl Layout {
         match &self.service {
             Some(svc) => {
                 for (i, dir) in self.parents.iter().enumerate() {
-                    // /var/lib/crondeck is traversable; the clusters dir is private.
-                    let mode = if i + 1 == self.parents.len() {
-                        0o700
+                    if i + 1 == self.parents.len() {
+                        // Clusters: the account may add and remove its own.
+                        ensure_root_dir(dir, svc.gid.as_raw(), 0o1771)?;
                     } else {
-                        0o755
-                    };
-                    ensure_dir(dir, mode, Some(svc))?;
+                        ensure_root_dir(dir, 0, 0o755)?;
+                    }
                 }
                 ensure_dir(&self.cluster_dir, 0o700, Some(svc))?;
                 self.ensure_symlink(&link)
@@ -171,6 +269,37 @@ impl Layout {
             _ => Ok(()),
         }
     }
+}
+
+/// A directory above the clusters (`/var/lib/crondeck`, root:root 0755, and
+/// `/var/lib/crondeck/clusters`, root:<service group> 01771): owned by root,
+/// so the service account cannot rename or replace what is in it. In the
+/// clusters directory the account may add and remove its own cluster
+/// directories (the sticky bit keeps it from anyone else's); everyone else may
+/// only traverse, and every cluster directory is 0700. A directory an older
+/// crondeck handed to `postgres` or `nobody` is taken back here.
+fn ensure_root_dir(dir: &Path, gid: u32, mode: u32) -> Result<(), EmbeddedError> {
+    match DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(io_err("create", dir, e)),
+    }
+    let meta = std::fs::symlink_metadata(dir).map_err(|e| io_err("inspect", dir, e))?;
+    if !meta.is_dir() {
+        return Err(EmbeddedError::Layout {
+            path: dir.to_path_buf(),
+            message: "exists but is not a directory; remove it".into(),
+        });
+    }
+    if meta.uid() != 0 || meta.gid() != gid {
+        std::os::unix::fs::lchown(dir, Some(0), Some(gid))
+            .map_err(|e| io_err(&format!("give to root (group {gid})"), dir, e))?;
+    }
+    if meta.mode() & 0o7777 != mode {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| io_err("set the mode of", dir, e))?;
+    }
+    Ok(())
 }
 
 /// Create `dir` with `mode`; when running as root, hand it to the service user.

@@ -9,18 +9,42 @@
 //! `.s.PGSQL.5432`, `server.log`, and the lock files `clients.lock` and
 //! `start.lock`.
 //!
-//! * As a normal user the cluster directory is `<data-dir>/pg`.
+//! * As a normal user the cluster directory is `<data-dir>/pg`, owned by
+//!   that user.
 //! * As root it is `/var/lib/crondeck/clusters/<h>`, where `<h>` is the first
 //!   16 hex digits of sha256(canonical data-dir path), and `<data-dir>/pg` is a
 //!   symlink to it. PostgreSQL refuses to run as root, so the server runs as
-//!   the system user `postgres` (or `nobody`), and that user cannot even
-//!   traverse root's 0700 home: root cannot hand `/root/.local/share/crondeck`
-//!   to it, so the cluster lives in a directory the service user owns (0700).
-//!   Only directories and files this code creates there are chowned.
+//!   the dedicated system account `crondeck-pg`, created with `useradd
+//!   --system` when missing (never a fallback to a shared account such as
+//!   `postgres` or `nobody`: any process of that account could otherwise log
+//!   in and have root's node run a shell job). The cluster directory is the
+//!   account's (0700); `/var/lib/crondeck` is root's (0755) and
+//!   `/var/lib/crondeck/clusters` is root:crondeck-pg 01771 (the account adds
+//!   and removes its own clusters, nobody else lists it).
 //!
-//! The server listens on the Unix socket only (`listen_addresses=''`) and
-//! trusts local logins as superuser `crondeck`: the 0700 socket directory is
-//! the access control. Its log is `server.log` in the cluster directory.
+//! # Who can log in
+//!
+//! Every local login needs a password (SCRAM-SHA-256); `pg_hba.conf` rejects
+//! TCP and `listen_addresses = ''` is set in the cluster's own
+//! `postgresql.auto.conf` (and on the command line). The superuser
+//! `crondeck` has a random 256-bit password kept in
+//! `<data-dir>/superuser.password`, mode 0600, owned by the user running
+//! crondeck (root when root): the server's account cannot read it. The
+//! cluster only ever receives the SCRAM verifier, set in single-user mode
+//! before the first start, so no server runs with a login open. The 0700
+//! cluster directory (the socket's) keeps other users away from the socket
+//! altogether. Ephemeral (test harness) clusters additionally let roles
+//! other than the superuser log in without a password. See `security`.
+//!
+//! A cluster made by an older crondeck (trust logins, owned by `postgres` or
+//! `nobody`), or one whose password file is missing, is upgraded in place on
+//! the next start once its server is stopped: handed to the account, given a
+//! new password, its `pg_hba.conf` rewritten. While its old server runs, the
+//! start is refused with the command that stops it.
+//!
+//! Whoever runs code as the cluster's account controls the cluster (it owns
+//! the files: PostgreSQL's own model), so nothing but the server may run as
+//! it; that is why it is dedicated, has no shell and no password.
 //!
 //! # Starting, attaching, stale pid files
 //!
@@ -39,7 +63,7 @@
 //! Every process using the server holds a *shared* flock on `clients.lock`
 //! (taken before looking at the server, held by the returned handle). The
 //! process that started the server also spawns a detached watchdog, in its
-//! own session and as the service user when root:
+//! own session and as the service account when root:
 //! `flock -x clients.lock pg_ctl stop -D data -m fast`. It blocks until the
 //! last client releases its shared lock (exit, even `kill -9`, releases it),
 //! then stops the server while holding the exclusive lock, so a newcomer
@@ -49,9 +73,9 @@
 //! In *ephemeral* mode (test harnesses) the watchdog stops the server with
 //! `-m immediate` and then deletes the cluster directory.
 //!
-//! To stop the server by hand: `pg_ctl stop -D <cluster>/data` (as the
-//! service user when root). Do not delete a data directory whose server is
-//! running; if it happens anyway, the postmaster notices its lock file is gone
+//! To stop the server by hand: `pg_ctl stop -D <cluster>/data` (as root:
+//! `runuser -u crondeck-pg -- pg_ctl stop -D <cluster>/data`). Do not delete
+//! a data directory whose server is running; if it happens anyway, the postmaster notices its lock file is gone
 //! within a minute and shuts itself down.
 
 mod binaries;
@@ -59,6 +83,7 @@ mod error;
 mod layout;
 mod lifetime;
 mod probe;
+mod security;
 #[cfg(test)]
 mod tests;
 
@@ -73,6 +98,7 @@ pub use binaries::{find_binaries, PgBinaries};
 use error::io_err;
 pub use error::EmbeddedError;
 use layout::Layout;
+pub use layout::{PASSWORD_FILE, SERVICE_ACCOUNT};
 use lifetime::Postmaster;
 
 /// Superuser created by initdb; clients log in as this user.
@@ -88,7 +114,9 @@ const TAIL_LINES: usize = 20;
 pub struct EmbeddedOptions {
     pub data_dir: PathBuf,
     /// Test harness mode: when the last client goes, stop immediately and
-    /// delete the cluster; also skip fsync (the data is thrown away).
+    /// delete the cluster; also skip fsync (the data is thrown away), and let
+    /// roles other than the superuser log in without a password (tests log in
+    /// as the roles they create). Never for data that matters.
     pub ephemeral: bool,
 }
 
@@ -98,9 +126,13 @@ pub struct EmbeddedServer {
     _clients_lock: Flock<File>,
     data_dir: PathBuf,
     cluster_dir: PathBuf,
+    password_file: PathBuf,
+    /// The superuser's password; never printed (see the Debug impl).
+    password: String,
     bins: PgBinaries,
     started_here: bool,
     initialized_here: bool,
+    secured_here: bool,
 }
 
 impl std::fmt::Debug for EmbeddedServer {
@@ -108,10 +140,12 @@ impl std::fmt::Debug for EmbeddedServer {
         f.debug_struct("EmbeddedServer")
             .field("data_dir", &self.data_dir)
             .field("cluster_dir", &self.cluster_dir)
+            .field("password_file", &self.password_file)
             .field("bins", &self.bins)
             .field("started_here", &self.started_here)
             .field("initialized_here", &self.initialized_here)
-            .finish()
+            .field("secured_here", &self.secured_here)
+            .finish_non_exhaustive()
     }
 }
 
@@ -163,7 +197,35 @@ impl EmbeddedServer {
         let start_lock = lifetime::lock(start_file, FlockArg::LockExclusive, &start_path)?;
 
         let initialized_here = init_if_needed(&layout, &bins, opts.ephemeral)?;
-        let started_here = match lifetime::postmaster_state(&layout.pgdata()) {
+        let state = lifetime::postmaster_state(&layout.pgdata());
+        // A cluster of an older crondeck (trust logins, owned by a shared
+        // account), or one whose password file went missing: upgrade it in
+        // place, which needs the server stopped.
+        let mut secured_here = initialized_here;
+        if let Some(reason) = security::needs_securing(&layout, &layout.pgdata(), opts.ephemeral)? {
+            if let Postmaster::Live(pid) = state {
+                return Err(EmbeddedError::NeedsUpgrade {
+                    pgdata: layout.pgdata(),
+                    reason,
+                    pid,
+                    stop: stop_command(&layout),
+                });
+            }
+            tracing::warn!(
+                "securing the embedded PostgreSQL cluster in {}: {reason}",
+                layout.pgdata().display()
+            );
+            lifetime::remove_stale(&layout)?;
+            security::secure(&layout, &bins, &layout.pgdata(), opts.ephemeral)?;
+            secured_here = true;
+        }
+        let password_file = layout.password_file();
+        let password =
+            security::read_password(&password_file).map_err(|message| EmbeddedError::Layout {
+                path: password_file.clone(),
+                message,
+            })?;
+        let started_here = match state {
             Postmaster::Live(pid) => {
                 tracing::debug!(pid, "attaching to running embedded PostgreSQL");
                 false
@@ -180,16 +242,19 @@ impl EmbeddedServer {
                 true
             }
         };
-        wait_ready(&layout)?;
+        wait_ready(&layout, &password)?;
         drop(start_lock);
 
         Ok(EmbeddedServer {
             _clients_lock: clients_lock,
             data_dir: layout.data_dir,
             cluster_dir: layout.cluster_dir,
+            password_file,
+            password,
             bins,
             started_here,
             initialized_here,
+            secured_here,
         })
     }
 
@@ -212,13 +277,27 @@ impl EmbeddedServer {
         self.initialized_here
     }
 
-    /// Connection settings for database `dbname` over the socket, user `crondeck`.
+    /// This process set the superuser's password and wrote `pg_hba.conf`
+    /// (a fresh cluster, or one of an older crondeck upgraded in place).
+    pub fn secured_here(&self) -> bool {
+        self.secured_here
+    }
+
+    /// The file holding the superuser's password (mode 0600, in the data
+    /// directory, readable by the user running crondeck only).
+    pub fn password_file(&self) -> &Path {
+        &self.password_file
+    }
+
+    /// Connection settings for database `dbname` over the socket, user
+    /// `crondeck`, with its password.
     pub fn client_config(&self, dbname: &str) -> tokio_postgres::Config {
         let mut config = tokio_postgres::Config::new();
         config
             .host_path(&self.cluster_dir)
             .port(PORT)
             .user(SUPERUSER)
+            .password(self.password.as_bytes())
             .dbname(dbname)
             .application_name("crondeck");
         config
@@ -268,7 +347,9 @@ fn init_if_needed(
     let mut cmd = lifetime::pg_command(&bins.initdb(), layout);
     cmd.arg("-D")
         .arg(&tmp)
-        .args(["-U", SUPERUSER, "-A", "trust", "-E", "UTF8", "--locale=C"]);
+        // No login works until `security::secure` has set the password and
+        // written pg_hba.conf, before the cluster is moved into place.
+        .args(["-U", SUPERUSER, "-A", "reject", "-E", "UTF8", "--locale=C"]);
     if ephemeral {
         cmd.arg("--no-sync");
     }
@@ -280,6 +361,7 @@ fn init_if_needed(
     if !out.status.success() {
         return Err(command_failed("initdb", &bins.initdb(), &out, None));
     }
+    security::secure(layout, bins, &tmp, ephemeral)?;
     std::fs::rename(&tmp, &pgdata).map_err(|e| io_err("move the new cluster into", &pgdata, e))?;
     Ok(true)
 }
@@ -353,14 +435,39 @@ fn command_failed(what: &str, program: &Path, out: &Output, log: Option<&Path>) 
     }
 }
 
-/// Wait until a login on database `postgres` succeeds.
-fn wait_ready(layout: &Layout) -> Result<(), EmbeddedError> {
+/// How to stop the server by hand (as its owner).
+fn stop_command(layout: &Layout) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let pgdata = layout.pgdata();
+    let pg_ctl = format!("pg_ctl stop -D {}", pgdata.display());
+    if !nix::unistd::Uid::effective().is_root() {
+        return pg_ctl;
+    }
+    let owner = std::fs::metadata(&pgdata)
+        .ok()
+        .and_then(|m| nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(m.uid())).ok())
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| "postgres".into());
+    format!("runuser -u {owner} -- {pg_ctl}")
+}
+
+/// Wait until a login (with the password) on database `postgres` succeeds.
+fn wait_ready(layout: &Layout, password: &str) -> Result<(), EmbeddedError> {
     let started = Instant::now();
     let socket = layout.socket();
     loop {
-        let last_error = match probe::probe(&socket, SUPERUSER, "postgres") {
+        let last_error = match probe::probe(&socket, SUPERUSER, password, "postgres") {
             Ok(()) => return Ok(()),
-            Err(e) => e,
+            Err(probe::ProbeError::Refused { sqlstate, message }) => {
+                return Err(EmbeddedError::LoginRefused {
+                    socket,
+                    sqlstate,
+                    message,
+                    password_file: layout.password_file(),
+                })
+            }
+            Err(probe::ProbeError::NotYet(e)) => e,
         };
         if started.elapsed() >= READY_TIMEOUT {
             return Err(EmbeddedError::NotReady {

@@ -410,3 +410,400 @@ fn default_data_dir_follows_xdg_then_home() {
     );
     assert!(matches!(p(None, None), Err(EmbeddedError::NoHome)));
 }
+
+// ---------------------------------------------------------------------------
+// Who can log in: the attack of issue 11 (a process of the server's own OS
+// account, or of the shared `postgres` account, logging in to root's cluster
+// to insert and trigger a shell job that root's node would run).
+
+const ACCOUNT_CHILD_ENV: &str = "CRONDECK_EMBEDDED_TEST_ACCOUNT_CHILD";
+
+/// Entry point of the child run as the cluster's OS account by
+/// `the_cluster_account_cannot_log_in_nor_read_the_password`; a no-op as an
+/// ordinary test. Prints what each attempt got.
+#[test]
+fn account_child_entry() {
+    let Some(socket) = std::env::var_os(ACCOUNT_CHILD_ENV) else {
+        return;
+    };
+    let socket = PathBuf::from(socket);
+    let password_file = PathBuf::from(std::env::var_os("PASSWORD_FILE").unwrap());
+    println!(
+        "ACCOUNT uid={} euid={}",
+        nix::unistd::getuid(),
+        nix::unistd::geteuid()
+    );
+    for (what, password) in [("empty", ""), ("guess", "crondeck")] {
+        let got = match probe::probe(&socket, SUPERUSER, password, "postgres") {
+            Ok(()) => "logged-in".to_string(),
+            Err(probe::ProbeError::Refused { sqlstate, .. }) => format!("refused {sqlstate}"),
+            Err(probe::ProbeError::NotYet(e)) => format!("unreachable {e}"),
+        };
+        println!("ACCOUNT login-{what} {got}");
+    }
+    let read = match std::fs::read(&password_file) {
+        Ok(_) => "read".to_string(),
+        Err(e) => format!("{:?}", e.kind()),
+    };
+    println!("ACCOUNT password-file {read}");
+}
+
+/// Run `account_child_entry` in a child process as `uid:gid`; its report lines.
+fn run_as_account(uid: u32, gid: u32, socket: &Path, password_file: &Path) -> Vec<String> {
+    use std::os::unix::process::CommandExt;
+    let module = module_path!().split_once("::").map(|x| x.1).unwrap_or("");
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            &format!("{module}::account_child_entry"),
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(ACCOUNT_CHILD_ENV, socket)
+        .env("PASSWORD_FILE", password_file)
+        .current_dir("/")
+        .uid(uid)
+        .gid(gid)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "account child failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+        .lines()
+        .filter_map(|l| l.find("ACCOUNT ").map(|i| l[i + 8..].to_string()))
+        .collect()
+}
+
+/// `psql` run as `uid:gid` with no password: its exit status and output.
+fn psql_as(uid: u32, gid: u32, socket_dir: &Path, sql: &str) -> std::process::Output {
+    use std::os::unix::process::CommandExt;
+    let psql = binaries::find_program("psql", std::env::var_os("PATH").as_deref())
+        .or_else(|| {
+            let p = find_binaries().ok()?.bindir.join("psql");
+            p.exists().then_some(p)
+        })
+        .expect("psql");
+    Command::new(psql)
+        .args(["-X", "-w", "-At", "-h"])
+        .arg(socket_dir)
+        .args(["-p", "5432", "-U", SUPERUSER, "-d", "postgres", "-c", sql])
+        .env_remove("PGPASSWORD")
+        .env_remove("PGPASSFILE")
+        .env("HOME", "/nonexistent")
+        .current_dir("/")
+        .uid(uid)
+        .gid(gid)
+        .output()
+        .unwrap()
+}
+
+/// Non-comment, non-empty lines of a configuration file.
+fn config_lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+/// The cluster's own files say: password for every local login, no TCP.
+fn assert_locked_down(cluster: &Path) {
+    let hba = config_lines(&cluster.join("data/pg_hba.conf"));
+    assert!(!hba.is_empty());
+    for line in &hba {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.first() {
+            Some(&"local") => assert_eq!(words.last(), Some(&"scram-sha-256"), "{line}"),
+            _ => assert_eq!(words.last(), Some(&"reject"), "{line}"),
+        }
+        assert!(!line.contains("trust"), "{line}");
+    }
+    let auto = config_lines(&cluster.join("data/postgresql.auto.conf"));
+    assert!(
+        auto.iter().any(|l| l == "listen_addresses = ''"),
+        "{auto:?}"
+    );
+}
+
+fn owner_of(path: &Path) -> (u32, u32) {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).unwrap();
+    (meta.uid(), meta.gid())
+}
+
+/// Real uid of a running process, from /proc.
+fn process_uid(pid: i32) -> u32 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn the_cluster_account_cannot_log_in_nor_read_the_password() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = test_dir();
+    // World-traversable data directory: the password file's own mode is the
+    // only thing keeping other accounts out of it.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let server = EmbeddedServer::start(&opts(dir.path(), false)).unwrap();
+    let cluster = server.cluster_dir().to_path_buf();
+    let _cleanup = RemoveCluster(cluster.clone());
+    assert!(server.secured_here());
+    assert_eq!(query_text(&server, "SHOW listen_addresses"), "");
+    assert_eq!(
+        query_text(&server, "SHOW password_encryption"),
+        "scram-sha-256"
+    );
+    assert_locked_down(&cluster);
+
+    let pwfile = server.password_file().to_path_buf();
+    assert_eq!(
+        pwfile,
+        dir.path().canonicalize().unwrap().join(PASSWORD_FILE)
+    );
+    let meta = std::fs::symlink_metadata(&pwfile).unwrap();
+    assert_eq!(meta.mode() & 0o777, 0o600);
+    assert_eq!(meta.uid(), nix::unistd::geteuid().as_raw());
+    assert!(!pwfile.starts_with(cluster.join("data")));
+
+    // The server runs as the cluster's account: the dedicated one when root.
+    let (uid, gid) = owner_of(&cluster.join("data"));
+    let pid = postmaster_pid(&cluster).unwrap();
+    assert_eq!(process_uid(pid), uid);
+    if nix::unistd::geteuid().is_root() {
+        let account = nix::unistd::User::from_name(SERVICE_ACCOUNT)
+            .unwrap()
+            .expect("the service account exists");
+        assert_eq!(uid, account.uid.as_raw());
+        assert_ne!(uid, 0);
+        for shared in ["postgres", "nobody"] {
+            if let Ok(Some(u)) = nix::unistd::User::from_name(shared) {
+                assert_ne!(u.uid.as_raw(), uid, "cluster owned by shared {shared}");
+            }
+        }
+    }
+
+    // The attack: a process of that account tries to log in and to read
+    // the password.
+    let report = run_as_account(uid, gid, &server.socket_dir().join(SOCKET_NAME), &pwfile);
+    assert_eq!(
+        report.first().map(String::as_str),
+        Some(format!("uid={uid} euid={uid}").as_str()),
+        "{report:?}"
+    );
+    assert!(
+        report.contains(&"login-empty refused 28P01".to_string()),
+        "{report:?}"
+    );
+    assert!(
+        report.contains(&"login-guess refused 28P01".to_string()),
+        "{report:?}"
+    );
+    if nix::unistd::geteuid().is_root() {
+        assert!(
+            report.contains(&"password-file PermissionDenied".to_string()),
+            "{report:?}"
+        );
+    }
+    let out = psql_as(uid, gid, server.socket_dir(), "SELECT 'in'");
+    assert!(!out.status.success(), "psql as the account logged in");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("in"));
+
+    // The account of a system PostgreSQL cannot even reach the socket.
+    if let Ok(Some(pg)) = nix::unistd::User::from_name("postgres") {
+        if nix::unistd::geteuid().is_root() {
+            let out = psql_as(
+                pg.uid.as_raw(),
+                pg.gid.as_raw(),
+                server.socket_dir(),
+                "SELECT 'in'",
+            );
+            assert!(!out.status.success(), "psql as postgres logged in");
+        }
+    }
+    // With the password, the superuser logs in (what crondeck does).
+    assert_eq!(query_text(&server, "SELECT current_user"), SUPERUSER);
+    drop(server); // before `_cleanup`, which waits for the server to stop
+}
+
+/// What crondeck before this change left: a cluster initdb'ed with
+/// `-A trust`, owned by `postgres` when root (by the caller otherwise),
+/// running with the old command line. Returns its cluster directory and owner.
+fn make_old_style_cluster(data_dir: &Path) -> (PathBuf, u32, u32) {
+    use std::os::unix::fs::DirBuilderExt;
+    let layout = Layout::resolve(data_dir, Path::new(ROOT_CLUSTERS)).unwrap();
+    let (uid, gid) = if nix::unistd::geteuid().is_root() {
+        let pg = nix::unistd::User::from_name("postgres")
+            .unwrap()
+            .expect("user postgres (the old code's service account)");
+        (pg.uid.as_raw(), pg.gid.as_raw())
+    } else {
+        (
+            nix::unistd::geteuid().as_raw(),
+            nix::unistd::getegid().as_raw(),
+        )
+    };
+    let cluster = layout.cluster_dir.clone();
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&cluster)
+        .unwrap();
+    std::os::unix::fs::lchown(&cluster, Some(uid), Some(gid)).unwrap();
+    if layout.service.is_some() {
+        std::os::unix::fs::symlink(&cluster, layout.data_dir.join("pg")).unwrap();
+    }
+    let bins = find_binaries().unwrap();
+    let as_owner = |program: PathBuf| {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = Command::new(program);
+        cmd.current_dir(&cluster).env("LC_ALL", "C");
+        if nix::unistd::geteuid().is_root() {
+            cmd.uid(uid).gid(gid);
+        }
+        cmd
+    };
+    let out = as_owner(bins.initdb())
+        .arg("-D")
+        .arg(cluster.join("data"))
+        .args([
+            "-U",
+            SUPERUSER,
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-sync",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let out = as_owner(bins.pg_ctl())
+        .args(["start", "-w", "-t", "60", "-D"])
+        .arg(cluster.join("data"))
+        .arg("-l")
+        .arg(cluster.join("server.log"))
+        .arg("-o")
+        .arg(format!(
+            "-c listen_addresses='' -c unix_socket_directories='{}' -c port=5432 -c unix_socket_permissions=0700",
+            cluster.display()
+        ))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(out.success());
+    (cluster, uid, gid)
+}
+
+#[test]
+fn a_cluster_of_the_old_trust_setup_is_upgraded_in_place() {
+    use std::os::unix::process::CommandExt;
+    let dir = test_dir();
+    let (cluster, old_uid, old_gid) = make_old_style_cluster(dir.path());
+    let _cleanup = RemoveCluster(cluster.clone());
+    // Data made under the old setup, as its owner, with no password at all.
+    let out = psql_as(
+        old_uid,
+        old_gid,
+        &cluster,
+        "CREATE TABLE keep_me(v text); INSERT INTO keep_me VALUES ('kept'); SELECT 'in'",
+    );
+    assert!(out.status.success(), "the old setup trusts: {out:?}");
+
+    // Its server is still running: refuse, and say how to stop it.
+    let err = EmbeddedServer::start(&opts(dir.path(), false)).unwrap_err();
+    assert!(matches!(err, EmbeddedError::NeedsUpgrade { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(msg.contains("pg_ctl stop -D"), "{msg}");
+    let out = psql_as(old_uid, old_gid, &cluster, "SELECT 'in'");
+    assert!(
+        out.status.success(),
+        "a refused start must not change anything"
+    );
+
+    // Stopped, the next start upgrades it and keeps the data.
+    let bins = find_binaries().unwrap();
+    let mut stop = Command::new(bins.pg_ctl());
+    stop.args(["stop", "-w", "-D"])
+        .arg(cluster.join("data"))
+        .current_dir(&cluster);
+    if nix::unistd::geteuid().is_root() {
+        stop.uid(old_uid).gid(old_gid);
+    }
+    assert!(stop.output().unwrap().status.success());
+    let server = EmbeddedServer::start(&opts(dir.path(), false)).unwrap();
+    assert!(server.started_here() && !server.initialized_here() && server.secured_here());
+    assert_eq!(query_text(&server, "SELECT v FROM keep_me"), "kept");
+    assert_locked_down(&cluster);
+    let (uid, gid) = owner_of(&cluster.join("data"));
+    if nix::unistd::geteuid().is_root() {
+        assert_ne!(uid, old_uid, "still owned by postgres");
+        assert_eq!(owner_of(&cluster.join("data/pg_hba.conf")), (uid, gid));
+        assert_eq!(owner_of(&cluster.join("server.log")), (uid, gid));
+        // The old account has lost the cluster entirely.
+        let out = psql_as(old_uid, old_gid, &cluster, "SELECT 'in'");
+        assert!(!out.status.success(), "postgres still logs in: {out:?}");
+    }
+    // And the new owner needs the password like everyone else.
+    let report = run_as_account(uid, gid, &cluster.join(SOCKET_NAME), server.password_file());
+    assert!(
+        report.contains(&"login-empty refused 28P01".to_string()),
+        "{report:?}"
+    );
+
+    // A second start attaches without touching the setup again.
+    let again = EmbeddedServer::start(&opts(dir.path(), false)).unwrap();
+    assert!(!again.started_here() && !again.secured_here());
+}
+
+#[test]
+fn a_missing_password_file_gets_a_new_password_once_the_server_is_down() {
+    let dir = test_dir();
+    let first = EmbeddedServer::start(&opts(dir.path(), false)).unwrap();
+    let cluster = first.cluster_dir().to_path_buf();
+    let _cleanup = RemoveCluster(cluster.clone());
+    let pwfile = first.password_file().to_path_buf();
+    let old = std::fs::read_to_string(&pwfile).unwrap();
+    std::fs::remove_file(&pwfile).unwrap();
+    // While the server runs, a second process cannot log in: refused clearly.
+    let err = EmbeddedServer::start(&opts(dir.path(), false)).unwrap_err();
+    assert!(matches!(err, EmbeddedError::NeedsUpgrade { .. }), "{err:?}");
+    assert!(err.to_string().contains("is missing"), "{err}");
+    drop(first);
+    assert!(wait_until(|| stopped(&cluster)));
+    let server = EmbeddedServer::start(&opts(dir.path(), false)).unwrap();
+    assert!(server.secured_here());
+    let new = std::fs::read_to_string(&pwfile).unwrap();
+    assert_ne!(old, new);
+    assert_eq!(query_text(&server, "SELECT 1"), "1");
+    // The old password no longer works.
+    let old_pw = old.trim();
+    let got = probe::probe(&cluster.join(SOCKET_NAME), SUPERUSER, old_pw, "postgres");
+    assert!(
+        matches!(&got, Err(probe::ProbeError::Refused { sqlstate, .. }) if sqlstate == "28P01"),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn without_useradd_a_missing_account_is_a_clear_error_not_a_fallback() {
+    let err = layout::ensure_account("crondeck-test-absent", None).unwrap_err();
+    assert!(
+        matches!(&err, EmbeddedError::NoServiceAccount { name, .. } if name == "crondeck-test-absent"),
+        "{err:?}"
+    );
+    let msg = err.to_string();
+    assert!(msg.contains("useradd --system"), "{msg}");
+    assert!(nix::unistd::User::from_name("crondeck-test-absent")
+        .unwrap()
+        .is_none());
+}

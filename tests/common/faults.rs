@@ -420,9 +420,15 @@ impl Proxy {
 
     /// A connection string for `db` through this proxy.
     pub fn url(&self, db: &TestDb) -> String {
-        let user = db.spec.config().get_user().unwrap_or("crondeck");
+        let config = db.spec.config();
+        let user = config.get_user().unwrap_or("crondeck");
+        // The embedded server's superuser logs in with a password.
+        let password = config
+            .get_password()
+            .map(|p| format!(" password='{}'", String::from_utf8_lossy(p)))
+            .unwrap_or_default();
         format!(
-            "host=127.0.0.1 port={} user={user} dbname={} sslmode=disable",
+            "host=127.0.0.1 port={} user={user}{password} dbname={} sslmode=disable",
             self.port, db.name
         )
     }
