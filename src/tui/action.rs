@@ -90,6 +90,10 @@ pub enum Mutation {
     RunNow {
         job: String,
     },
+    Cancel {
+        job: String,
+        reason: Option<String>,
+    },
     Pause {
         job: String,
         reason: Option<String>,
@@ -117,6 +121,7 @@ impl Mutation {
     pub fn job(&self) -> &str {
         match self {
             Mutation::RunNow { job }
+            | Mutation::Cancel { job, .. }
             | Mutation::Pause { job, .. }
             | Mutation::Resume { job }
             | Mutation::Schedule { job, .. }

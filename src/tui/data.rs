@@ -319,6 +319,14 @@ async fn mutate(client: &mut Client, actor: &Actor, m: Mutation) -> Result<Strin
             let request = ops::run_now(client, actor, &job).await.map_err(fail)?;
             Ok(format!("run of \"{job}\" requested (request {request})"))
         }
+        Mutation::Cancel { job, reason } => {
+            let run = ops::cancel(client, actor, &job, reason.as_deref())
+                .await
+                .map_err(fail)?;
+            Ok(format!(
+                "asked the node to cancel run {run} of \"{job}\" (within a heartbeat)"
+            ))
+        }
         Mutation::Pause {
             job,
             reason,

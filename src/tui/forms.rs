@@ -14,6 +14,7 @@ use crate::timespec;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     RunNow,
+    Cancel,
     Pause,
     Resume,
     Schedule,
@@ -25,6 +26,7 @@ impl Kind {
     pub fn title(self) -> &'static str {
         match self {
             Kind::RunNow => "Run now",
+            Kind::Cancel => "Cancel the run in progress",
             Kind::Pause => "Pause",
             Kind::Resume => "Resume",
             Kind::Schedule => "Edit schedule",
@@ -80,6 +82,15 @@ impl Dialog {
                 job.runtime.running_run_id.map(|_| {
                     "it is running now: the new run starts when this one ends".to_string()
                 }),
+            ),
+            Kind::Cancel => (
+                vec![field("reason (optional)", "")],
+                running_words(job, now),
+                Some(
+                    "the node running it stops it within a heartbeat (shell: SIGTERM, then \
+                     SIGKILL; SQL: the statement is cancelled)"
+                        .to_string(),
+                ),
             ),
             Kind::Pause => (
                 vec![
@@ -139,6 +150,10 @@ impl Dialog {
         let job = self.job.clone();
         self.outcome = match self.kind {
             Kind::RunNow => Ok((Mutation::RunNow { job }, "run requested".into())),
+            Kind::Cancel => {
+                let reason = Some(self.value(0).trim().to_string()).filter(|r| !r.is_empty());
+                Ok((Mutation::Cancel { job, reason }, "cancelled".into()))
+            }
             Kind::Resume => Ok((Mutation::Resume { job }, "active".into())),
             Kind::Pause => self.validate_pause(job),
             Kind::Schedule => self.validate_schedule(job, now, zone),
@@ -246,4 +261,25 @@ fn paused_words(job: &Job) -> String {
         None if job.active => "active".to_string(),
         None => "paused".to_string(),
     }
+}
+
+/// "running on node-1 for 4m 10s (run 42)", for the cancel dialog.
+fn running_words(job: &Job, now: DateTime<Utc>) -> String {
+    let rt = &job.runtime;
+    let node = rt
+        .running_node_name
+        .as_deref()
+        .or(rt.running_node_id.as_deref())
+        .unwrap_or("?");
+    let elapsed = rt.running_since.map_or_else(
+        || "?".to_string(),
+        |since| {
+            let secs = (now - since).num_seconds().max(0).unsigned_abs();
+            humantime::format_duration(std::time::Duration::from_secs(secs)).to_string()
+        },
+    );
+    let run = rt
+        .running_run_id
+        .map_or_else(String::new, |id| format!(" (run {id})"));
+    format!("running on {} for {elapsed}{run}", crate::text::field(node))
 }

@@ -21,6 +21,7 @@ pub enum Command {
     Sort,
     SortReverse,
     RunNow,
+    Cancel,
     Pause,
     Resume,
     EditSchedule,
@@ -267,6 +268,13 @@ pub static BINDINGS: &[Binding] = &[
         false,
     ),
     mutation(&[ch('r')], ("r", "run"), "run now", Command::RunNow, true),
+    mutation(
+        &[ch('x')],
+        ("x", "cancel run"),
+        "cancel the run",
+        Command::Cancel,
+        false,
+    ),
     mutation(
         &[ch('p')],
         ("p", "pause"),

@@ -212,6 +212,7 @@ fn command(app: &mut App, binding: &Binding) -> Vec<Effect> {
             app.rebuild_view();
         }
         Command::RunNow => open_dialog(app, Kind::RunNow),
+        Command::Cancel => open_dialog(app, Kind::Cancel),
         Command::Pause => open_dialog(app, Kind::Pause),
         Command::Resume => open_dialog(app, Kind::Resume),
         Command::EditSchedule => open_dialog(app, Kind::Schedule),
@@ -288,6 +289,10 @@ fn open_dialog(app: &mut App, kind: Kind) {
         return;
     };
     let refusal = match kind {
+        Kind::Cancel if job.runtime.running_run_id.is_none() => Some(format!(
+            "\"{}\" has no run in progress: there is nothing to cancel",
+            job.spec.name
+        )),
         Kind::Resume if job.active => Some(format!("\"{}\" is not paused", job.spec.name)),
         Kind::Pause if !job.active => Some(format!(
             "\"{}\" is already paused (u resumes it)",

@@ -236,6 +236,47 @@ fn every_dialog() {
     snap("dialog_resume", &render(&app, 80, 24));
 }
 
+/// Cancel names the job, the node and how long it has run; Cancel is
+/// focused on the confirm step; a job with nothing running is refused.
+#[test]
+fn cancel_dialog_names_job_node_and_elapsed() {
+    let mut app = app();
+    app.selected = Some(5);
+    app.rebuild_view();
+    update(&mut app, ch('x'));
+    assert!(app.dialog.is_some(), "a dialog is open");
+    let mut keys = typed("stuck on a lock");
+    keys.push(key(KeyCode::Enter));
+    for k in keys {
+        update(&mut app, k);
+    }
+    let dialog = app.dialog.as_ref().unwrap();
+    assert!(dialog.confirming && !dialog.confirm_focused);
+    assert!(
+        dialog.old.contains("node-a") && dialog.old.contains("12s"),
+        "{}",
+        dialog.old
+    );
+    snap("dialog_cancel_confirm", &render(&app, 80, 24));
+
+    let mut idle = app_with_selection(6);
+    update(&mut idle, ch('x'));
+    assert!(idle.dialog.is_none());
+    let message = idle.message.as_ref().expect("a refusal message");
+    assert!(
+        message.error && message.text.contains("nothing to cancel"),
+        "{}",
+        message.text
+    );
+}
+
+fn app_with_selection(id: i64) -> App {
+    let mut app = app();
+    app.selected = Some(id);
+    app.rebuild_view();
+    app
+}
+
 #[test]
 fn read_only() {
     let mut app = app();
