@@ -445,6 +445,81 @@ async fn regression_a_rescued_sql_runs_session_kept_running_alongside_the_next_r
     drop(node);
 }
 
+/// Regression: the rescue found an SQL run's session by its
+/// `application_name`, which the job itself can change; such a session ran
+/// on, holding its locks, beside the next run. The node now publishes the
+/// session's pid when the run starts, and the rescue terminates that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_an_sql_job_that_renames_its_session_is_still_stopped_by_the_rescue() {
+    let _serial = serial().await;
+    let db = TestDb::new().await;
+    let mut client = db.client().await;
+    add_job(
+        &mut client,
+        "renamer",
+        "every 1h",
+        ActionKind::Sql,
+        "SET application_name = 'innocent'; SELECT pg_advisory_xact_lock(78); SELECT pg_sleep(60)",
+        None,
+    )
+    .await;
+    let node = crondeck::scheduler::NodeHandle::start(
+        db.spec.clone(),
+        crondeck::scheduler::NodeConfig {
+            name: "frozen".into(),
+            heartbeat: Duration::from_secs(20),
+            lease: Duration::from_secs(60),
+            ..crondeck::scheduler::NodeConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let run = wait_for(
+        Duration::from_secs(10),
+        "the renamed lock holder to run, its pid published",
+        || async {
+            let renamed: bool = scalar(
+                &client,
+                "SELECT EXISTS (SELECT 1 FROM pg_locks l JOIN pg_stat_activity s USING (pid)
+                  WHERE l.locktype = 'advisory' AND l.objid = 78
+                    AND s.application_name = 'innocent')",
+                &[],
+            )
+            .await;
+            let published: Option<i64> = scalar(
+                &client,
+                "SELECT id FROM crondeck.runs WHERE status = 'running' AND backend_pid IS NOT NULL",
+                &[],
+            )
+            .await;
+            published.filter(|_| renamed)
+        },
+    )
+    .await;
+    client
+        .execute(
+            "UPDATE crondeck.nodes SET heartbeat_at = now() - interval '1 hour'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let rescued = crondeck::db::nodes::node_rescue_dead(&client)
+        .await
+        .unwrap();
+    assert_eq!(rescued.len(), 1);
+    wait_for(
+        Duration::from_secs(5),
+        "the renamed session's lock to be released",
+        || async {
+            let free: bool = scalar(&client, "SELECT pg_try_advisory_lock(78)", &[]).await;
+            free.then_some(())
+        },
+    )
+    .await;
+    assert_eq!(status_of(&client, run).await, "abandoned");
+    drop(node);
+}
+
 /// Scenario 1: `kill -9` a node mid-run, again and again, while two others
 /// keep working. `jobs` SQL jobs plus a few shell jobs, every 2 s.
 async fn kill_9_mid_run_repeatedly(test: &str, sql_jobs: usize, rounds: usize) {

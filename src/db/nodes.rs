@@ -245,8 +245,9 @@ pub struct RescuedRun {
 /// A node that still heartbeats is never touched.
 ///
 /// The same statement terminates the database sessions still executing an
-/// abandoned SQL job (found by the `application_name` each SQL job sets for
-/// its transaction; see `scheduler::sql`). A frozen or cut-off node's
+/// abandoned SQL job (found by the backend pid its node published when the
+/// run started, which the job cannot change, or by the `application_name`
+/// each SQL job sets for its transaction; see `scheduler::sql`). A frozen or cut-off node's
 /// statements run on in the server and keep their locks; once the job is
 /// free another node would run it alongside them. Terminated, they roll back
 /// (they could never have committed: the finish is fenced). Sessions this
@@ -271,7 +272,7 @@ pub async fn node_rescue_dead(client: &impl GenericClient) -> Result<Vec<Rescued
                    AND (r.node_id IN (SELECT id FROM dead)
                         OR NOT EXISTS (SELECT 1 FROM crondeck.nodes n
                                        WHERE n.id = r.node_id AND n.stopped_at IS NULL))
-                 RETURNING r.id, r.job_id, r.ended_at, r.started_at
+                 RETURNING r.id, r.job_id, r.ended_at, r.started_at, r.backend_pid
              ), freed AS (
                  UPDATE crondeck.jobs j
                  SET running_run_id = NULL, running_node_id = NULL, running_since = NULL,
@@ -284,6 +285,7 @@ pub async fn node_rescue_dead(client: &impl GenericClient) -> Result<Vec<Rescued
                  SELECT pg_terminate_backend(s.pid) AS done
                  FROM pg_stat_activity s
                  JOIN abandoned a ON s.application_name = 'crondeck run ' || a.id
+                      OR (s.pid = a.backend_pid AND s.backend_start <= a.started_at)
                  WHERE s.pid <> pg_backend_pid()
                    AND (EXISTS (SELECT 1 FROM pg_roles WHERE rolname = current_user AND rolsuper)
                         OR (NOT EXISTS (SELECT 1 FROM pg_roles r

@@ -13,13 +13,15 @@
 //!
 //! The heartbeat has a connection of its own, not one from the pool: a pool
 //! busy with slow jobs or holding a connection wedged by a dead link must not
-//! delay the lease. Every beat has a deadline of one heartbeat interval; a
-//! beat that fails or times out drops the connection and the next beat opens
-//! a fresh one, so a black-holed link (packets dropped, no reset) fails beats
-//! instead of hanging them, and the node notices within its lease.
+//! delay the lease. Every beat has a deadline (half the lease); a beat that
+//! fails or times out drops the connection and the next beat opens a fresh
+//! one, so a black-holed link (packets dropped, no reset) fails beats instead
+//! of hanging them. Independently of any beat, the node stops its runs a
+//! heartbeat before its lease could run out by the clock, so it notices a
+//! dead link within its lease even while a beat hangs.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -41,7 +43,13 @@ pub(crate) enum Beat {
 pub(crate) async fn run(shared: Arc<Shared>, wake: mpsc::Sender<()>, stop: CancellationToken) {
     let heartbeat = shared.config.heartbeat;
     let lease = shared.config.lease;
-    let mut last_ok = Instant::now();
+    // A beat may take up to half the lease before it is given up (a loaded
+    // machine or a busy server is slow, not dead); whether the lease is
+    // still ours is judged meanwhile from the clock, not from the beat.
+    let beat_deadline = lease / 2;
+    // When the last beat that renewed the lease *started*: the database
+    // stamped it no earlier, so the lease holds until at least this + lease.
+    let mut renewed_at = Instant::now();
     let mut ticker = tokio::time::interval(heartbeat);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut connection: Option<tokio_postgres::Client> = None;
@@ -51,38 +59,47 @@ pub(crate) async fn run(shared: Arc<Shared>, wake: mpsc::Sender<()>, stop: Cance
             _ = ticker.tick() => {}
             () = shared.heartbeat_nudge.notified() => {}
         }
-        let beat = tokio::time::timeout(heartbeat, async {
-            let client = match connection.take() {
+        let started = Instant::now();
+        let previous = connection.take();
+        let beat = tokio::time::timeout(beat_deadline, async {
+            let client = match previous {
                 Some(client) if !client.is_closed() => client,
                 _ => shared.spec.connect().await?,
             };
             let beat = run_once(&shared, &client, &wake).await?;
             anyhow::Ok((client, beat))
-        })
-        .await;
-        match beat {
+        });
+        tokio::pin!(beat);
+        // Others rescue our runs once the lease has run out by their clock:
+        // stop them here a heartbeat before that, even while a beat hangs.
+        let overdue = tokio::time::sleep_until((renewed_at + lease - heartbeat).into());
+        tokio::pin!(overdue);
+        let result = loop {
+            tokio::select! {
+                result = &mut beat => break result,
+                () = &mut overdue, if shared.lease.is_ok() => {
+                    tracing::error!("no heartbeat for about the lease; stopping this node's runs");
+                    shared.lease.lost();
+                }
+            }
+        };
+        drop(beat);
+        match result {
             Ok(Ok((client, _))) => {
                 connection = Some(client);
-                last_ok = Instant::now();
+                renewed_at = started;
             }
             Ok(Err(error)) => {
                 tracing::warn!(error = %format!("{error:#}"), "heartbeat failed");
-                lose_if_overdue(&shared, last_ok, heartbeat, lease);
             }
             Err(_) => {
-                tracing::warn!(deadline = ?heartbeat, "heartbeat timed out (the database or the link to it is not answering)");
-                lose_if_overdue(&shared, last_ok, heartbeat, lease);
+                tracing::warn!(deadline = ?beat_deadline, "heartbeat timed out (the database or the link to it is not answering)");
             }
         }
-    }
-}
-
-/// Others rescue our runs once the lease has run out by their clock; stop
-/// them here no later than a heartbeat before that.
-fn lose_if_overdue(shared: &Shared, last_ok: Instant, heartbeat: Duration, lease: Duration) {
-    if last_ok.elapsed() + heartbeat >= lease && shared.lease.is_ok() {
-        tracing::error!("no heartbeat for about the lease; stopping this node's runs");
-        shared.lease.lost();
+        if renewed_at.elapsed() + heartbeat >= lease && shared.lease.is_ok() {
+            tracing::error!("no heartbeat for about the lease; stopping this node's runs");
+            shared.lease.lost();
+        }
     }
 }
 

@@ -238,6 +238,7 @@ async fn run_in_transaction(
 ) -> Result<(), Failure> {
     let spec = &run.job.spec;
     let cancel_token = client.cancel_token();
+    publish_backend_pid(shared, client, run.run_id).await;
     let tx = client.transaction().await.map_err(Failure::Db)?;
     let timeout_ms = spec
         .timeout
@@ -353,6 +354,36 @@ async fn run_in_transaction(
     }
     log_result(shared, run, RunStatus::Succeeded, &result);
     Ok(())
+}
+
+/// Record which database session executes the run, so that a rescue can
+/// terminate it even if the job changes its own `application_name`. Written
+/// from another connection (the job's transaction commits only at its end);
+/// best effort: until it lands, the rescue finds the session by name.
+async fn publish_backend_pid(shared: &Shared, client: &tokio_postgres::Client, run_id: i64) {
+    let pid: i32 = match client.query_typed_one("SELECT pg_backend_pid()", &[]).await {
+        Ok(row) => match row.try_get(0) {
+            Ok(pid) => pid,
+            Err(_) => return,
+        },
+        Err(error) => {
+            tracing::debug!(%error, "could not read the job session's pid");
+            return;
+        }
+    };
+    let pool = shared.pool.clone();
+    tokio::spawn(async move {
+        let Ok(client) = pool.get().await else { return };
+        if let Err(error) = client
+            .execute(
+                "UPDATE crondeck.runs SET backend_pid = $2 WHERE id = $1 AND status = 'running'",
+                &[&run_id, &pid],
+            )
+            .await
+        {
+            tracing::debug!(%error, run = run_id, "could not publish the job session's pid");
+        }
+    });
 }
 
 async fn cancel_query(shared: &Shared, token: &tokio_postgres::CancelToken) {

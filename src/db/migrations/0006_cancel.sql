@@ -7,7 +7,11 @@
 
 ALTER TABLE crondeck.runs
     ADD COLUMN cancel_requested_at timestamptz,
-    ADD COLUMN cancel_requested_by text;
+    ADD COLUMN cancel_requested_by text,
+    -- The database session executing an SQL run, published by its node when
+    -- the run starts: a rescue terminates that session even if the job
+    -- changed its own application_name.
+    ADD COLUMN backend_pid integer;
 
 ALTER TABLE crondeck.runs DROP CONSTRAINT runs_status_check;
 ALTER TABLE crondeck.runs ADD CONSTRAINT runs_status_check CHECK (status IN
