@@ -293,3 +293,205 @@ async fn a_scheduler_claims_and_records_runs_but_cannot_change_definitions() {
     .await;
     sql_denied(&db, &scheduler, "DELETE FROM crondeck.jobs").await;
 }
+
+/// A plain application login that holds only `crondeck_trigger` fires jobs
+/// from its own table trigger; an unknown or paused job never makes the
+/// application's INSERT fail.
+#[tokio::test]
+async fn an_application_role_triggers_jobs_from_a_table_trigger_without_ever_failing() {
+    let db = TestDb::new().await;
+    for args in [
+        ["add", "sync", "--manual", "--sql", "SELECT 1"],
+        ["add", "sleepy", "--manual", "--sql", "SELECT 1"],
+    ] {
+        let out = db.run(&args);
+        assert!(out.status.success(), "{:?}", text(&out));
+    }
+    let out = db.run(&["pause", "sleepy", "--reason", "maintenance"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let app = format!("{}_app", db.name);
+    let client = db.client().await;
+    client
+        .batch_execute(&format!(
+            "CREATE ROLE {app} LOGIN;
+             GRANT crondeck_trigger TO {app};
+             CREATE TABLE public.orders (id serial PRIMARY KEY, job text NOT NULL);
+             GRANT INSERT, SELECT ON public.orders TO {app};
+             GRANT USAGE ON SEQUENCE public.orders_id_seq TO {app};
+             CREATE FUNCTION public.orders_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+                 PERFORM crondeck.trigger(NEW.job);
+                 RETURN NULL;
+             END $$;
+             CREATE TRIGGER orders_changed AFTER INSERT ON public.orders
+                 FOR EACH ROW EXECUTE FUNCTION public.orders_changed();"
+        ))
+        .await
+        .unwrap();
+    let conn = db.spec_as(&app).connect().await.unwrap();
+    for job in ["sync", "no-such-job", "sleepy"] {
+        conn.execute("INSERT INTO public.orders (job) VALUES ($1)", &[&job])
+            .await
+            .unwrap_or_else(|e| panic!("the application's INSERT naming {job} failed: {e}"));
+    }
+    let inserted: i64 = scalar(&client, "SELECT count(*) FROM public.orders", &[]).await;
+    assert_eq!(inserted, 3, "every application row is there");
+    // Known job: one pending event request, made by the application's role.
+    let requests = client
+        .query(
+            "SELECT j.name, r.trigger, r.requested_by, r.state FROM crondeck.run_requests r
+             JOIN crondeck.jobs j ON j.id = r.job_id ORDER BY r.id",
+            &[],
+        )
+        .await
+        .unwrap();
+    let requests: Vec<(String, String, String, String)> = requests
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    assert_eq!(
+        requests,
+        [(
+            "sync".to_string(),
+            "event".to_string(),
+            app.clone(),
+            "pending".to_string()
+        )]
+    );
+    // Paused job: no request, a skipped run with reason "paused" in history.
+    let skipped = client
+        .query(
+            "SELECT r.trigger, r.status, r.reason, r.requested_by FROM crondeck.runs r
+             JOIN crondeck.jobs j ON j.id = r.job_id WHERE j.name = 'sleepy'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(skipped.len(), 1);
+    assert_eq!(
+        (
+            skipped[0].get::<_, String>(0),
+            skipped[0].get::<_, String>(1),
+            skipped[0].get::<_, Option<String>>(2),
+            skipped[0].get::<_, Option<String>>(3),
+        ),
+        (
+            "event".to_string(),
+            "skipped".to_string(),
+            Some("paused".to_string()),
+            Some(app.clone())
+        )
+    );
+    let history = db.run(&["history", "sleepy"]);
+    assert!(history.status.success());
+    assert!(text(&history).0.contains("paused"), "{:?}", text(&history));
+    // The direct call says what happened.
+    let results: Vec<bool> = {
+        let mut results = Vec::new();
+        for job in ["sync", "no-such-job", "sleepy"] {
+            results.push(scalar(&conn, "SELECT crondeck.trigger($1)", &[&job]).await);
+        }
+        results
+    };
+    assert_eq!(results, [true, false, false]);
+    // A role without the grant still cannot request runs.
+    let [viewer, ..] = login_roles(&db).await;
+    sql_denied(&db, &viewer, "SELECT crondeck.trigger('sync')").await;
+}
+
+/// `check` run by a viewer or an operator records and sends the no-live-node
+/// alert; neither can forge, close or pre-empt notifications by writing the
+/// table, nor record a no-live-node episode while a node is alive.
+#[tokio::test]
+async fn viewers_and_operators_send_the_no_live_node_alert_but_cannot_forge_or_suppress_notifications(
+) {
+    let db = TestDb::new().await;
+    let [viewer, operator, ..] = login_roles(&db).await;
+    let dir = tempfile::tempdir().unwrap();
+    let pages = dir.path().join("pages.jsonl");
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[notifications.channel]]\nname = \"pager\"\ncommand = \"cat >> '{}'; echo >> '{}'\"\n",
+            pages.display(),
+            pages.display()
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let page_count = || {
+        std::fs::read_to_string(&pages)
+            .map(|p| p.lines().filter(|l| !l.trim().is_empty()).count())
+            .unwrap_or(0)
+    };
+    let out = db.run_as(&viewer, &["--config", config, "check"]);
+    assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
+    assert!(!text(&out).1.contains("could not"), "{:?}", text(&out));
+    assert_eq!(page_count(), 1, "the viewer's check sent the alert");
+    let out = db.run_as(&viewer, &["--config", config, "check"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(page_count(), 1, "once per episode");
+    let client = db.client().await;
+    let status: String = scalar(
+        &client,
+        "SELECT status FROM crondeck.notifications WHERE event = 'no_live_node'",
+        &[],
+    )
+    .await;
+    assert_eq!(status, "sent");
+    // A new episode (a node came and went), seen by an operator.
+    client
+        .batch_execute(
+            "INSERT INTO crondeck.nodes (id, name, host, pid, version, workers, lease_ms, heartbeat_ms,
+                 heartbeat_at)
+             VALUES ('gone', 'gone', 'h', 1, 't', 1, 1000, 100, now() - interval '1 hour')",
+        )
+        .await
+        .unwrap();
+    let out = db.run_as(&operator, &["--config", config, "check"]);
+    assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
+    assert!(!text(&out).1.contains("could not"), "{:?}", text(&out));
+    assert_eq!(page_count(), 2, "the operator's check sent the new episode");
+    let page: Value = serde_json::from_str(
+        std::fs::read_to_string(&pages)
+            .unwrap()
+            .lines()
+            .rfind(|l| !l.trim().is_empty())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(page["event"], "no_live_node");
+    assert!(page["text"]
+        .as_str()
+        .unwrap()
+        .contains("no live scheduler node"));
+    // Forging, closing, pre-empting: refused.
+    for user in [&viewer, &operator] {
+        for statement in [
+            "INSERT INTO crondeck.notifications (dedup_key, event, message, payload, created_by)
+             VALUES ('failure_streak/1/x', 'failure_streak', 'forged', '{}', 'x')",
+            "UPDATE crondeck.notifications SET resolved_at = now(), status = 'sent'",
+            "DELETE FROM crondeck.notifications",
+        ] {
+            sql_denied(&db, user, statement).await;
+        }
+    }
+    // With a live node, there is no episode to record, whatever the caller says.
+    client
+        .batch_execute(
+            "INSERT INTO crondeck.nodes (id, name, host, pid, version, workers, lease_ms, heartbeat_ms)
+             VALUES ('alive', 'alive', 'h', 1, 't', 1, 600000, 5000)",
+        )
+        .await
+        .unwrap();
+    let before: i64 = scalar(&client, "SELECT count(*) FROM crondeck.notifications", &[]).await;
+    let conn = db.spec_as(&operator).connect().await.unwrap();
+    let rows = conn
+        .query("SELECT * FROM crondeck.record_no_live_node('forger')", &[])
+        .await
+        .unwrap();
+    assert!(rows.is_empty());
+    let after: i64 = scalar(&client, "SELECT count(*) FROM crondeck.notifications", &[]).await;
+    assert_eq!(before, after);
+}

@@ -256,7 +256,7 @@ async fn dead_mans_switch(settings: &Settings, db: &Database, live_nodes: usize)
     match notify::check_cluster(&db.client, &notifier, live_nodes).await {
         Ok(Some(pending)) => {
             let delivered = notify::send(&notifier, &pending).await;
-            notify::record(&db.client, &pending, &delivered).await;
+            notify::record_no_live_node(&db.client, &pending, &delivered).await;
         }
         Ok(None) => {}
         Err(error) => eprintln!("crondeck: could not record the no-live-node event: {error}"),

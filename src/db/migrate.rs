@@ -35,6 +35,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "roles",
         sql: include_str!("migrations/0003_roles.sql"),
     },
+    Migration {
+        version: 4,
+        name: "hardening",
+        sql: include_str!("migrations/0004_hardening.sql"),
+    },
 ];
 
 /// Arbitrary but fixed key for `pg_advisory_lock`; "crondeck" in ASCII.

@@ -124,6 +124,38 @@ pub async fn notification_record_delivery(
     Ok(())
 }
 
+/// Record the no-live-node episode, if there is one (the database decides),
+/// and this caller is the first to see it: `Some((id, payload))` to send.
+pub async fn notification_record_no_live_node(
+    client: &impl GenericClient,
+    sender: &str,
+) -> Result<Option<(i64, Value)>, DbError> {
+    let row = client
+        .query_opt(
+            "SELECT notification_id, notification_payload
+             FROM crondeck.record_no_live_node($1)",
+            &[&sender],
+        )
+        .await?;
+    row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
+}
+
+/// Record how the send of a no-live-node episode went (`crondeck check`).
+pub async fn notification_record_no_live_node_delivery(
+    client: &impl GenericClient,
+    id: i64,
+    status: &str,
+    deliveries: &Value,
+) -> Result<(), DbError> {
+    client
+        .execute(
+            "SELECT crondeck.record_no_live_node_delivery($1, $2, $3)",
+            &[&id, &status, &deliveries],
+        )
+        .await?;
+    Ok(())
+}
+
 fn notification_from_row(r: &Row) -> Result<NotificationRow, DbError> {
     Ok(NotificationRow {
         id: r.try_get("id")?,
