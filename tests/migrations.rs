@@ -287,3 +287,51 @@ async fn the_audit_log_is_append_only() {
         .get(0);
     assert_eq!(count, 1);
 }
+
+/// A crondeck role that owns crondeck's tables could disable the audit
+/// triggers: schema version 4 refuses to go on until they are reassigned.
+#[tokio::test]
+async fn tables_owned_by_a_crondeck_role_are_refused() {
+    let db = TestDb::empty().await;
+    let mut client = db.client().await;
+    client
+        .batch_execute(
+            "CREATE SCHEMA crondeck;
+             CREATE TABLE crondeck.schema_migrations (
+                 version integer PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,
+                 applied_at timestamptz NOT NULL DEFAULT now());",
+        )
+        .await
+        .unwrap();
+    for m in &crondeck::db::migrate::MIGRATIONS[..3] {
+        client.batch_execute(m.sql).await.unwrap();
+        client
+            .execute(
+                "INSERT INTO crondeck.schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+                &[&m.version, &m.name, &crondeck::db::migrate::checksum(m.sql)],
+            )
+            .await
+            .unwrap();
+    }
+    client
+        .batch_execute("ALTER TABLE crondeck.jobs OWNER TO crondeck_admin")
+        .await
+        .unwrap();
+    let err = migrate(&mut client).await.unwrap_err();
+    let MigrateError::Failed {
+        version: 4, source, ..
+    } = &err
+    else {
+        panic!("{err}");
+    };
+    let db_error = source.as_db_error().expect("a database error");
+    assert_eq!(db_error.code(), &SqlState::INSUFFICIENT_PRIVILEGE);
+    assert!(db_error.message().contains("crondeck_admin"), "{db_error}");
+    // Reassigned to the database owner, the migration goes through.
+    client
+        .batch_execute("ALTER TABLE crondeck.jobs OWNER TO CURRENT_USER")
+        .await
+        .unwrap();
+    let report = migrate(&mut client).await.unwrap();
+    assert_eq!(report.applied, [4]);
+}

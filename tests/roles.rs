@@ -279,6 +279,33 @@ async fn a_scheduler_claims_and_records_runs_but_cannot_change_definitions() {
     )
     .await;
     node.shutdown().await.unwrap();
+    // Claims and finishes are runtime: "tick" ran several times and its
+    // only audit row is its creation; the auto-pause is audited under the
+    // scheduler's login.
+    let tick_rows: Vec<String> = client
+        .query(
+            "SELECT action FROM crondeck.audit WHERE job_name = 'tick' ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(tick_rows, ["create"]);
+    let paused = client
+        .query(
+            "SELECT db_role::text, reason FROM crondeck.audit
+             WHERE job_name = 'poison' AND action = 'auto-pause'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(paused.len(), 1);
+    assert_eq!(paused[0].get::<_, String>(0), scheduler);
+    assert!(paused[0]
+        .get::<_, Option<String>>(1)
+        .is_some_and(|r| r.contains("consecutive failures")));
     sql_denied(
         &db,
         &scheduler,
@@ -494,4 +521,102 @@ async fn viewers_and_operators_send_the_no_live_node_alert_but_cannot_forge_or_s
     assert!(rows.is_empty());
     let after: i64 = scalar(&client, "SELECT count(*) FROM crondeck.notifications", &[]).await;
     assert_eq!(before, after);
+}
+
+/// Audit rows are written by the database: nobody may insert them, an
+/// admin's direct write to a job is audited under the admin's own login
+/// whatever the client claims, and the crondeck roles own nothing, so they
+/// cannot disable the triggers.
+#[tokio::test]
+async fn the_audit_cannot_be_forged_or_bypassed() {
+    let db = TestDb::new().await;
+    seed(&db).await;
+    let logins = login_roles(&db).await;
+    let [_, _, admin, _] = &logins;
+    for user in &logins {
+        sql_denied(
+            &db,
+            user,
+            "INSERT INTO crondeck.audit (at, db_role, os_user, job_name, action)
+             VALUES ('2001-01-01', 'alice', 'alice', 'report', 'remove')",
+        )
+        .await;
+    }
+    let client = db.client().await;
+    let before: i64 = scalar(&client, "SELECT count(*) FROM crondeck.audit", &[]).await;
+    // A direct UPDATE by an admin, with a forged client context.
+    let mut conn = db.spec_as(admin).connect().await.unwrap();
+    let tx = conn.transaction().await.unwrap();
+    let started: chrono::DateTime<chrono::Utc> =
+        tx.query_one("SELECT now()", &[]).await.unwrap().get(0);
+    tx.batch_execute(
+        "SELECT crondeck.audit_context('alice', 'elsewhere', 'routine', 'resume');
+         SET LOCAL crondeck.context = 'scheduler';
+         UPDATE crondeck.jobs SET command = 'SELECT pg_sleep(1)' WHERE name = 'report';",
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let rows = client
+        .query(
+            "SELECT db_role::text, action, old_value, new_value, at FROM crondeck.audit
+             WHERE id > (SELECT max(id) - 1 FROM crondeck.audit)",
+            &[],
+        )
+        .await
+        .unwrap();
+    let after: i64 = scalar(&client, "SELECT count(*) FROM crondeck.audit", &[]).await;
+    assert_eq!(after, before + 1, "the direct write is audited, once");
+    let row = &rows[0];
+    assert_eq!(
+        row.get::<_, String>(0),
+        *admin,
+        "the login role, not the claim"
+    );
+    assert_eq!(
+        row.get::<_, String>(1),
+        "update",
+        "the action is what happened"
+    );
+    assert_eq!(row.get::<_, Value>(2)["command"], "SELECT 1");
+    assert_eq!(row.get::<_, Value>(3)["command"], "SELECT pg_sleep(1)");
+    assert_eq!(row.get::<_, chrono::DateTime<chrono::Utc>>(4), started);
+    // Saying "I am the scheduler" does not hide a move of the next run.
+    let conn = db.spec_as(admin).connect().await.unwrap();
+    conn.batch_execute(
+        "SET crondeck.context = 'scheduler';
+         UPDATE crondeck.jobs SET nextcall = nextcall + interval '1 day' WHERE name = 'report';",
+    )
+    .await
+    .unwrap();
+    let action: String = scalar(
+        &client,
+        "SELECT action FROM crondeck.audit ORDER BY id DESC LIMIT 1",
+        &[],
+    )
+    .await;
+    assert_eq!(action, "set-nextcall");
+    // Nor does removing the trail's source: the triggers stay.
+    for statement in [
+        "ALTER TABLE crondeck.jobs DISABLE TRIGGER jobs_audit_update",
+        "ALTER TABLE crondeck.jobs DISABLE TRIGGER ALL",
+        "DROP TRIGGER jobs_audit_insert_delete ON crondeck.jobs",
+        "ALTER TABLE crondeck.audit OWNER TO crondeck_admin",
+    ] {
+        let err = conn.batch_execute(statement).await.expect_err(statement);
+        assert_eq!(
+            err.code(),
+            Some(&SqlState::INSUFFICIENT_PRIVILEGE),
+            "{statement}: {err}"
+        );
+    }
+    let owned: i64 = scalar(
+        &client,
+        "SELECT count(*) FROM pg_class
+         WHERE relnamespace = 'crondeck'::regnamespace
+           AND pg_get_userbyid(relowner) LIKE 'crondeck\\_%'",
+        &[],
+    )
+    .await;
+    assert_eq!(owned, 0, "no crondeck role owns a table");
 }

@@ -348,19 +348,32 @@ pub async fn job_delete(client: &impl GenericClient, id: i64) -> Result<(), DbEr
 
 /// Replace what a job executes and how (everything an admin defines except
 /// the name, the schedule, priority and numbercall, which operators own), and
-/// who manages it. Used by `apply`; the caller audits.
+/// who manages it; with `schedule` and `priority`, those too. One statement,
+/// so the database audits it as one change. Used by `apply`.
 pub async fn job_update_definition(
     client: &impl GenericClient,
     id: i64,
     spec: &JobSpec,
     managed_by: Option<&str>,
+    schedule: Option<(&Schedule, Option<DateTime<Utc>>)>,
+    priority: Option<i32>,
 ) -> Result<(), DbError> {
+    let (kind, count, unit, expr, tz) =
+        schedule.map_or(("", None, None, None, None), |(s, _)| schedule_columns(s));
+    let nextcall = schedule.and_then(|(_, next)| next);
     client
         .execute(
             "UPDATE crondeck.jobs SET description = $2, catchup = $3, action_kind = $4,
                  command = $5, timeout_ms = $6, run_as = $7, tags = $8, failure_threshold = $9,
                  failure_min_age_ms = $10, retry_max = $11, retry_backoff_ms = $12,
-                 notify_failures = $13, managed_by = $14, updated_at = now()
+                 notify_failures = $13, managed_by = $14, updated_at = now(),
+                 schedule_kind = CASE WHEN $15 THEN $16 ELSE schedule_kind END,
+                 interval_count = CASE WHEN $15 THEN $17 ELSE interval_count END,
+                 interval_unit = CASE WHEN $15 THEN $18 ELSE interval_unit END,
+                 cron_expr = CASE WHEN $15 THEN $19 ELSE cron_expr END,
+                 cron_tz = CASE WHEN $15 THEN $20 ELSE cron_tz END,
+                 nextcall = CASE WHEN $15 THEN $21 ELSE nextcall END,
+                 priority = coalesce($22, priority)
              WHERE id = $1",
             &[
                 &id,
@@ -377,6 +390,14 @@ pub async fn job_update_definition(
                 &millis(spec.failure.retry_backoff),
                 &spec.failure.notify_after,
                 &managed_by,
+                &schedule.is_some(),
+                &kind,
+                &count,
+                &unit,
+                &expr,
+                &tz,
+                &nextcall,
+                &priority,
             ],
         )
         .await
