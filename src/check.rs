@@ -136,6 +136,17 @@ pub fn evaluate(
     let mut problems = Vec::new();
     let (mut overdue, mut late, mut failing, mut auto_paused) = (0, 0, 0, 0);
     for job in &in_scope {
+        if let Some(reason) = &job.unreadable {
+            // The scheduler cannot run it: as bad as overdue.
+            overdue += 1;
+            problems.push(Problem {
+                status: Status::Critical,
+                job: Some(job.spec.name.clone()),
+                state: "unreadable".into(),
+                why: format!("this crondeck cannot read its stored definition: {reason}"),
+            });
+            continue;
+        }
         let health = job_health(job, now, &opts.thresholds);
         let name = Some(job.spec.name.clone());
         let rt = &job.runtime;

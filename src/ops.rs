@@ -7,12 +7,13 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use tokio_postgres::GenericClient;
 
 use crate::db::audit::{audit_context, Actor};
 use crate::db::jobs::{
-    job_delete, job_get, job_insert, job_update_definition, job_update_timeout, schedule_columns,
+    job_delete, job_get, job_get_or_unreadable, job_insert, job_update_definition,
+    job_update_timeout, schedule_columns,
 };
 use crate::db::DbError;
 use crate::job::{Job, JobSpec, Pause};
@@ -48,6 +49,13 @@ pub async fn db_now(client: &impl GenericClient) -> Result<DateTime<Utc>> {
 pub fn resolve_next(input: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>> {
     let at = timespec::parse_when(input, now, &chrono::Local)
         .map_err(|e| OpsError::Invalid(e.to_string()))?;
+    // The database stores times up to the end of the year 9999.
+    if at.year() > 9999 {
+        return Err(OpsError::Invalid(format!(
+            "next run {} is too far in the future (at most the year 9999)",
+            crate::timefmt::local(at)
+        )));
+    }
     // One second of slack: "now" typed a moment ago is not "the past".
     if at < now - chrono::Duration::seconds(1) {
         return Err(OpsError::Invalid(format!(
@@ -162,7 +170,13 @@ pub async fn set(
     let tx = client.transaction().await?;
     // No row lock here: operators may not lock job rows; each crondeck.op_*
     // function locks the row itself and writes its own audit row.
-    let job = job_get(&tx, name, false).await?;
+    // A job this crondeck cannot read can be repaired by giving it a schedule.
+    let job = job_get_or_unreadable(&tx, name, false).await?;
+    if let (Some(reason), None) = (&job.unreadable, &changes.schedule) {
+        return Err(OpsError::Invalid(format!(
+            "job \"{name}\" is unreadable ({reason}); give it a new schedule (--every, --cron or --manual) to repair it"
+        )));
+    }
     let now = db_now(&tx).await?;
     let schedule = changes.schedule.as_ref().unwrap_or(&job.spec.schedule);
     let next = match (&changes.schedule, &changes.next) {
@@ -269,6 +283,13 @@ pub async fn pause(
     reason: Option<&str>,
     duration: Option<Duration>,
 ) -> Result<Job> {
+    // The database refuses longer pauses too (crondeck.op_pause).
+    const MAX_PAUSE: Duration = Duration::from_secs(100 * 365 * 86_400);
+    if duration.is_some_and(|d| d > MAX_PAUSE) {
+        return Err(OpsError::Invalid(
+            "a pause lasts at most 100 years (leave out --for to pause until resumed)".into(),
+        ));
+    }
     let seconds = duration.map(|d| d.as_secs_f64());
     client
         .execute(
@@ -341,7 +362,7 @@ pub async fn resume(
 /// Remove a job and its history. The audit trail keeps its definition.
 pub async fn remove(client: &mut impl GenericClient, actor: &Actor, name: &str) -> Result<Job> {
     let tx = client.transaction().await?;
-    let job = job_get(&tx, name, true).await?;
+    let job = job_get_or_unreadable(&tx, name, true).await?;
     audit_context(&tx, actor, None, None).await?;
     job_delete(&tx, job.id).await?;
     tx.commit().await?;

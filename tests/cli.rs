@@ -524,3 +524,77 @@ async fn global_options_are_accepted_before_and_after_the_subcommand() {
         assert!(output.status.success(), "{args:?}: {:?}", text(&output));
     }
 }
+
+/// One row this crondeck cannot read (stored around the checks, or a cron
+/// value croner refuses that the database's grammar lets through) is shown
+/// as "unreadable" with its reason by every reader, which keep the others.
+#[tokio::test]
+async fn every_reader_survives_one_unreadable_row() {
+    let db = TestDb::new().await;
+    ok(&db, &["add", "good", "--every", "1h", "--sql", "SELECT 1"]);
+    let client = db.client().await;
+    // Out of croner's range, but within the database's grammar.
+    client
+        .batch_execute(
+            "INSERT INTO crondeck.jobs (name, schedule_kind, cron_expr, cron_tz, nextcall,
+                 action_kind, command)
+             VALUES ('bad-cron', 'cron', '99 * * * *', 'UTC', now() + interval '1 hour', 'sql', 'SELECT 1');
+             ALTER TABLE crondeck.jobs DISABLE TRIGGER jobs_validate;
+             INSERT INTO crondeck.jobs (name, schedule_kind, interval_count, interval_unit, nextcall,
+                 action_kind, command)
+             VALUES ('huge', 'every', 2147483647, 'months', now() + interval '1 hour', 'sql', 'SELECT 1');
+             ALTER TABLE crondeck.jobs ENABLE TRIGGER jobs_validate;",
+        )
+        .await
+        .unwrap();
+    let list = ok(&db, &["list"]);
+    assert!(list.contains("good"), "{list}");
+    for name in ["bad-cron", "huge"] {
+        let line = list
+            .lines()
+            .find(|l| l.contains(name))
+            .unwrap_or_else(|| panic!("{name} missing: {list}"));
+        assert!(line.contains("unreadable"), "{line}");
+    }
+    let json: Value = serde_json::from_str(&ok(&db, &["list", "--json"])).unwrap();
+    let jobs = json.as_array().unwrap();
+    assert_eq!(jobs.len(), 3);
+    let bad = jobs.iter().find(|j| j["name"] == "bad-cron").unwrap();
+    assert_eq!(bad["state"], "unreadable");
+    assert!(bad["unreadable"].as_str().unwrap().contains("99"), "{bad}");
+    let good = jobs.iter().find(|j| j["name"] == "good").unwrap();
+    assert_eq!(good["state"], "ok");
+    // show
+    let show = ok(&db, &["show", "huge"]);
+    assert!(show.contains("unreadable"), "{show}");
+    // export: the readable jobs, and says which were left out.
+    let out = db.run(&["export"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout} {stderr}");
+    assert!(stdout.contains("name = \"good\""), "{stdout}");
+    assert!(!stdout.contains("name = \"huge\""), "{stdout}");
+    assert!(
+        stderr.contains("huge") && stderr.contains("unreadable"),
+        "{stderr}"
+    );
+    // check: one line, critical, naming the job.
+    let out = db.run(&["check", "--no-notify"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stdout} {stderr}");
+    assert!(stdout.contains("unreadable"), "{stdout}");
+    // The console's data task reads the list the same way.
+    let listed = crondeck::db::jobs::job_list(&client).await.unwrap();
+    assert_eq!(listed.len(), 3);
+    assert_eq!(listed.iter().filter(|j| j.unreadable.is_some()).count(), 2);
+    // An unreadable job is repaired by giving it a schedule.
+    ok(&db, &["set", "huge", "--every", "2h"]);
+    let json: Value = serde_json::from_str(&ok(&db, &["list", "--json"])).unwrap();
+    let huge = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["name"] == "huge")
+        .unwrap()
+        .clone();
+    assert_eq!(huge["state"], "ok", "{huge}");
+}

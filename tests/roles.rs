@@ -620,3 +620,66 @@ async fn the_audit_cannot_be_forged_or_bypassed() {
     .await;
     assert_eq!(owned, 0, "no crondeck role owns a table");
 }
+
+/// An operator cannot store a value the binary cannot read (and so stop
+/// scheduling or blind the readers): infinite times, huge intervals, zones
+/// and cron text chrono-tz and croner refuse.
+#[tokio::test]
+async fn an_operator_cannot_store_what_the_scheduler_cannot_read() {
+    let db = TestDb::new().await;
+    seed(&db).await;
+    let [viewer, operator, ..] = login_roles(&db).await;
+    let before = snapshot(&db).await;
+    let conn = db.spec_as(&operator).connect().await.unwrap();
+    for statement in [
+        "SELECT crondeck.op_set_nextcall('report', 'infinity', 'u', 'h')",
+        "SELECT crondeck.op_set_nextcall('report', '200000-01-01', 'u', 'h')",
+        "SELECT crondeck.op_reschedule('report', 'every', 2147483647, 'months', NULL, NULL, now() + interval '1 hour', 'u', 'h')",
+        "SELECT crondeck.op_reschedule('report', 'every', 24856, 'days', NULL, NULL, now() + interval '1 hour', 'u', 'h')",
+        "SELECT crondeck.op_reschedule('report', 'every', 1, 'hours', NULL, NULL, 'infinity', 'u', 'h')",
+        "SELECT crondeck.op_reschedule('report', 'every', 1, 'hours', NULL, NULL, '-infinity', 'u', 'h')",
+        "SELECT crondeck.op_reschedule('report', 'cron', NULL, NULL, '0 9 * * *', 'posixrules', now() + interval '1 hour', 'u', 'h')",
+        "SELECT crondeck.op_reschedule('report', 'cron', NULL, NULL, '0 9 * * *', 'right/UTC', now() + interval '1 hour', 'u', 'h')",
+        "SELECT crondeck.op_reschedule('report', 'cron', NULL, NULL, '0 9 * * *', 'UTC+3', now() + interval '1 hour', 'u', 'h')",
+        "SELECT crondeck.op_reschedule('report', 'cron', NULL, NULL, '0 9 * * * * *', 'UTC', now() + interval '1 hour', 'u', 'h')",
+        "SELECT crondeck.op_reschedule('report', 'cron', NULL, NULL, '@reboot', 'UTC', now() + interval '1 hour', 'u', 'h')",
+        "SELECT crondeck.op_pause('report', 'x', 1e300, 'u', 'h')",
+        "SELECT crondeck.op_pause('report', 'x', 'NaN', 'u', 'h')",
+    ] {
+        let err = conn.batch_execute(statement).await.expect_err(statement);
+        assert!(
+            [SqlState::INVALID_PARAMETER_VALUE, SqlState::CHECK_VIOLATION]
+                .contains(err.code().unwrap_or(&SqlState::INTERNAL_ERROR)),
+            "{statement}: {err:?}"
+        );
+    }
+    assert_eq!(snapshot(&db).await, before, "nothing was stored");
+    // And an admin's direct writes meet the same checks.
+    let client = db.client().await;
+    client
+        .batch_execute(&format!(
+            "CREATE ROLE {0}_admin2 LOGIN; GRANT crondeck_admin TO {0}_admin2;",
+            db.name
+        ))
+        .await
+        .unwrap();
+    let admin = db
+        .spec_as(&format!("{}_admin2", db.name))
+        .connect()
+        .await
+        .unwrap();
+    for statement in [
+        "UPDATE crondeck.jobs SET nextcall = 'infinity'",
+        "UPDATE crondeck.jobs SET interval_count = 2147483647, interval_unit = 'months'",
+        "UPDATE crondeck.jobs SET schedule_kind = 'cron', interval_count = NULL, interval_unit = NULL, cron_expr = '0 9 * * *', cron_tz = 'Factory'",
+        "UPDATE crondeck.jobs SET paused_until = '-infinity'",
+    ] {
+        let err = admin.batch_execute(statement).await.expect_err(statement);
+        assert_eq!(
+            err.code(),
+            Some(&SqlState::CHECK_VIOLATION),
+            "{statement}: {err:?}"
+        );
+    }
+    assert!(ok_as(&db, &viewer, &["list"]).contains("report"));
+}

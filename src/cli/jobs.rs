@@ -5,7 +5,7 @@ use clap::Args;
 use super::output;
 use crate::database::Database;
 use crate::db::audit::{audit_list, Actor};
-use crate::db::jobs::{job_get, job_list};
+use crate::db::jobs::{job_get_or_unreadable, job_list};
 use crate::job::{ActionKind, Catchup, JobSpec};
 use crate::ops::{self, db_now, AddOptions, JobChanges, OpsError};
 use crate::schedule::Schedule;
@@ -176,7 +176,7 @@ pub async fn list(db: &Database, args: &ListArgs) -> anyhow::Result<()> {
 }
 
 pub async fn show(db: &Database, args: &ShowArgs) -> anyhow::Result<()> {
-    let job = job_get(&db.client, &args.name, false).await?;
+    let job = job_get_or_unreadable(&db.client, &args.name, false).await?;
     let now = db_now(&db.client).await?;
     let upcoming = job
         .nextcall

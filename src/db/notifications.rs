@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio_postgres::{GenericClient, Row};
 
-use super::jobs::{job_from_row, JOB_COLUMNS};
+use super::jobs::{job_from_row_or_unreadable, JOB_COLUMNS};
 use super::DbError;
 use crate::job::Job;
 
@@ -219,5 +219,17 @@ pub async fn notification_scan_jobs(
                       WHERE resolved_at IS NULL AND event <> 'recovered' AND job_id IS NOT NULL)"
     );
     let rows = client.query(&sql, &[&auto_pauser]).await?;
-    rows.iter().map(job_from_row).collect()
+    // A row this node cannot read is skipped (the claim pauses it); it must
+    // not stop the notifications of every other job.
+    let mut jobs = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let job = job_from_row_or_unreadable(row)?;
+        match &job.unreadable {
+            Some(reason) => {
+                tracing::warn!(job = %job.spec.name, %reason, "skipping a job this node cannot read")
+            }
+            None => jobs.push(job),
+        }
+    }
+    Ok(jobs)
 }

@@ -491,14 +491,34 @@ $$;
 -- Rust parser accepts, these accept too).
 
 -- Zones: an IANA name PostgreSQL knows, in the form chrono-tz parses; not
--- the tz database's internal files.
+-- the tz database's internal files. pg_timezone_names reads every zone file
+-- (tens of milliseconds), so the names are copied once into a table;
+-- `SELECT crondeck.refresh_time_zones()` (as the schema owner) copies them
+-- again after the server's tz database gained zones.
+CREATE TABLE crondeck.time_zones (name text PRIMARY KEY);
+GRANT SELECT ON crondeck.time_zones TO crondeck_viewer, crondeck_scheduler;
+
+CREATE FUNCTION crondeck.refresh_time_zones() RETURNS integer
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    added integer;
+BEGIN
+    INSERT INTO crondeck.time_zones (name)
+    SELECT name FROM pg_timezone_names
+    WHERE name ~ '^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$'
+      AND name !~* '^(posix|right)(/|$)'
+      AND name NOT IN ('posixrules', 'localtime', 'Factory')
+    ON CONFLICT DO NOTHING;
+    GET DIAGNOSTICS added = ROW_COUNT;
+    RETURN added;
+END;
+$$;
+REVOKE ALL ON FUNCTION crondeck.refresh_time_zones() FROM PUBLIC;
+SELECT crondeck.refresh_time_zones();
+
 CREATE FUNCTION crondeck.zone_ok(tz text) RETURNS boolean
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT tz IS NOT NULL
-       AND tz ~ '^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$'
-       AND tz !~* '^(posix|right)(/|$)'
-       AND tz NOT IN ('posixrules', 'localtime', 'Factory')
-       AND EXISTS (SELECT 1 FROM pg_timezone_names WHERE name = tz);
+    SELECT tz IS NOT NULL AND EXISTS (SELECT 1 FROM crondeck.time_zones WHERE name = tz);
 $$;
 
 -- Cron: 5 fields, or 6 with seconds first, of the characters croner
