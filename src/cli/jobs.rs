@@ -130,7 +130,8 @@ pub struct PauseArgs {
 pub struct AuditArgs {
     /// Only this job's actions
     pub name: Option<String>,
-    #[arg(long, default_value_t = 50)]
+    /// How many records, newest first (1 or more)
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..))]
     pub limit: i64,
     #[arg(long)]
     pub json: bool,
@@ -143,6 +144,14 @@ fn schedule_from(
     tz: Option<&str>,
     manual: bool,
 ) -> anyhow::Result<Option<Schedule>> {
+    if tz.is_some() && cron.is_none() {
+        return Err(OpsError::Invalid(
+            "--tz applies to --cron only: an interval (--every) is exact UTC time and a manual job has no schedule; \
+             to change a cron job's zone, give its expression again with --cron"
+                .into(),
+        )
+        .into());
+    }
     Ok(match (every, cron, manual) {
         (Some(every), None, false) => {
             let schedule = Schedule::parse(every)?;

@@ -35,6 +35,9 @@ pub struct ApplyArgs {
     /// Restore the file's schedule and priority over edits made by operators
     #[arg(long)]
     pub reset_schedule: bool,
+    /// Take over jobs of the same name that no file manages (created by hand)
+    #[arg(long)]
+    pub adopt: bool,
     /// Print the plan as JSON
     #[arg(long)]
     pub json: bool,
@@ -89,7 +92,8 @@ pub struct CheckArgs {
 pub struct NotificationsArgs {
     /// Only this job's notifications
     pub name: Option<String>,
-    #[arg(long, default_value_t = 50)]
+    /// How many notifications, newest first (1 or more)
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..))]
     pub limit: i64,
     #[arg(long)]
     pub json: bool,
@@ -107,6 +111,7 @@ pub async fn apply(db: &mut Database, args: &ApplyArgs) -> anyhow::Result<()> {
         dry_run: args.dry_run,
         prune: args.prune,
         reset_schedule: args.reset_schedule,
+        adopt: args.adopt,
     };
     let plan = apply::apply(
         &mut db.client,
