@@ -683,3 +683,85 @@ async fn an_operator_cannot_store_what_the_scheduler_cannot_read() {
     }
     assert!(ok_as(&db, &viewer, &["list"]).contains("report"));
 }
+
+/// Two crondeck databases on one cluster: the default one grants the
+/// shared crondeck_* roles; one switched to its own roles grants only
+/// those. An admin of one is nobody in the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn databases_sharing_a_cluster_stay_separate_with_their_own_roles() {
+    let shared = TestDb::new().await;
+    let own = TestDb::new().await;
+    let prefix = own.name.clone();
+    let out = own.run(&["migrate", "--role-prefix", &prefix]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert!(text(&out).0.contains(&format!("{prefix}_admin")));
+    let client = shared.client().await;
+    let shared_admin = format!("{}_admin", shared.name);
+    let own_admin = format!("{prefix}_x_admin");
+    let own_scheduler = format!("{prefix}_x_scheduler");
+    client
+        .batch_execute(&format!(
+            "CREATE ROLE {shared_admin} LOGIN; GRANT crondeck_admin TO {shared_admin};
+             CREATE ROLE {own_admin} LOGIN; GRANT {prefix}_admin TO {own_admin};
+             CREATE ROLE {own_scheduler} LOGIN; GRANT {prefix}_scheduler TO {own_scheduler};"
+        ))
+        .await
+        .unwrap();
+    let add = ["add", "tick", "--every", "1s", "--sql", "SELECT 1"];
+    ok_as(&shared, &shared_admin, &add);
+    ok_as(&own, &own_admin, &add);
+    // crondeck_admin is nobody in the database with its own roles, and the
+    // other way round.
+    for (db, user) in [(&own, &shared_admin), (&shared, &own_admin)] {
+        let out = db.run_as(user, &["add", "x", "--every", "5m", "--sql", "SELECT 1"]);
+        let (stdout, stderr) = text(&out);
+        assert!(!out.status.success(), "{user}: {stdout} {stderr}");
+        assert!(stderr.contains("permission denied"), "{user}: {stderr}");
+        let conn = db.spec_as(user).connect().await.unwrap();
+        let err = conn
+            .batch_execute("UPDATE crondeck.jobs SET command = 'SELECT 2'")
+            .await
+            .expect_err("a write from the other database's admin");
+        assert_eq!(err.code(), Some(&SqlState::INSUFFICIENT_PRIVILEGE));
+    }
+    // The database's own scheduler role runs it, and its ticks stay runtime.
+    let own_client = own.client().await;
+    let node = NodeHandle::start(
+        own.spec_as(&own_scheduler),
+        NodeConfig {
+            name: "own".into(),
+            ..NodeConfig::default()
+        },
+    )
+    .await
+    .expect("the database's own scheduler role registers a node");
+    wait_for(Duration::from_secs(15), "two runs", || async {
+        let ok: i64 = scalar(
+            &own_client,
+            "SELECT count(*) FROM crondeck.runs WHERE status = 'succeeded'",
+            &[],
+        )
+        .await;
+        (ok >= 2).then_some(())
+    })
+    .await;
+    node.shutdown().await.unwrap();
+    let audited: i64 = scalar(
+        &own_client,
+        "SELECT count(*) FROM crondeck.audit WHERE job_name = 'tick'",
+        &[],
+    )
+    .await;
+    assert_eq!(audited, 1, "only the creation");
+    // No privilege in that database is left with the shared roles.
+    let left: i64 = scalar(
+        &own_client,
+        "SELECT count(*) FROM pg_class c, aclexplode(c.relacl) a
+         WHERE c.relnamespace = 'crondeck'::regnamespace
+           AND pg_get_userbyid(a.grantee) IN ('crondeck_viewer', 'crondeck_operator',
+               'crondeck_admin', 'crondeck_scheduler', 'crondeck_trigger')",
+        &[],
+    )
+    .await;
+    assert_eq!(left, 0);
+}

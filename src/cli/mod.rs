@@ -80,7 +80,7 @@ pub enum Command {
     /// Show the audit trail of operator actions
     Audit(jobs::AuditArgs),
     /// Apply schema migrations to the job database (also done at every start)
-    Migrate,
+    Migrate(MigrateArgs),
     /// Make the jobs match a TOML jobs file (create, update, --prune); one transaction
     Apply(operations::ApplyArgs),
     /// Write the jobs out as a jobs file (TOML, or --json); `apply` of it changes nothing
@@ -115,6 +115,15 @@ fn schedule_group(required: bool) -> ArgGroup {
         .args(["every", "cron", "manual"])
         .required(required)
         .multiple(false)
+}
+
+/// `crondeck migrate`.
+#[derive(Debug, Default, clap::Args)]
+pub struct MigrateArgs {
+    /// Give this database its own roles, PREFIX_viewer … PREFIX_trigger,
+    /// instead of the cluster-wide crondeck_* ones (moves every grant)
+    #[arg(long, value_name = "PREFIX")]
+    pub role_prefix: Option<String>,
 }
 
 /// Run a parsed command line.
@@ -163,7 +172,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Export(a) => operations::export(&db, &a).await,
         Command::Notifications(a) => operations::notifications(&db, &a).await,
         Command::Check(_) => Ok(()), // handled above
-        Command::Migrate => {
+        Command::Migrate(a) => {
             let report = &db.migrations;
             if report.applied.is_empty() {
                 println!("schema is up to date (version {})", report.current);
@@ -173,6 +182,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     "applied migrations {}; schema version {}",
                     applied.join(", "),
                     report.current
+                );
+            }
+            if let Some(prefix) = &a.role_prefix {
+                crate::db::migrate::use_role_prefix(&db.client, prefix)
+                    .await
+                    .map_err(|e| match e.code() {
+                        Some(&tokio_postgres::error::SqlState::INVALID_PARAMETER_VALUE) => {
+                            anyhow::Error::new(crate::ops::OpsError::Invalid(
+                                e.as_db_error()
+                                    .map_or_else(|| e.to_string(), |d| d.message().to_string()),
+                            ))
+                        }
+                        _ => anyhow::Error::new(crate::db::DbError::from(e))
+                            .context("could not switch this database to its own roles"),
+                    })?;
+                println!(
+                    "this database's roles: {prefix}_viewer, {prefix}_operator, {prefix}_admin, \
+                     {prefix}_scheduler, {prefix}_trigger"
                 );
             }
             Ok(())
@@ -233,6 +260,7 @@ impl Command {
                 | Command::Remove(_)
                 | Command::Run(_)
         ) || matches!(self, Command::Apply(a) if !a.dry_run)
+            || matches!(self, Command::Migrate(a) if a.role_prefix.is_some())
     }
 }
 

@@ -255,7 +255,7 @@ BEGIN
                 OLD.failure_threshold, OLD.failure_min_age_ms, OLD.retry_max,
                 OLD.retry_backoff_ms, OLD.managed_by, OLD.notify_failures, OLD.paused_at,
                 OLD.paused_by, OLD.paused_reason, OLD.paused_until)
-           AND pg_has_role(session_user, 'crondeck_scheduler', 'USAGE') THEN
+           AND pg_has_role(session_user, crondeck.role_name('scheduler'), 'USAGE') THEN
             RETURN NULL;
         END IF;
         old_row := to_jsonb(OLD);
@@ -631,3 +631,112 @@ ALTER TABLE crondeck.jobs ADD CONSTRAINT jobs_times_in_range CHECK (
     AND (failure_streak_since IS NULL
          OR (failure_streak_since >= '1970-01-01' AND failure_streak_since < '10000-01-01'))
     AND (running_since IS NULL OR (running_since >= '1970-01-01' AND running_since < '10000-01-01')));
+
+-- ---------------------------------------------------------------------------
+-- Point 12: roles per database.
+--
+-- PostgreSQL roles belong to the cluster, so with the default role names,
+-- membership in crondeck_admin is admin in every crondeck database of the
+-- cluster. A database can instead use its own roles, named PREFIX_viewer,
+-- PREFIX_operator, PREFIX_admin, PREFIX_scheduler, PREFIX_trigger:
+-- `crondeck migrate --role-prefix PREFIX` (as the schema owner, with
+-- CREATEROLE) calls crondeck.use_role_prefix(PREFIX), which creates them and
+-- moves every privilege this database grants the crondeck_* roles (or the
+-- previous prefix's) to them. `migrate` repeats the move after applying any
+-- later migration, whose grants name the crondeck_* roles.
+
+CREATE TABLE crondeck.settings (
+    key   text PRIMARY KEY,
+    value text NOT NULL
+);
+GRANT SELECT ON crondeck.settings TO crondeck_viewer, crondeck_scheduler, crondeck_trigger;
+
+-- The name of this database's role of a kind ('viewer', …, 'trigger').
+CREATE FUNCTION crondeck.role_name(kind text) RETURNS text
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce((SELECT value FROM crondeck.settings WHERE key = 'role_prefix'), 'crondeck')
+           || '_' || kind;
+$$;
+
+CREATE FUNCTION crondeck.use_role_prefix(prefix text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    kinds constant text[] := ARRAY['viewer', 'operator', 'admin', 'scheduler', 'trigger'];
+    current_prefix text := coalesce(
+        (SELECT value FROM crondeck.settings WHERE key = 'role_prefix'), 'crondeck');
+    source_prefix text;
+    kind text;
+    source_role text;
+    target_role text;
+    r record;
+BEGIN
+    IF prefix IS NULL OR prefix !~ '^[a-z][a-z0-9_]{0,40}$' THEN
+        RAISE EXCEPTION 'invalid role prefix % (expected lowercase letters, digits and _, starting with a letter, at most 41 characters)',
+            quote_nullable(prefix) USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    FOREACH kind IN ARRAY kinds LOOP
+        BEGIN
+            EXECUTE format('CREATE ROLE %I NOLOGIN', prefix || '_' || kind);
+        EXCEPTION WHEN duplicate_object OR unique_violation THEN
+            NULL;
+        END;
+    END LOOP;
+    EXECUTE format('GRANT %I TO %I', prefix || '_viewer', prefix || '_operator');
+    EXECUTE format('GRANT %I TO %I', prefix || '_operator', prefix || '_admin');
+    EXECUTE format('GRANT %I TO %I, %I', prefix || '_trigger', prefix || '_operator',
+                   prefix || '_scheduler');
+    FOREACH source_prefix IN ARRAY ARRAY['crondeck', current_prefix] LOOP
+        CONTINUE WHEN source_prefix = prefix;
+        FOREACH kind IN ARRAY kinds LOOP
+            source_role := source_prefix || '_' || kind;
+            target_role := prefix || '_' || kind;
+            CONTINUE WHEN NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = source_role);
+            -- The schema.
+            IF has_schema_privilege(source_role, 'crondeck', 'USAGE') AND EXISTS (
+                SELECT 1 FROM pg_namespace n, aclexplode(n.nspacl) a
+                WHERE n.nspname = 'crondeck' AND a.grantee = source_role::regrole) THEN
+                EXECUTE format('GRANT USAGE ON SCHEMA crondeck TO %I', target_role);
+                EXECUTE format('REVOKE ALL ON SCHEMA crondeck FROM %I', source_role);
+            END IF;
+            -- Tables, views and sequences.
+            FOR r IN
+                SELECT c.oid::regclass AS obj, c.relkind, a.privilege_type
+                FROM pg_class c, aclexplode(c.relacl) a
+                WHERE c.relnamespace = 'crondeck'::regnamespace
+                  AND a.grantee = source_role::regrole
+            LOOP
+                EXECUTE format('GRANT %s ON %s %s TO %I', r.privilege_type,
+                    CASE WHEN r.relkind = 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, r.obj, target_role);
+                EXECUTE format('REVOKE %s ON %s %s FROM %I', r.privilege_type,
+                    CASE WHEN r.relkind = 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, r.obj, source_role);
+            END LOOP;
+            -- Columns.
+            FOR r IN
+                SELECT t.attrelid::regclass AS obj, t.attname, a.privilege_type
+                FROM pg_attribute t JOIN pg_class c ON c.oid = t.attrelid, aclexplode(t.attacl) a
+                WHERE c.relnamespace = 'crondeck'::regnamespace
+                  AND a.grantee = source_role::regrole
+            LOOP
+                EXECUTE format('GRANT %s (%I) ON TABLE %s TO %I', r.privilege_type, r.attname,
+                               r.obj, target_role);
+                EXECUTE format('REVOKE %s (%I) ON TABLE %s FROM %I', r.privilege_type, r.attname,
+                               r.obj, source_role);
+            END LOOP;
+            -- Functions.
+            FOR r IN
+                SELECT p.oid::regprocedure AS obj
+                FROM pg_proc p, aclexplode(p.proacl) a
+                WHERE p.pronamespace = 'crondeck'::regnamespace
+                  AND a.grantee = source_role::regrole AND a.privilege_type = 'EXECUTE'
+            LOOP
+                EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %I', r.obj, target_role);
+                EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM %I', r.obj, source_role);
+            END LOOP;
+        END LOOP;
+    END LOOP;
+    INSERT INTO crondeck.settings (key, value) VALUES ('role_prefix', prefix)
+    ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;
+END;
+$$;
+
+REVOKE ALL ON FUNCTION crondeck.use_role_prefix(text) FROM PUBLIC;
