@@ -272,6 +272,11 @@ BEGIN
         IF cardinality(changed) = 0 THEN
             RETURN NULL;
         END IF;
+        -- A schedule change also reads as text ("every 90 minutes").
+        IF changed && schedule_cols THEN
+            old_value := old_value || jsonb_build_object('schedule', crondeck.schedule_text(OLD));
+            new_value := new_value || jsonb_build_object('schedule', crondeck.schedule_text(NEW));
+        END IF;
         IF 'active' = ANY (changed) THEN
             act := CASE WHEN NEW.active THEN 'resume'
                         WHEN NEW.numbercall = 0 AND NEW.paused_at IS NULL THEN 'done'
@@ -301,15 +306,17 @@ BEGIN
         job_name := NEW.name;
     ELSIF TG_OP = 'INSERT' THEN
         new_row := to_jsonb(NEW);
-        SELECT jsonb_object_agg(c, new_row -> c) INTO new_value
-        FROM unnest(crondeck.audited_columns()) AS c;
+        SELECT jsonb_object_agg(c, new_row -> c)
+               || jsonb_build_object('schedule', crondeck.schedule_text(NEW))
+        INTO new_value FROM unnest(crondeck.audited_columns()) AS c;
         act := 'create';
         job_id := NEW.id;
         job_name := NEW.name;
     ELSE
         old_row := to_jsonb(OLD);
-        SELECT jsonb_object_agg(c, old_row -> c) INTO old_value
-        FROM unnest(crondeck.audited_columns()) AS c;
+        SELECT jsonb_object_agg(c, old_row -> c)
+               || jsonb_build_object('schedule', crondeck.schedule_text(OLD))
+        INTO old_value FROM unnest(crondeck.audited_columns()) AS c;
         act := 'remove';
         job_id := OLD.id;
         job_name := OLD.name;
