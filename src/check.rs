@@ -5,7 +5,7 @@
 //! |----------|------|------|
 //! | OK       | 0    | nothing below |
 //! | WARNING  | 1    | a job is late, failing, or auto-paused by its failure policy |
-//! | CRITICAL | 2    | a job is overdue, or fewer live scheduler nodes than `min_nodes` (default 1), or shell jobs in scope and no live node runs them |
+//! | CRITICAL | 2    | a job is overdue or unreadable (its stored row cannot be read by this crondeck), or fewer live scheduler nodes than `min_nodes` (default 1), or shell jobs in scope and no live node runs them |
 //! | UNKNOWN  | 3    | the job database cannot be reached (decided by the caller) |
 //!
 //! Operator-paused and done jobs are fine by definition. [`evaluate`] is pure:
