@@ -5,7 +5,7 @@
 //! |----------|------|------|
 //! | OK       | 0    | nothing below |
 //! | WARNING  | 1    | a job is late, failing, or auto-paused by its failure policy |
-//! | CRITICAL | 2    | a job is overdue, or fewer live scheduler nodes than `min_nodes` (default 1), or shell jobs in scope and no live node runs them |
+//! | CRITICAL | 2    | a job is overdue or unreadable (its stored row cannot be read by this crondeck), or fewer live scheduler nodes than `min_nodes` (default 1), or shell jobs in scope and no live node runs them |
 //! | UNKNOWN  | 3    | the job database cannot be reached (decided by the caller) |
 //!
 //! Operator-paused and done jobs are fine by definition. [`evaluate`] is pure:
@@ -136,6 +136,17 @@ pub fn evaluate(
     let mut problems = Vec::new();
     let (mut overdue, mut late, mut failing, mut auto_paused) = (0, 0, 0, 0);
     for job in &in_scope {
+        if let Some(reason) = &job.unreadable {
+            // The scheduler cannot run it: as bad as overdue.
+            overdue += 1;
+            problems.push(Problem {
+                status: Status::Critical,
+                job: Some(job.spec.name.clone()),
+                state: "unreadable".into(),
+                why: format!("this crondeck cannot read its stored definition: {reason}"),
+            });
+            continue;
+        }
         let health = job_health(job, now, &opts.thresholds);
         let name = Some(job.spec.name.clone());
         let rt = &job.runtime;

@@ -27,6 +27,7 @@ fn job(name: &str) -> Job {
             last_status: Some("succeeded".into()),
             ..JobRuntime::default()
         },
+        unreadable: None,
     }
 }
 

@@ -41,6 +41,9 @@ pub enum State {
     Ok,
     Paused,
     Done,
+    /// The stored row cannot be read by this crondeck (see `Job::unreadable`).
+    /// Not in `ALL`: it is not a state a healthy cluster shows.
+    Unreadable,
 }
 
 impl State {
@@ -64,6 +67,7 @@ impl State {
             State::Paused => "paused",
             State::Done => "done",
             State::Ok => "ok",
+            State::Unreadable => "unreadable",
         }
     }
 
@@ -77,6 +81,7 @@ impl State {
             State::Paused => "‖",
             State::Done => "✓",
             State::Ok => "·",
+            State::Unreadable => "?",
         }
     }
 }
@@ -116,6 +121,15 @@ impl Default for Thresholds {
 
 /// The health of `job` at database time `now`.
 pub fn job_health(job: &Job, now: DateTime<Utc>, thresholds: &Thresholds) -> JobHealth {
+    if job.unreadable.is_some() {
+        return JobHealth {
+            primary: State::Unreadable,
+            running: false,
+            late: false,
+            overdue: false,
+            failing: false,
+        };
+    }
     let rt = &job.runtime;
     let running = rt.running_run_id.is_some();
     let done = job.is_done() && !running;
@@ -233,6 +247,7 @@ mod tests {
             created_at: at(9, 0, 0),
             updated_at: at(9, 0, 0),
             runtime: JobRuntime::default(),
+            unreadable: None,
         }
     }
 

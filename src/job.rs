@@ -198,10 +198,19 @@ impl JobSpec {
     }
 }
 
+/// The longest job name, in characters (the database refuses longer ones too).
+pub const MAX_NAME_CHARS: usize = 200;
+
 /// Job names are the handle used everywhere (CLI, console, SQL).
 pub fn validate_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("the job name is empty".to_string());
+    }
+    let length = name.chars().count();
+    if length > MAX_NAME_CHARS {
+        return Err(format!(
+            "the job name is too long ({length} characters; at most {MAX_NAME_CHARS})"
+        ));
     }
     if name.trim() != name {
         return Err(format!(
@@ -276,6 +285,11 @@ pub struct Job {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub runtime: JobRuntime,
+    /// Set when this crondeck cannot read the stored row (a schedule croner
+    /// refuses, say): the reason. Lists show such a job as "unreadable"
+    /// (its other fields are placeholders) instead of failing; the scheduler
+    /// never runs it.
+    pub unreadable: Option<String>,
 }
 
 impl Job {
@@ -362,6 +376,9 @@ pub struct JobJson<'a> {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub runtime: &'a JobRuntime,
+    /// Why the stored row cannot be read (state "unreadable"); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unreadable: Option<&'a str>,
 }
 
 impl Job {
@@ -391,6 +408,7 @@ impl Job {
             created_at: self.created_at,
             updated_at: self.updated_at,
             runtime: &self.runtime,
+            unreadable: self.unreadable.as_deref(),
         }
     }
 }

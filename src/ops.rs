@@ -1,19 +1,19 @@
 //! Operator actions: every change a person makes to a job (from the command
 //! line, the console or a jobs file) goes through here, so each one is checked
-//! the same way and leaves exactly one audit row in the same transaction as the
-//! change. Validation happens before anything is written; a refused action
-//! changes nothing.
+//! the same way. The database writes the audit row of each change itself, in
+//! the same transaction (triggers on `crondeck.jobs`); this module only tells
+//! it who is acting and why (`audit_context`). Validation happens before
+//! anything is written; a refused action changes nothing.
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use serde_json::{json, Value};
+use chrono::{DateTime, Datelike, Utc};
 use tokio_postgres::GenericClient;
 
-use crate::db::audit::{audit_insert, Actor, AuditEntry};
+use crate::db::audit::{audit_context, Actor};
 use crate::db::jobs::{
-    job_delete, job_get, job_insert, job_update_priority, job_update_schedule, job_update_timeout,
-    schedule_columns,
+    job_delete, job_get, job_get_or_unreadable, job_insert, job_update_definition,
+    job_update_timeout, schedule_columns,
 };
 use crate::db::DbError;
 use crate::job::{Job, JobSpec, Pause};
@@ -49,6 +49,13 @@ pub async fn db_now(client: &impl GenericClient) -> Result<DateTime<Utc>> {
 pub fn resolve_next(input: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>> {
     let at = timespec::parse_when(input, now, &chrono::Local)
         .map_err(|e| OpsError::Invalid(e.to_string()))?;
+    // The database stores times up to the end of the year 9999.
+    if at.year() > 9999 {
+        return Err(OpsError::Invalid(format!(
+            "next run {} is too far in the future (at most the year 9999)",
+            crate::timefmt::local(at)
+        )));
+    }
     // One second of slack: "now" typed a moment ago is not "the past".
     if at < now - chrono::Duration::seconds(1) {
         return Err(OpsError::Invalid(format!(
@@ -88,6 +95,7 @@ pub async fn add(
         reason: reason.clone(),
         until: None,
     });
+    audit_context(&tx, actor, None, None).await?;
     let job = job_insert(
         &tx,
         spec,
@@ -96,15 +104,6 @@ pub async fn add(
         opts.managed_by.as_deref(),
     )
     .await?;
-    let entry = AuditEntry {
-        job_id: Some(job.id),
-        job_name: &job.spec.name,
-        action: "create",
-        old: None,
-        new: Some(json!(job.to_json(now))),
-        reason: None,
-    };
-    audit_insert(&tx, actor, &entry).await?;
     tx.commit().await?;
     Ok(job)
 }
@@ -171,7 +170,13 @@ pub async fn set(
     let tx = client.transaction().await?;
     // No row lock here: operators may not lock job rows; each crondeck.op_*
     // function locks the row itself and writes its own audit row.
-    let job = job_get(&tx, name, false).await?;
+    // A job this crondeck cannot read can be repaired by giving it a schedule.
+    let job = job_get_or_unreadable(&tx, name, false).await?;
+    if let (Some(reason), None) = (&job.unreadable, &changes.schedule) {
+        return Err(OpsError::Invalid(format!(
+            "job \"{name}\" is unreadable ({reason}); give it a new schedule (--every, --cron or --manual) to repair it"
+        )));
+    }
     let now = db_now(&tx).await?;
     let schedule = changes.schedule.as_ref().unwrap_or(&job.spec.schedule);
     let next = match (&changes.schedule, &changes.next) {
@@ -223,17 +228,8 @@ pub async fn set(
     if let Some(timeout) = changes.timeout {
         // What a job executes (and for how long) is a definition: admins only,
         // through a direct write the operator role is not granted.
+        audit_context(&tx, actor, None, Some("set-timeout")).await?;
         job_update_timeout(&tx, job.id, timeout).await?;
-        audit(
-            &tx,
-            actor,
-            &job,
-            "set-timeout",
-            json!({ "timeout_seconds": job.spec.timeout.map(|t| t.as_secs()) }),
-            json!({ "timeout_seconds": timeout.map(|t| t.as_secs()) }),
-            None,
-        )
-        .await?;
     }
     let updated = job_get(&tx, name, false).await?;
     tx.commit().await?;
@@ -287,6 +283,13 @@ pub async fn pause(
     reason: Option<&str>,
     duration: Option<Duration>,
 ) -> Result<Job> {
+    // The database refuses longer pauses too (crondeck.op_pause).
+    const MAX_PAUSE: Duration = Duration::from_secs(100 * 365 * 86_400);
+    if duration.is_some_and(|d| d > MAX_PAUSE) {
+        return Err(OpsError::Invalid(
+            "a pause lasts at most 100 years (leave out --for to pause until resumed)".into(),
+        ));
+    }
     let seconds = duration.map(|d| d.as_secs_f64());
     client
         .execute(
@@ -359,42 +362,11 @@ pub async fn resume(
 /// Remove a job and its history. The audit trail keeps its definition.
 pub async fn remove(client: &mut impl GenericClient, actor: &Actor, name: &str) -> Result<Job> {
     let tx = client.transaction().await?;
-    let job = job_get(&tx, name, true).await?;
-    let now = db_now(&tx).await?;
+    let job = job_get_or_unreadable(&tx, name, true).await?;
+    audit_context(&tx, actor, None, None).await?;
     job_delete(&tx, job.id).await?;
-    audit(
-        &tx,
-        actor,
-        &job,
-        "remove",
-        json!(job.to_json(now)),
-        Value::Null,
-        None,
-    )
-    .await?;
     tx.commit().await?;
     Ok(job)
-}
-
-async fn audit(
-    client: &impl GenericClient,
-    actor: &Actor,
-    job: &Job,
-    action: &str,
-    old: Value,
-    new: Value,
-    reason: Option<&str>,
-) -> Result<()> {
-    let entry = AuditEntry {
-        job_id: Some(job.id),
-        job_name: &job.spec.name,
-        action,
-        old: Some(old).filter(|v| !v.is_null()),
-        new: Some(new).filter(|v| !v.is_null()),
-        reason,
-    };
-    audit_insert(client, actor, &entry).await?;
-    Ok(())
 }
 
 /// Request a run now ("run now"). It starts on any live node that can run the
@@ -448,41 +420,22 @@ pub async fn update_definition(
     let tx = client.transaction().await?;
     let job = job_get(&tx, &spec.name, true).await?;
     let changes = crate::apply::diff(&job, spec, managed_by, reset_schedule);
-    let applied: Vec<_> = changes.iter().filter(|c| c.applied).collect();
-    if applied.is_empty() {
+    if !changes.iter().any(|c| c.applied) {
         tx.commit().await?;
         return Ok((job, changes));
     }
-    crate::db::jobs::job_update_definition(&tx, job.id, spec, Some(managed_by)).await?;
-    if reset_schedule {
-        if job.spec.schedule != spec.schedule {
-            let now = db_now(&tx).await?;
-            let next = rescheduled_nextcall(&spec.schedule, job.nextcall, now);
-            job_update_schedule(&tx, job.id, &spec.schedule, next).await?;
-        }
-        if job.spec.priority != spec.priority {
-            job_update_priority(&tx, job.id, spec.priority).await?;
-        }
-    }
-    let old: serde_json::Map<String, Value> = applied
-        .iter()
-        .map(|c| (c.field.to_string(), json!(c.old)))
-        .collect();
-    let new: serde_json::Map<String, Value> = applied
-        .iter()
-        .map(|c| (c.field.to_string(), json!(c.new)))
-        .collect();
+    let now = db_now(&tx).await?;
+    // One statement, so the database writes one audit row for the whole apply.
+    let schedule = (reset_schedule && job.spec.schedule != spec.schedule).then(|| {
+        (
+            &spec.schedule,
+            rescheduled_nextcall(&spec.schedule, job.nextcall, now),
+        )
+    });
+    let priority = (reset_schedule && job.spec.priority != spec.priority).then_some(spec.priority);
     let reason = format!("apply ({managed_by})");
-    audit(
-        &tx,
-        actor,
-        &job,
-        "apply",
-        Value::Object(old),
-        Value::Object(new),
-        Some(&reason),
-    )
-    .await?;
+    audit_context(&tx, actor, Some(&reason), Some("apply")).await?;
+    job_update_definition(&tx, job.id, spec, Some(managed_by), schedule, priority).await?;
     let updated = job_get(&tx, &spec.name, false).await?;
     tx.commit().await?;
     Ok((updated, changes))

@@ -355,3 +355,57 @@ async fn the_example_config_and_jobs_file_are_valid() {
     let out = ok(&db, &["apply", jobs.to_str().unwrap(), "--dry-run"]);
     assert!(out.contains("3 to create"), "{out}");
 }
+
+/// A job created by hand is not silently taken over by a file that names
+/// it: apply refuses and says which jobs, until asked to adopt them.
+#[tokio::test]
+async fn an_unmanaged_job_is_adopted_only_when_asked() {
+    let db = TestDb::new().await;
+    let out = db.run(&["add", "hand-made", "--every", "1h", "--sql", "SELECT 1"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jobs.toml");
+    std::fs::write(
+        &path,
+        "source = \"ops\"\n\n[[job]]\nname = \"hand-made\"\nschedule = \"every 1h\"\nsql = \"SELECT 2\"\n\n\
+         [[job]]\nname = \"fresh\"\nschedule = \"every 1h\"\nsql = \"SELECT 3\"\n",
+    )
+    .unwrap();
+    let path = path.to_str().unwrap();
+    let out = db.run(&["apply", path]);
+    let (stdout, stderr) = text(&out);
+    assert!(!out.status.success(), "{stdout} {stderr}");
+    assert!(
+        stderr.contains("\"hand-made\"") && stderr.contains("--adopt"),
+        "{stderr}"
+    );
+    let client = db.client().await;
+    let rows = client
+        .query(
+            "SELECT name, command, managed_by FROM crondeck.jobs ORDER BY name",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1, "nothing was applied");
+    assert_eq!(rows[0].get::<_, String>(1), "SELECT 1");
+    let out = db.run(&["apply", path, "--adopt"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let managed: Vec<(String, String, Option<String>)> = client
+        .query(
+            "SELECT name, command, managed_by FROM crondeck.jobs ORDER BY name",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        managed,
+        [
+            ("fresh".into(), "SELECT 3".into(), Some("ops".into())),
+            ("hand-made".into(), "SELECT 2".into(), Some("ops".into()))
+        ]
+    );
+}

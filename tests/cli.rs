@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::process::Command;
+
 use common::{text, TestDb};
 use serde_json::Value;
 
@@ -523,4 +525,188 @@ async fn global_options_are_accepted_before_and_after_the_subcommand() {
             .expect("run crondeck");
         assert!(output.status.success(), "{args:?}: {:?}", text(&output));
     }
+}
+
+/// One row this crondeck cannot read (stored around the checks, or a cron
+/// value croner refuses that the database's grammar lets through) is shown
+/// as "unreadable" with its reason by every reader, which keep the others.
+#[tokio::test]
+async fn every_reader_survives_one_unreadable_row() {
+    let db = TestDb::new().await;
+    ok(&db, &["add", "good", "--every", "1h", "--sql", "SELECT 1"]);
+    let client = db.client().await;
+    // Out of croner's range, but within the database's grammar.
+    client
+        .batch_execute(
+            "INSERT INTO crondeck.jobs (name, schedule_kind, cron_expr, cron_tz, nextcall,
+                 action_kind, command)
+             VALUES ('bad-cron', 'cron', '99 * * * *', 'UTC', now() + interval '1 hour', 'sql', 'SELECT 1');
+             ALTER TABLE crondeck.jobs DISABLE TRIGGER jobs_validate;
+             INSERT INTO crondeck.jobs (name, schedule_kind, interval_count, interval_unit, nextcall,
+                 action_kind, command)
+             VALUES ('huge', 'every', 2147483647, 'months', now() + interval '1 hour', 'sql', 'SELECT 1');
+             ALTER TABLE crondeck.jobs ENABLE TRIGGER jobs_validate;",
+        )
+        .await
+        .unwrap();
+    let list = ok(&db, &["list"]);
+    assert!(list.contains("good"), "{list}");
+    for name in ["bad-cron", "huge"] {
+        let line = list
+            .lines()
+            .find(|l| l.contains(name))
+            .unwrap_or_else(|| panic!("{name} missing: {list}"));
+        assert!(line.contains("unreadable"), "{line}");
+    }
+    let json: Value = serde_json::from_str(&ok(&db, &["list", "--json"])).unwrap();
+    let jobs = json.as_array().unwrap();
+    assert_eq!(jobs.len(), 3);
+    let bad = jobs.iter().find(|j| j["name"] == "bad-cron").unwrap();
+    assert_eq!(bad["state"], "unreadable");
+    assert!(bad["unreadable"].as_str().unwrap().contains("99"), "{bad}");
+    let good = jobs.iter().find(|j| j["name"] == "good").unwrap();
+    assert_eq!(good["state"], "ok");
+    // show
+    let show = ok(&db, &["show", "huge"]);
+    assert!(show.contains("unreadable"), "{show}");
+    // export: the readable jobs, and says which were left out.
+    let out = db.run(&["export"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout} {stderr}");
+    assert!(stdout.contains("name = \"good\""), "{stdout}");
+    assert!(!stdout.contains("name = \"huge\""), "{stdout}");
+    assert!(
+        stderr.contains("huge") && stderr.contains("unreadable"),
+        "{stderr}"
+    );
+    // check: one line, critical, naming the job.
+    let out = db.run(&["check", "--no-notify"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stdout} {stderr}");
+    assert!(stdout.contains("unreadable"), "{stdout}");
+    // The console's data task reads the list the same way.
+    let listed = crondeck::db::jobs::job_list(&client).await.unwrap();
+    assert_eq!(listed.len(), 3);
+    assert_eq!(listed.iter().filter(|j| j.unreadable.is_some()).count(), 2);
+    // An unreadable job is repaired by giving it a schedule.
+    ok(&db, &["set", "huge", "--every", "2h"]);
+    let json: Value = serde_json::from_str(&ok(&db, &["list", "--json"])).unwrap();
+    let huge = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["name"] == "huge")
+        .unwrap()
+        .clone();
+    assert_eq!(huge["state"], "ok", "{huge}");
+}
+
+/// Input that used to reach the database raw, or be silently ignored or
+/// left behind, gets a clear refusal and changes nothing.
+#[tokio::test]
+async fn careless_input_gets_a_clear_error_not_a_raw_one() {
+    let db = TestDb::new().await;
+    ok(
+        &db,
+        &["add", "existing", "--every", "5m", "--sql", "SELECT 1"],
+    );
+    // An 8 kB name: a length limit, not a btree error; in the database too.
+    let long = "n".repeat(8192);
+    refused(
+        &db,
+        &["add", &long, "--every", "5m", "--sql", "SELECT 1"],
+        3,
+        "too long",
+    )
+    .await;
+    let client = db.client().await;
+    let err = client
+        .execute(
+            "INSERT INTO crondeck.jobs (name, schedule_kind, action_kind, command)
+             VALUES ($1, 'manual', 'sql', 'SELECT 1')",
+            &[&long],
+        )
+        .await
+        .expect_err("an 8 kB name");
+    assert_eq!(
+        err.code(),
+        Some(&tokio_postgres::error::SqlState::CHECK_VIOLATION)
+    );
+    assert!(
+        err.as_db_error().unwrap().message().contains("too long"),
+        "{err:?}"
+    );
+    // Negative or zero limits are usage errors.
+    for args in [
+        vec!["audit", "--limit=-5"],
+        vec!["history", "existing", "--limit", "0"],
+        vec!["notifications", "--limit=-1"],
+    ] {
+        refused(&db, &args, 2, "--limit").await;
+    }
+    // --tz means nothing without --cron: refused, not ignored.
+    refused(
+        &db,
+        &[
+            "add",
+            "x",
+            "--every",
+            "5m",
+            "--tz",
+            "Europe/Paris",
+            "--sql",
+            "SELECT 1",
+        ],
+        3,
+        "--tz applies to --cron only",
+    )
+    .await;
+    refused(
+        &db,
+        &["add", "x", "--manual", "--tz", "UTC", "--sql", "SELECT 1"],
+        3,
+        "--tz applies to --cron only",
+    )
+    .await;
+    refused(
+        &db,
+        &["set", "existing", "--every", "10m", "--tz", "Europe/Paris"],
+        3,
+        "--tz applies to --cron only",
+    )
+    .await;
+}
+
+/// A data directory the embedded launcher refuses is not created anyway.
+/// (Run as an unprivileged user when the tests run as root: that is the case
+/// where the data directory holds the cluster and its socket.)
+#[test]
+fn a_refused_data_dir_is_not_created() {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = nix::unistd::geteuid().is_root();
+    let nobody = nix::unistd::User::from_name("nobody").unwrap();
+    if root {
+        let nobody = nobody.as_ref().expect("the nobody user");
+        nix::unistd::chown(dir.path(), Some(nobody.uid), Some(nobody.gid)).unwrap();
+    }
+    let refused = dir.path().join("it's").join("data");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_crondeck"));
+    cmd.arg("--data-dir")
+        .arg(&refused)
+        .arg("list")
+        .env_remove("DATABASE_URL")
+        .env_remove("CRONDECK_DATABASE_URL")
+        .env("HOME", dir.path());
+    if let (true, Some(nobody)) = (root, nobody) {
+        cmd.uid(nobody.uid.as_raw()).gid(nobody.gid.as_raw());
+    }
+    let out = cmd.output().unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(!out.status.success(), "{stdout} {stderr}");
+    assert!(stderr.contains("--data-dir"), "{stderr}");
+    assert!(
+        !dir.path().join("it's").exists(),
+        "the refused data directory was created: {stderr}"
+    );
 }

@@ -320,3 +320,213 @@ async fn commands_other_than_migrate_never_change_an_external_schema() {
     let output = db.run(&["list"]);
     assert!(output.status.success(), "{:?}", text(&output));
 }
+
+/// A crondeck role that owns crondeck's tables could disable the audit
+/// triggers: schema version 4 refuses to go on until they are reassigned.
+#[tokio::test]
+async fn tables_owned_by_a_crondeck_role_are_refused() {
+    let db = TestDb::empty().await;
+    let mut client = db.client().await;
+    client
+        .batch_execute(
+            "CREATE SCHEMA crondeck;
+             CREATE TABLE crondeck.schema_migrations (
+                 version integer PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,
+                 applied_at timestamptz NOT NULL DEFAULT now());",
+        )
+        .await
+        .unwrap();
+    for m in &crondeck::db::migrate::MIGRATIONS[..3] {
+        client.batch_execute(m.sql).await.unwrap();
+        client
+            .execute(
+                "INSERT INTO crondeck.schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+                &[&m.version, &m.name, &crondeck::db::migrate::checksum(m.sql)],
+            )
+            .await
+            .unwrap();
+    }
+    client
+        .batch_execute("ALTER TABLE crondeck.jobs OWNER TO crondeck_admin")
+        .await
+        .unwrap();
+    let err = migrate(&mut client).await.unwrap_err();
+    let MigrateError::Failed {
+        version: 4, source, ..
+    } = &err
+    else {
+        panic!("{err}");
+    };
+    let db_error = source.as_db_error().expect("a database error");
+    assert_eq!(db_error.code(), &SqlState::INSUFFICIENT_PRIVILEGE);
+    assert!(db_error.message().contains("crondeck_admin"), "{db_error}");
+    // Reassigned to the database owner, the migration goes through.
+    client
+        .batch_execute("ALTER TABLE crondeck.jobs OWNER TO CURRENT_USER")
+        .await
+        .unwrap();
+    let report = migrate(&mut client).await.unwrap();
+    assert_eq!(report.applied, [4]);
+}
+
+/// Whatever the Rust parser accepts, the database accepts; and what the
+/// database accepts, the binary can read (zones and intervals exactly; cron
+/// expressions by grammar, the rest is the readers' job).
+#[tokio::test]
+async fn the_database_and_the_schedule_parser_agree() {
+    use crondeck::schedule::{Schedule, Unit};
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    // Intervals: around every unit's bound, both ways.
+    let bounds = [
+        (Unit::Seconds, 2_147_483_647_i64),
+        (Unit::Minutes, 35_791_394),
+        (Unit::Hours, 596_523),
+        (Unit::Days, 24_855),
+        (Unit::Weeks, 3_550),
+        (Unit::Months, 1_200),
+    ];
+    for (unit, max) in bounds {
+        for count in [-1, 0, 1, 2, max - 1, max, max + 1, i64::from(i32::MAX)] {
+            let Ok(count) = i32::try_from(count) else {
+                continue;
+            };
+            let rust =
+                Schedule::from_parts("every", Some(count), Some(unit.as_str()), None, None).is_ok();
+            let sql: bool = common::scalar(
+                &client,
+                "SELECT crondeck.interval_ok($1, $2)",
+                &[&count, &unit.as_str()],
+            )
+            .await;
+            assert_eq!(rust, sql, "every {count} {unit}");
+        }
+    }
+    // Zones: every name either side knows.
+    let pg_names: Vec<String> = client
+        .query("SELECT name FROM pg_timezone_names", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let rust_names = chrono_tz::TZ_VARIANTS
+        .iter()
+        .map(|tz| tz.name().to_string());
+    let names: Vec<String> = pg_names
+        .into_iter()
+        .chain(rust_names)
+        .chain(
+            [
+                "posixrules",
+                "localtime",
+                "Factory",
+                "posix/Europe/Paris",
+                "right/UTC",
+                "UTC+3",
+                "utc",
+                "PST",
+            ]
+            .map(String::from),
+        )
+        .collect();
+    // What Rust would store for each name (or the name itself when refused).
+    let parsed: Vec<Option<String>> = names
+        .iter()
+        .map(|name| {
+            Schedule::cron("0 * * * *", name)
+                .ok()
+                .and_then(|s| s.cron_tz().map(str::to_string))
+        })
+        .collect();
+    let stored: Vec<String> = names
+        .iter()
+        .zip(&parsed)
+        .map(|(name, p)| p.clone().unwrap_or_else(|| name.clone()))
+        .collect();
+    let verdicts: Vec<bool> = client
+        .query(
+            "SELECT crondeck.zone_ok(n) FROM unnest($1::text[]) WITH ORDINALITY AS t(n, i) ORDER BY i",
+            &[&stored],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut disagree = Vec::new();
+    for ((name, rust), sql) in names.iter().zip(&parsed).zip(verdicts) {
+        // Accepted by Rust => stored value accepted by the database;
+        // accepted by the database => readable by Rust.
+        if rust.is_some() != sql {
+            disagree.push(format!("{name} (rust {}, sql {sql})", rust.is_some()));
+        }
+    }
+    assert!(disagree.is_empty(), "zones: {disagree:?}");
+    // Cron: every expression croner accepts passes the grammar check.
+    let fields = [
+        "*", "*/5", "0", "59", "1-5", "0-59/15", "1,2,3", "?", "L", "5L", "15W", "LW", "1#2",
+        "MON", "mon-fri", "SUN,SAT", "JAN", "jan-mar", "12", "7", "0/10",
+    ];
+    let mut seed: u64 = 0x5eed;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        usize::try_from(seed % 1_000_000).unwrap_or(0)
+    };
+    let mut candidates: Vec<String> = [
+        "@hourly",
+        "@daily",
+        "@WEEKLY",
+        "@monthly",
+        "@yearly",
+        "@annually",
+    ]
+    .map(String::from)
+    .to_vec();
+    for _ in 0..3000 {
+        let n = 5 + next() % 2;
+        candidates.push(
+            (0..n)
+                .map(|_| fields[next() % fields.len()])
+                .collect::<Vec<_>>()
+                .join(" "),
+        );
+    }
+    let accepted: Vec<String> = candidates
+        .iter()
+        .filter_map(|expr| Schedule::cron(expr, "UTC").ok())
+        .map(|s| s.cron_expr().unwrap_or_default().to_string())
+        .collect();
+    assert!(
+        accepted.len() > 100,
+        "only {} expressions exercised",
+        accepted.len()
+    );
+    let refused: Vec<String> = client
+        .query(
+            "SELECT e FROM unnest($1::text[]) AS e WHERE NOT crondeck.cron_grammar_ok(e)",
+            &[&accepted],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(
+        refused.is_empty(),
+        "croner accepts these, the database refuses them: {refused:?}"
+    );
+    for refused in [
+        "0 9 * * * * *",
+        "0 9 * *",
+        "0 9 * * *; DROP TABLE x",
+        "@reboot",
+        "0 9 * * $(id)",
+    ] {
+        let sql: bool =
+            common::scalar(&client, "SELECT crondeck.cron_grammar_ok($1)", &[&refused]).await;
+        assert!(!sql, "{refused}");
+    }
+}

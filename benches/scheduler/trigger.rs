@@ -35,7 +35,12 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Vec<Figure>> {
     for i in 0..samples + WARM_UP {
         let id: i64 = db
             .client
-            .query_one("SELECT crondeck.trigger('on-demand')", &[])
+            // What crondeck.trigger() does, returning the request's id
+            // (the public function only says whether it requested a run).
+            .query_one(
+                "SELECT crondeck.request_run('on-demand', 'event', session_user::text)",
+                &[],
+            )
             .await?
             .get(0);
         wait_for(

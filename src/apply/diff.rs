@@ -113,6 +113,7 @@ mod tests {
             created_at: Utc::now(),
             updated_at: Utc::now(),
             runtime: JobRuntime::default(),
+            unreadable: None,
         }
     }
 

@@ -10,7 +10,9 @@
 //! - with `--prune`, removes jobs managed by this identity that left the file.
 //!
 //! A job that exists under another identity is refused (it belongs to another
-//! file); a job created by hand (no identity) is adopted. Every change goes
+//! file); a job created by hand (no identity) is refused too unless the
+//! caller asks to adopt it (`--adopt`), so a name clash never silently takes
+//! over someone's job. Every change goes
 //! through `crate::ops`, so each leaves its audit row in the same transaction.
 //! A dry run computes the same plan inside the transaction and rolls it back.
 
@@ -39,6 +41,8 @@ pub struct ApplyOptions {
     pub prune: bool,
     /// Restore the file's schedule and priority over operator edits.
     pub reset_schedule: bool,
+    /// Take over jobs that exist with no identity (created by hand).
+    pub adopt: bool,
 }
 
 /// "crondeck.apply" hashed: serialises concurrent applies.

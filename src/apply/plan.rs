@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::{diff, ApplyOptions, FieldChange};
 use crate::job::Job;
-use crate::jobfile::{JobFile, JobFileError};
+use crate::jobfile::{FileJob, JobFile, JobFileError};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "action", content = "fields", rename_all = "lowercase")]
@@ -45,6 +45,36 @@ pub fn compute(
     opts: ApplyOptions,
 ) -> Result<Plan, JobFileError> {
     let mut items = Vec::new();
+    // Jobs created by hand that share a name with the file's: taken over
+    // only when asked to.
+    let unmanaged: Vec<&FileJob> = file
+        .jobs
+        .iter()
+        .filter(|job| {
+            existing
+                .iter()
+                .any(|j| j.spec.name == job.spec.name && j.managed_by.is_none())
+        })
+        .collect();
+    if let (Some(first), false) = (unmanaged.first(), opts.adopt) {
+        let names: Vec<String> = unmanaged
+            .iter()
+            .map(|j| format!("\"{}\"", j.spec.name))
+            .collect();
+        return Err(JobFileError {
+            path: path.to_path_buf(),
+            line: first.line,
+            message: format!(
+                "{} already exist{} in the database, created by hand (no file manages {}); \
+                 applying would take {} over: pass --adopt to do that, or rename {} in this file",
+                names.join(", "),
+                if names.len() == 1 { "s" } else { "" },
+                if names.len() == 1 { "it" } else { "them" },
+                if names.len() == 1 { "it" } else { "them" },
+                if names.len() == 1 { "it" } else { "them" },
+            ),
+        });
+    }
     for job in &file.jobs {
         let stored = existing.iter().find(|j| j.spec.name == job.spec.name);
         let kind = match stored {

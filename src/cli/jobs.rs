@@ -5,7 +5,7 @@ use clap::Args;
 use super::output;
 use crate::database::Database;
 use crate::db::audit::{audit_list, Actor};
-use crate::db::jobs::{job_get, job_list};
+use crate::db::jobs::{job_get_or_unreadable, job_list};
 use crate::job::{ActionKind, Catchup, JobSpec};
 use crate::ops::{self, db_now, AddOptions, JobChanges, OpsError};
 use crate::schedule::Schedule;
@@ -130,7 +130,8 @@ pub struct PauseArgs {
 pub struct AuditArgs {
     /// Only this job's actions
     pub name: Option<String>,
-    #[arg(long, default_value_t = 50)]
+    /// How many records, newest first (1 or more)
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..))]
     pub limit: i64,
     #[arg(long)]
     pub json: bool,
@@ -143,6 +144,14 @@ fn schedule_from(
     tz: Option<&str>,
     manual: bool,
 ) -> anyhow::Result<Option<Schedule>> {
+    if tz.is_some() && cron.is_none() {
+        return Err(OpsError::Invalid(
+            "--tz applies to --cron only: an interval (--every) is exact UTC time and a manual job has no schedule; \
+             to change a cron job's zone, give its expression again with --cron"
+                .into(),
+        )
+        .into());
+    }
     Ok(match (every, cron, manual) {
         (Some(every), None, false) => {
             let schedule = Schedule::parse(every)?;
@@ -176,7 +185,7 @@ pub async fn list(db: &Database, args: &ListArgs) -> anyhow::Result<()> {
 }
 
 pub async fn show(db: &Database, args: &ShowArgs) -> anyhow::Result<()> {
-    let job = job_get(&db.client, &args.name, false).await?;
+    let job = job_get_or_unreadable(&db.client, &args.name, false).await?;
     let now = db_now(&db.client).await?;
     let upcoming = job
         .nextcall

@@ -82,7 +82,7 @@ pub enum Command {
     /// Show the audit trail of operator actions
     Audit(jobs::AuditArgs),
     /// Apply schema migrations to the job database (the embedded one is migrated at every start)
-    Migrate,
+    Migrate(MigrateArgs),
     /// Make the jobs match a TOML jobs file (create, update, --prune); one transaction
     Apply(operations::ApplyArgs),
     /// Write the jobs out as a jobs file (TOML, or --json); `apply` of it changes nothing
@@ -119,6 +119,15 @@ fn schedule_group(required: bool) -> ArgGroup {
         .multiple(false)
 }
 
+/// `crondeck migrate`.
+#[derive(Debug, Default, clap::Args)]
+pub struct MigrateArgs {
+    /// Give this database its own roles, PREFIX_viewer … PREFIX_trigger,
+    /// instead of the cluster-wide crondeck_* ones (moves every grant)
+    #[arg(long, value_name = "PREFIX")]
+    pub role_prefix: Option<String>,
+}
+
 /// Run a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let args = GlobalArgs {
@@ -142,7 +151,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Check(a) = &command {
         return operations::check(&settings, a).await;
     }
-    let mut db = if matches!(command, Command::Migrate) {
+    let mut db = if matches!(command, Command::Migrate(_)) {
         database::open_to_migrate(&settings).await?
     } else {
         database::open(&settings).await?
@@ -170,7 +179,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Export(a) => operations::export(&db, &a).await,
         Command::Notifications(a) => operations::notifications(&db, &a).await,
         Command::Check(_) => Ok(()), // handled above
-        Command::Migrate => {
+        Command::Migrate(a) => {
             let report = &db.migrations;
             if report.applied.is_empty() {
                 println!("schema is up to date (version {})", report.current);
@@ -180,6 +189,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     "applied migrations {}; schema version {}",
                     applied.join(", "),
                     report.current
+                );
+            }
+            if let Some(prefix) = &a.role_prefix {
+                crate::db::migrate::use_role_prefix(&db.client, prefix)
+                    .await
+                    .map_err(|e| match e.code() {
+                        Some(&tokio_postgres::error::SqlState::INVALID_PARAMETER_VALUE) => {
+                            anyhow::Error::new(crate::ops::OpsError::Invalid(
+                                e.as_db_error()
+                                    .map_or_else(|| e.to_string(), |d| d.message().to_string()),
+                            ))
+                        }
+                        _ => anyhow::Error::new(crate::db::DbError::from(e))
+                            .context("could not switch this database to its own roles"),
+                    })?;
+                println!(
+                    "this database's roles: {prefix}_viewer, {prefix}_operator, {prefix}_admin, \
+                     {prefix}_scheduler, {prefix}_trigger"
                 );
             }
             Ok(())
@@ -241,6 +268,7 @@ impl Command {
                 | Command::Run(_)
                 | Command::Cancel(_)
         ) || matches!(self, Command::Apply(a) if !a.dry_run)
+            || matches!(self, Command::Migrate(a) if a.role_prefix.is_some())
     }
 }
 

@@ -1,6 +1,7 @@
 //! Operations commands: apply and export (jobs as code), check (monitoring),
 //! notifications (what was sent).
 
+use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -16,6 +17,7 @@ use crate::db::jobs::job_list;
 use crate::db::nodes::node_list_live;
 use crate::db::notifications::{notification_list, notifications_for_job, NotificationRow};
 use crate::health::Thresholds;
+use crate::job::Job;
 use crate::notify::{self, Notifier};
 use crate::ops::{db_now, OpsError};
 use crate::{jobfile, timespec};
@@ -33,6 +35,9 @@ pub struct ApplyArgs {
     /// Restore the file's schedule and priority over edits made by operators
     #[arg(long)]
     pub reset_schedule: bool,
+    /// Take over jobs of the same name that no file manages (created by hand)
+    #[arg(long)]
+    pub adopt: bool,
     /// Print the plan as JSON
     #[arg(long)]
     pub json: bool,
@@ -87,7 +92,8 @@ pub struct CheckArgs {
 pub struct NotificationsArgs {
     /// Only this job's notifications
     pub name: Option<String>,
-    #[arg(long, default_value_t = 50)]
+    /// How many notifications, newest first (1 or more)
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..))]
     pub limit: i64,
     #[arg(long)]
     pub json: bool,
@@ -105,6 +111,7 @@ pub async fn apply(db: &mut Database, args: &ApplyArgs) -> anyhow::Result<()> {
         dry_run: args.dry_run,
         prune: args.prune,
         reset_schedule: args.reset_schedule,
+        adopt: args.adopt,
     };
     let plan = apply::apply(
         &mut db.client,
@@ -131,6 +138,20 @@ pub async fn export(db: &Database, args: &ExportArgs) -> anyhow::Result<()> {
         jobs.retain(|j| j.managed_by.as_deref() == Some(source.as_str()));
     }
     jobs.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
+    // A row this crondeck cannot read cannot be written back faithfully: it
+    // is left out, said so on stderr and in the file, and the rest exported.
+    let (unreadable, jobs): (Vec<Job>, Vec<Job>) =
+        jobs.into_iter().partition(|j| j.unreadable.is_some());
+    let mut notes = String::new();
+    for job in &unreadable {
+        let reason = job.unreadable.as_deref().unwrap_or_default().escape_debug();
+        let name = job.spec.name.escape_debug();
+        eprintln!("crondeck: job \"{name}\" is unreadable and was not exported: {reason}");
+        let _ = writeln!(
+            notes,
+            "# NOT EXPORTED (unreadable): job \"{name}\": {reason}"
+        );
+    }
     // The file's identity: the one asked for, or the one all jobs share, so
     // that applying the export back manages them as they are managed now.
     let common = jobs
@@ -147,7 +168,7 @@ pub async fn export(db: &Database, args: &ExportArgs) -> anyhow::Result<()> {
     let text = if args.json {
         jobfile::export_json(source.as_deref(), &jobs)?
     } else {
-        jobfile::export_toml(source.as_deref(), &jobs)?
+        format!("{notes}{}", jobfile::export_toml(source.as_deref(), &jobs)?)
     };
     print!("{text}");
     if !text.ends_with('\n') {
@@ -259,7 +280,7 @@ async fn dead_mans_switch(settings: &Settings, db: &Database, live_nodes: usize)
     match notify::check_cluster(&db.client, &notifier, live_nodes).await {
         Ok(Some(pending)) => {
             let delivered = notify::send(&notifier, &pending).await;
-            notify::record(&db.client, &pending, &delivered).await;
+            notify::record_no_live_node(&db.client, &pending, &delivered).await;
         }
         Ok(None) => {}
         Err(error) => eprintln!("crondeck: could not record the no-live-node event: {error}"),

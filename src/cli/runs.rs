@@ -48,7 +48,8 @@ pub struct CancelArgs {
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
     pub name: String,
-    #[arg(long, default_value_t = 20)]
+    /// How many runs, newest first (1 or more)
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(i64).range(1..))]
     pub limit: i64,
     /// Print JSON (with the captured output)
     #[arg(long)]

@@ -1,8 +1,10 @@
 //! Queries on `crondeck.audit`, the append-only trail of operator actions.
 //!
-//! The database role is recorded by the column default (`current_user`), so a
-//! caller cannot claim to be someone else in the database; the OS user and host
-//! come from the process and say where the action was typed.
+//! Rows are written by the database only: triggers on `crondeck.jobs` (and
+//! `crondeck.op_run_now`) stamp the login role (`session_user`) and the
+//! database clock, which no caller can choose; no crondeck role may insert
+//! into the table. The OS user, host and reason come from the client (see
+//! [`audit_context`]) and say where the action was typed, as claimed.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -45,17 +47,6 @@ impl Actor {
     }
 }
 
-/// One action to record.
-#[derive(Debug, Clone)]
-pub struct AuditEntry<'a> {
-    pub job_id: Option<i64>,
-    pub job_name: &'a str,
-    pub action: &'a str,
-    pub old: Option<Value>,
-    pub new: Option<Value>,
-    pub reason: Option<&'a str>,
-}
-
 /// A recorded action.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AuditRecord {
@@ -72,29 +63,25 @@ pub struct AuditRecord {
     pub reason: Option<String>,
 }
 
-pub async fn audit_insert(
+/// Say who is acting, and why, for the audit rows the database writes in
+/// this transaction (the triggers on `crondeck.jobs`). The database stamps
+/// the login role and the time itself; the OS user, host, reason and
+/// `action` name given here are the client's claim. `action` may only name a
+/// definition change more precisely ("apply", "set-timeout") or an automatic
+/// pause ("auto-pause"); the database decides what kind of change it was.
+pub async fn audit_context(
     client: &impl GenericClient,
     actor: &Actor,
-    entry: &AuditEntry<'_>,
-) -> Result<i64, DbError> {
-    let row = client
-        .query_one(
-            "INSERT INTO crondeck.audit (os_user, host, job_id, job_name, action, old_value,
-                 new_value, reason)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
-            &[
-                &actor.os_user,
-                &actor.host,
-                &entry.job_id,
-                &entry.job_name,
-                &entry.action,
-                &entry.old,
-                &entry.new,
-                &entry.reason,
-            ],
+    reason: Option<&str>,
+    action: Option<&str>,
+) -> Result<(), DbError> {
+    client
+        .execute(
+            "SELECT crondeck.audit_context($1, $2, $3, $4)",
+            &[&actor.os_user, &actor.host, &reason, &action],
         )
         .await?;
-    Ok(row.try_get(0)?)
+    Ok(())
 }
 
 /// The newest `limit` records, optionally for one job name, newest first.

@@ -35,11 +35,10 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use serde_json::json;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::GenericClient;
 
-use super::audit::{audit_insert, Actor, AuditEntry};
+use super::audit::{audit_context, Actor};
 use super::jobs::{job_columns_of, job_from_row, JOB_COLUMNS};
 use super::nodes::alive_at;
 use super::requests::request_retry;
@@ -114,14 +113,13 @@ async fn readable_job(
         Err(DbError::Corrupt(reason)) => {
             let id: i64 = row.try_get("id")?;
             tracing::error!(job = id, %reason, "pausing a job this node cannot read");
+            let why = format!("paused: the scheduler cannot read this job ({reason})");
+            audit_context(tx, &Actor::current(), Some(&why), None).await?;
             tx.execute(
                 "UPDATE crondeck.jobs SET active = false, paused_at = now(),
                      paused_by = 'crondeck (scheduler)', paused_reason = $2, paused_until = NULL
                  WHERE id = $1",
-                &[
-                    &id,
-                    &format!("paused: the scheduler cannot read this job ({reason})"),
-                ],
+                &[&id, &why],
             )
             .await?;
             Ok(None)
@@ -196,7 +194,10 @@ async fn probe(tx: &impl GenericClient, claimer: &Claimer<'_>) -> Result<Probe, 
                        AND j.nextcall <= now()
                        AND crondeck.can_run(j.action_kind, j.command, $1, $2)),
              EXISTS (SELECT 1 FROM crondeck.run_requests
-                     WHERE state = 'pending' AND not_before <= now())",
+                     WHERE state = 'pending' AND not_before <= now()),
+             -- This transaction's tick updates are the scheduler's own
+             -- (not audited; see crondeck.jobs_audit).
+             set_config('crondeck.context', 'scheduler', true)",
         alive = alive_at("now()")
     );
     let row = tx
@@ -239,6 +240,13 @@ async fn resume_expired_pauses(
             }
             other => other,
         };
+        audit_context(
+            tx,
+            claimer.actor,
+            Some("the pause ran out (automatic resume)"),
+            None,
+        )
+        .await?;
         tx.execute(
             "UPDATE crondeck.jobs SET active = true, paused_at = NULL, paused_by = NULL,
                  paused_reason = NULL, paused_until = NULL, nextcall = $2, updated_at = now()
@@ -246,15 +254,6 @@ async fn resume_expired_pauses(
             &[&job.id, &nextcall],
         )
         .await?;
-        let entry = AuditEntry {
-            job_id: Some(job.id),
-            job_name: &job.spec.name,
-            action: "resume",
-            old: Some(json!({ "active": false, "paused": job.pause })),
-            new: Some(json!({ "active": true })),
-            reason: Some("the pause ran out (automatic resume)"),
-        };
-        audit_insert(tx, claimer.actor, &entry).await?;
         report.resumed.push(job.spec.name);
     }
     Ok(())
@@ -715,6 +714,7 @@ async fn auto_pause(
         "auto-paused after {streak} consecutive failures since {} (last: {last})",
         since.format("%Y-%m-%d %H:%M:%S UTC")
     );
+    audit_context(tx, actor, Some(&reason), Some("auto-pause")).await?;
     tx.execute(
         "UPDATE crondeck.jobs SET active = false, paused_at = now(),
              paused_by = 'crondeck (failure policy)', paused_reason = $2, paused_until = NULL,
@@ -723,15 +723,6 @@ async fn auto_pause(
         &[&job.id, &reason],
     )
     .await?;
-    let entry = AuditEntry {
-        job_id: Some(job.id),
-        job_name: &job.spec.name,
-        action: "auto-pause",
-        old: Some(json!({ "active": true })),
-        new: Some(json!({ "active": false, "failure_streak": streak })),
-        reason: Some(&reason),
-    };
-    audit_insert(tx, actor, &entry).await?;
     Ok(())
 }
 

@@ -55,9 +55,63 @@ const LAST_RUN_COLUMNS: &str = "lr.exit_code AS last_exit_code, lr.signal AS las
     lr.sqlstate AS last_sqlstate, split_part(lr.error, E'\\n', 1) AS last_error, \
     rn.name AS running_node_name";
 
-/// Turn a row selected with `JOB_COLUMNS` into a `Job`.
+/// Turn a row selected with `JOB_COLUMNS` into a `Job`. A row this binary
+/// cannot read (a schedule it refuses, a value it cannot decode) is
+/// `DbError::Corrupt`, naming the job.
 pub fn job_from_row(row: &Row) -> Result<Job, DbError> {
     let name: String = row.try_get("name")?;
+    // The row is already here: any error decoding it is about its contents.
+    decode_job(row, &name).map_err(|e| match e {
+        DbError::Postgres(e) => DbError::Corrupt(format!("job \"{name}\": {e}")),
+        other => other,
+    })
+}
+
+/// A row as `job_from_row` reads it, or, when this crondeck cannot read it, a
+/// placeholder marked `unreadable` with the reason (manual schedule, paused,
+/// the fields that could be read), so that a list shows it and goes on.
+pub fn job_from_row_or_unreadable(row: &Row) -> Result<Job, DbError> {
+    match job_from_row(row) {
+        Err(DbError::Corrupt(reason)) => Ok(unreadable_job(row, reason)?),
+        other => other,
+    }
+}
+
+fn unreadable_job(row: &Row, reason: String) -> Result<Job, DbError> {
+    let name: String = row.try_get("name")?;
+    let action = row
+        .try_get::<_, String>("action_kind")
+        .ok()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(ActionKind::Sql);
+    let command: String = row.try_get("command").unwrap_or_default();
+    let created_at = row
+        .try_get("created_at")
+        .unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
+    let mut spec = JobSpec::new(&name, Schedule::Manual, action, &command);
+    spec.description = row.try_get("description").unwrap_or_default();
+    spec.tags = row.try_get("tags").unwrap_or_default();
+    Ok(Job {
+        id: row.try_get("id")?,
+        spec,
+        nextcall: None,
+        active: false,
+        pause: Some(Pause {
+            at: created_at,
+            by: Some("crondeck".to_string()),
+            reason: Some(format!("unreadable: {reason}")),
+            until: None,
+        }),
+        managed_by: row.try_get("managed_by").unwrap_or_default(),
+        created_at,
+        updated_at: row.try_get("updated_at").unwrap_or(created_at),
+        runtime: JobRuntime::default(),
+        unreadable: Some(reason),
+    })
+}
+
+fn decode_job(row: &Row, name: &str) -> Result<Job, DbError> {
+    let name = name.to_string();
     let schedule = Schedule::from_parts(
         row.try_get::<_, String>("schedule_kind")?.as_str(),
         row.try_get("interval_count")?,
@@ -136,6 +190,7 @@ pub fn job_from_row(row: &Row) -> Result<Job, DbError> {
             last_error: optional(row, "last_error")?,
             running_node_name: optional(row, "running_node_name")?,
         },
+        unreadable: None,
     })
 }
 
@@ -240,7 +295,25 @@ pub async fn job_get(
     }
 }
 
-/// All jobs, in (priority, nextcall, name) order, with their last result.
+/// One job by name, like `job_get`, but a row this crondeck cannot read is a
+/// placeholder marked `unreadable` instead of an error (for `show`; `set`,
+/// which can repair it; `remove`).
+pub async fn job_get_or_unreadable(
+    client: &impl GenericClient,
+    name: &str,
+    for_update: bool,
+) -> Result<Job, DbError> {
+    let lock = if for_update { " FOR UPDATE" } else { "" };
+    let sql = format!("SELECT {JOB_COLUMNS} FROM crondeck.jobs WHERE name = $1{lock}");
+    match client.query_opt(&sql, &[&name]).await? {
+        Some(row) => job_from_row_or_unreadable(&row),
+        None => Err(DbError::JobNotFound(name.to_string())),
+    }
+}
+
+/// All jobs, in (priority, nextcall, name) order, with their last result. A
+/// row this crondeck cannot read is listed as an `unreadable` placeholder,
+/// so one bad row never hides the others.
 pub async fn job_list(client: &impl GenericClient) -> Result<Vec<Job>, DbError> {
     let columns = job_columns_of("j");
     let sql = format!(
@@ -251,7 +324,7 @@ pub async fn job_list(client: &impl GenericClient) -> Result<Vec<Job>, DbError> 
          ORDER BY j.priority, j.nextcall NULLS LAST, j.name"
     );
     let rows = client.query(&sql, &[]).await?;
-    rows.iter().map(job_from_row).collect()
+    rows.iter().map(job_from_row_or_unreadable).collect()
 }
 
 /// Replace a job's schedule and next tick.
@@ -324,19 +397,32 @@ pub async fn job_delete(client: &impl GenericClient, id: i64) -> Result<(), DbEr
 
 /// Replace what a job executes and how (everything an admin defines except
 /// the name, the schedule, priority and numbercall, which operators own), and
-/// who manages it. Used by `apply`; the caller audits.
+/// who manages it; with `schedule` and `priority`, those too. One statement,
+/// so the database audits it as one change. Used by `apply`.
 pub async fn job_update_definition(
     client: &impl GenericClient,
     id: i64,
     spec: &JobSpec,
     managed_by: Option<&str>,
+    schedule: Option<(&Schedule, Option<DateTime<Utc>>)>,
+    priority: Option<i32>,
 ) -> Result<(), DbError> {
+    let (kind, count, unit, expr, tz) =
+        schedule.map_or(("", None, None, None, None), |(s, _)| schedule_columns(s));
+    let nextcall = schedule.and_then(|(_, next)| next);
     client
         .execute(
             "UPDATE crondeck.jobs SET description = $2, catchup = $3, action_kind = $4,
                  command = $5, timeout_ms = $6, run_as = $7, tags = $8, failure_threshold = $9,
                  failure_min_age_ms = $10, retry_max = $11, retry_backoff_ms = $12,
-                 notify_failures = $13, managed_by = $14, updated_at = now()
+                 notify_failures = $13, managed_by = $14, updated_at = now(),
+                 schedule_kind = CASE WHEN $15 THEN $16 ELSE schedule_kind END,
+                 interval_count = CASE WHEN $15 THEN $17 ELSE interval_count END,
+                 interval_unit = CASE WHEN $15 THEN $18 ELSE interval_unit END,
+                 cron_expr = CASE WHEN $15 THEN $19 ELSE cron_expr END,
+                 cron_tz = CASE WHEN $15 THEN $20 ELSE cron_tz END,
+                 nextcall = CASE WHEN $15 THEN $21 ELSE nextcall END,
+                 priority = coalesce($22, priority)
              WHERE id = $1",
             &[
                 &id,
@@ -353,6 +439,14 @@ pub async fn job_update_definition(
                 &millis(spec.failure.retry_backoff),
                 &spec.failure.notify_after,
                 &managed_by,
+                &schedule.is_some(),
+                &kind,
+                &count,
+                &unit,
+                &expr,
+                &tz,
+                &nextcall,
+                &priority,
             ],
         )
         .await

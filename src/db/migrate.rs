@@ -36,6 +36,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("migrations/0003_roles.sql"),
     },
     Migration {
+        version: 4,
+        name: "hardening",
+        sql: include_str!("migrations/0004_hardening.sql"),
+    },
+    Migration {
         version: 5,
         name: "sql_job_roles",
         sql: include_str!("migrations/0005_sql_job_roles.sql"),
@@ -254,8 +259,34 @@ async fn migrate_locked(client: &mut Client) -> Result<MigrateReport, MigrateErr
         applied.push(migration.version);
         current = migration.version;
     }
+    // A database with its own roles: later migrations grant to the
+    // crondeck_* roles; move those grants to this database's roles.
+    if !applied.is_empty() {
+        let prefix = client
+            .query_opt(
+                "SELECT value FROM crondeck.settings
+                 WHERE key = 'role_prefix' AND value <> 'crondeck'",
+                &[],
+            )
+            .await?
+            .map(|row| row.try_get::<_, String>(0))
+            .transpose()?;
+        if let Some(prefix) = prefix {
+            use_role_prefix(client, &prefix).await?;
+        }
+    }
     client.batch_execute("RESET client_min_messages").await?;
     Ok(MigrateReport { applied, current })
+}
+
+/// Give this database its own roles (`PREFIX_viewer` … `PREFIX_trigger`) and
+/// move every privilege it grants the shared `crondeck_*` roles (or the
+/// previous prefix's) to them. Needs the schema owner, with CREATEROLE.
+pub async fn use_role_prefix(client: &Client, prefix: &str) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute("SELECT crondeck.use_role_prefix($1)", &[&prefix])
+        .await?;
+    Ok(())
 }
 
 #[cfg(test)]

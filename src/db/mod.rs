@@ -30,7 +30,7 @@ pub enum DbError {
     #[error(
         "permission denied: {0} (your database role lacks the crondeck role this needs: \
          crondeck_viewer reads, crondeck_operator pauses, resumes, runs and reschedules, \
-         crondeck_admin defines jobs)"
+         crondeck_admin defines jobs; or PREFIX_viewer … for a database given its own roles)"
     )]
     PermissionDenied(String),
     /// The node's registration is dead by lease (database time): it may

@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio_postgres::{GenericClient, Row};
 
-use super::jobs::{job_from_row, JOB_COLUMNS};
+use super::jobs::{job_from_row_or_unreadable, JOB_COLUMNS};
 use super::DbError;
 use crate::job::Job;
 
@@ -124,6 +124,38 @@ pub async fn notification_record_delivery(
     Ok(())
 }
 
+/// Record the no-live-node episode, if there is one (the database decides),
+/// and this caller is the first to see it: `Some((id, payload))` to send.
+pub async fn notification_record_no_live_node(
+    client: &impl GenericClient,
+    sender: &str,
+) -> Result<Option<(i64, Value)>, DbError> {
+    let row = client
+        .query_opt(
+            "SELECT notification_id, notification_payload
+             FROM crondeck.record_no_live_node($1)",
+            &[&sender],
+        )
+        .await?;
+    row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
+}
+
+/// Record how the send of a no-live-node episode went (`crondeck check`).
+pub async fn notification_record_no_live_node_delivery(
+    client: &impl GenericClient,
+    id: i64,
+    status: &str,
+    deliveries: &Value,
+) -> Result<(), DbError> {
+    client
+        .execute(
+            "SELECT crondeck.record_no_live_node_delivery($1, $2, $3)",
+            &[&id, &status, &deliveries],
+        )
+        .await?;
+    Ok(())
+}
+
 fn notification_from_row(r: &Row) -> Result<NotificationRow, DbError> {
     Ok(NotificationRow {
         id: r.try_get("id")?,
@@ -187,5 +219,17 @@ pub async fn notification_scan_jobs(
                       WHERE resolved_at IS NULL AND event <> 'recovered' AND job_id IS NOT NULL)"
     );
     let rows = client.query(&sql, &[&auto_pauser]).await?;
-    rows.iter().map(job_from_row).collect()
+    // A row this node cannot read is skipped (the claim pauses it); it must
+    // not stop the notifications of every other job.
+    let mut jobs = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let job = job_from_row_or_unreadable(row)?;
+        match &job.unreadable {
+            Some(reason) => {
+                tracing::warn!(job = %job.spec.name, %reason, "skipping a job this node cannot read")
+            }
+            None => jobs.push(job),
+        }
+    }
+    Ok(jobs)
 }

@@ -173,6 +173,13 @@ impl Layout {
     /// Decide the layout for `data_dir` (creating `data_dir` 0700 if missing).
     /// `clusters_root` is `/var/lib/crondeck/clusters` outside tests.
     pub fn resolve(data_dir: &Path, clusters_root: &Path) -> Result<Self, EmbeddedError> {
+        // Refuse before creating anything: a refused data directory must not
+        // be left behind. (Checked again below on the canonical path.)
+        if !Uid::effective().is_root() && !data_dir.exists() {
+            let absolute = std::path::absolute(data_dir)
+                .map_err(|e| io_err("resolve the data directory", data_dir, e))?;
+            check_cluster_path(&absolute.join("pg"))?;
+        }
         DirBuilder::new()
             .recursive(true)
             .mode(0o700)

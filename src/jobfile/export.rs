@@ -156,6 +156,7 @@ mod tests {
             created_at: at,
             updated_at: at,
             runtime: JobRuntime::default(),
+            unreadable: None,
         }
     }
 

@@ -11,7 +11,9 @@ use tokio::io::AsyncWriteExt as _;
 use tokio_postgres::GenericClient;
 
 use super::{Channel, Notifier, Pending};
-use crate::db::notifications::notification_record_delivery;
+use crate::db::notifications::{
+    notification_record_delivery, notification_record_no_live_node_delivery,
+};
 
 /// How one channel's delivery went.
 #[derive(Debug, Clone)]
@@ -74,6 +76,26 @@ pub async fn record(client: &impl GenericClient, pending: &Pending, delivered: &
             .await
     {
         tracing::warn!(notification = pending.id, %error, "could not record a notification's delivery");
+    }
+}
+
+/// [`record`] for the no-live-node episode `crondeck check` sent: through the
+/// database function that lets readers record only that.
+pub async fn record_no_live_node(
+    client: &impl GenericClient,
+    pending: &Pending,
+    delivered: &Delivered,
+) {
+    if let Err(error) = notification_record_no_live_node_delivery(
+        client,
+        pending.id,
+        delivered.status,
+        &delivered.deliveries,
+    )
+    .await
+    {
+        tracing::warn!(notification = pending.id, %error, "could not record a notification's delivery");
+        eprintln!("crondeck: could not record how the no-live-node notification was sent: {error}");
     }
 }
 

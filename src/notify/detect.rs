@@ -8,8 +8,8 @@ use tokio_postgres::GenericClient;
 use super::Notifier;
 use crate::check::FAILURE_POLICY_PAUSER;
 use crate::db::notifications::{
-    notification_has_open, notification_insert, notification_resolve_open, notification_scan_jobs,
-    NewNotification,
+    notification_has_open, notification_insert, notification_record_no_live_node,
+    notification_resolve_open, notification_scan_jobs, NewNotification,
 };
 use crate::db::DbError;
 use crate::health::{job_health, Thresholds};
@@ -213,7 +213,10 @@ pub async fn scan(
 
 /// The dead man's switch, for a process that is not itself a node (`check`):
 /// with no live node, record the episode (keyed by the last heartbeat any
-/// node sent) and return it to send.
+/// node sent) and return it to send. The database checks that no node is
+/// alive and writes the message itself (`crondeck.record_no_live_node`), so
+/// anyone who may read (a viewer, an operator) can record it, and nobody can
+/// forge it.
 pub async fn check_cluster(
     client: &impl GenericClient,
     notifier: &Notifier,
@@ -222,23 +225,13 @@ pub async fn check_cluster(
     if live_nodes > 0 {
         return Ok(None);
     }
-    let row = client
-        .query_one(
-            "SELECT now(), (SELECT max(heartbeat_at) FROM crondeck.nodes)",
-            &[],
-        )
-        .await?;
-    let now: DateTime<Utc> = row.try_get(0)?;
-    let last: Option<DateTime<Utc>> = row.try_get(1)?;
-    let words = match last {
-        Some(at) => format!("last heartbeat {} ago", format_duration_short(now - at)),
-        None => "no node has ever run".to_string(),
-    };
-    let found = Found {
-        key: format!("no_live_node/{}", stamp(last)),
-        event: "no_live_node",
-        message: format!("crondeck: no live scheduler node; nothing is executing ({words})"),
-        details: json!({ "last_heartbeat_at": last }),
-    };
-    record(client, &found, None, now, &notifier.sender).await
+    notification_record_no_live_node(client, &notifier.sender)
+        .await
+        .map(|recorded| {
+            recorded.map(|(id, payload)| Pending {
+                id,
+                event: "no_live_node".to_string(),
+                payload,
+            })
+        })
 }

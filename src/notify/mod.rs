@@ -35,7 +35,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-pub use deliver::{record, send, Delivered};
+pub use deliver::{record, record_no_live_node, send, Delivered};
 pub use detect::{check_cluster, scan, Pending};
 
 use crate::timespec;

@@ -54,6 +54,13 @@ impl CronSchedule {
         };
         // croner's own field-count message talks about its parser options;
         // say it in the operator's terms instead. Nicknames are one token.
+        // The database refuses longer text (crondeck.cron_grammar_ok).
+        if expr.len() > 1000 {
+            return Err(invalid(format!(
+                "it is {} characters long (at most 1000)",
+                expr.len()
+            )));
+        }
         let fields = expr.split(' ').count();
         if !expr.starts_with('@') && !(5..=6).contains(&fields) {
             return Err(invalid(format!("it has {fields} fields")));

@@ -36,7 +36,7 @@ impl Theme {
     pub fn state(&self, state: State) -> Style {
         let bold = Style::default().add_modifier(Modifier::BOLD);
         match state {
-            State::Overdue => self.pick(
+            State::Overdue | State::Unreadable => self.pick(
                 Style::default().fg(Color::Red).add_modifier(Modifier::BOLD),
                 bold.add_modifier(Modifier::UNDERLINED),
             ),

@@ -41,6 +41,7 @@ pub fn job(id: i64, name: &str, schedule: &str, action: ActionKind, command: &st
         created_at: now() - Duration::days(1),
         updated_at: now() - Duration::days(1),
         runtime: JobRuntime::default(),
+        unreadable: None,
     }
 }
 
