@@ -16,7 +16,7 @@ use crate::db::runs::{run_get, run_list, RunRow};
 use crate::job::ActionKind;
 use crate::ops;
 use crate::scheduler::{NodeConfig, NodeHandle};
-use crate::timespec;
+use crate::{text, timespec};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -48,9 +48,10 @@ pub struct SchedulerArgs {
     /// Run shell jobs on this node (the embedded default always does)
     #[arg(long)]
     pub allow_shell: bool,
-    /// Only shell commands starting with this prefix (repeatable; implies
-    /// --allow-shell; commands with shell metacharacters are then refused)
-    #[arg(long = "allow-shell-prefix", value_name = "PREFIX")]
+    /// Only shell jobs whose program lies inside this directory, run
+    /// without a shell (repeatable; implies --allow-shell; `/opt/jobs`
+    /// admits /opt/jobs/x, never /opt/jobsEVIL/x)
+    #[arg(long = "allow-shell-prefix", value_name = "DIR")]
     pub allow_shell_prefix: Vec<String>,
     /// Name shown in the console and history [default: host-pid]
     #[arg(long, value_name = "NAME")]
@@ -88,14 +89,32 @@ pub async fn run(db: &mut Database, args: &RunArgs) -> anyhow::Result<()> {
     let request_id = ops::run_now(&mut db.client, &actor, &args.name).await?;
     let orphans = jobs_no_node_can_run(&db.client).await?;
     if orphans.contains(&job.id) {
+        let why = if job.spec.action == ActionKind::Shell {
+            let rows = db
+                .client
+                .query(
+                    "SELECT shell_allow FROM crondeck.nodes
+                     WHERE allow_shell AND stopped_at IS NULL
+                       AND heartbeat_at >= now() - lease_ms * interval '1 millisecond'",
+                    &[],
+                )
+                .await
+                .context("reading the live shell nodes")?;
+            let lists = rows
+                .iter()
+                .map(|r| r.try_get::<_, Option<Vec<String>>>(0))
+                .collect::<Result<Vec<_>, _>>()
+                .context("reading the live shell nodes")?;
+            crate::scheduler::allow::why_refused(&job.spec.command, &lists)
+                .map(|why| format!(" ({why})"))
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
         eprintln!(
             "warning: no live scheduler node can run \"{}\" now{}; it will start when one does",
-            job.spec.name,
-            if job.spec.action == ActionKind::Shell {
-                " (shell jobs need a node started with --allow-shell)"
-            } else {
-                ""
-            }
+            text::field(&job.spec.name),
+            text::field(&why),
         );
     }
     if !args.wait {

@@ -35,6 +35,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "roles",
         sql: include_str!("migrations/0003_roles.sql"),
     },
+    Migration {
+        version: 7,
+        name: "shell_allow_dirs",
+        sql: include_str!("migrations/0007_shell_allow_dirs.sql"),
+    },
 ];
 
 /// Arbitrary but fixed key for `pg_advisory_lock`; "crondeck" in ASCII.

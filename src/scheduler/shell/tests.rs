@@ -11,6 +11,7 @@ const GIB: u64 = 1 << 30;
 fn job(command: &str) -> ShellCommand {
     ShellCommand {
         command: command.to_owned(),
+        argv: None,
         env: Vec::new(),
         timeout: Some(Duration::from_secs(20)),
         kill_grace: Duration::from_millis(500),
