@@ -12,6 +12,7 @@ use clap::{ArgGroup, Args, Parser, Subcommand};
 
 use crate::config::{self, GlobalArgs};
 use crate::database;
+use crate::text::{errln, outln};
 
 /// PostgreSQL-backed cron scheduler with a terminal operations console.
 ///
@@ -142,7 +143,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let mut db = database::open(&settings).await?;
     if db.seeded {
-        eprintln!(
+        errln!(
             "crondeck: new embedded database at {}; seeded the demo jobs",
             db.target
         );
@@ -166,10 +167,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate => {
             let report = &db.migrations;
             if report.applied.is_empty() {
-                println!("schema is up to date (version {})", report.current);
+                outln!("schema is up to date (version {})", report.current);
             } else {
                 let applied: Vec<String> = report.applied.iter().map(i32::to_string).collect();
-                println!(
+                outln!(
                     "applied migrations {}; schema version {}",
                     applied.join(", "),
                     report.current
@@ -194,7 +195,7 @@ async fn console(settings: &config::Settings, no_scheduler: bool) -> anyhow::Res
     };
     let db = database::open(settings).await?;
     if db.seeded {
-        eprintln!(
+        errln!(
             "crondeck: new embedded database at {}; seeded the demo jobs",
             db.target
         );

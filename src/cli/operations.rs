@@ -1,6 +1,7 @@
 //! Operations commands: apply and export (jobs as code), check (monitoring),
 //! notifications (what was sent).
 
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ use crate::db::notifications::{notification_list, notifications_for_job, Notific
 use crate::health::Thresholds;
 use crate::notify::{self, Notifier};
 use crate::ops::{db_now, OpsError};
+use crate::text::{self, errln, out, outln};
 use crate::{jobfile, timespec};
 
 #[derive(Debug, Args)]
@@ -118,9 +120,9 @@ pub async fn apply(db: &mut Database, args: &ApplyArgs) -> anyhow::Result<()> {
     if args.json {
         let json =
             serde_json::json!({ "dry_run": args.dry_run, "plan": plan, "noop": plan.is_noop() });
-        println!("{}", serde_json::to_string_pretty(&json)?);
+        outln!("{}", text::json(&serde_json::to_string_pretty(&json)?));
     } else {
-        print!("{}", plan.render(args.dry_run));
+        out!("{}", plan.render(args.dry_run));
     }
     Ok(())
 }
@@ -139,7 +141,7 @@ pub async fn export(db: &Database, args: &ExportArgs) -> anyhow::Result<()> {
         .filter(|first| jobs.iter().all(|j| j.managed_by.as_deref() == Some(first)));
     let source = args.source.clone().or(common);
     if source.is_none() && !jobs.is_empty() {
-        eprintln!(
+        errln!(
             "note: these jobs are not all managed by one source; add `source = \"NAME\"` to the file \
              before applying it, or applying it will manage them under the file's path"
         );
@@ -149,9 +151,15 @@ pub async fn export(db: &Database, args: &ExportArgs) -> anyhow::Result<()> {
     } else {
         jobfile::export_toml(source.as_deref(), &jobs)?
     };
-    print!("{text}");
+    // An export is data: written exactly to a file or pipe; on a terminal,
+    // hostile characters are shown escaped like everything else.
+    if std::io::stdout().is_terminal() {
+        out!("{text}");
+    } else {
+        print!("{text}");
+    }
     if !text.ends_with('\n') {
-        println!();
+        outln!();
     }
     Ok(())
 }
@@ -189,9 +197,9 @@ pub async fn check(settings: &Settings, args: &CheckArgs) -> anyhow::Result<()> 
         let line = check::unknown_line(&error);
         if args.json {
             let json = serde_json::json!({ "status": Status::Unknown, "code": 3, "summary": line });
-            println!("{json}");
+            outln!("{}", text::json(&json.to_string()));
         } else {
-            println!("{line}");
+            outln!("{line}");
         }
         Err(CheckExit(Status::Unknown).into())
     };
@@ -231,9 +239,9 @@ pub async fn check(settings: &Settings, args: &CheckArgs) -> anyhow::Result<()> 
         dead_mans_switch(settings, &db, nodes.len()).await;
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", text::json(&serde_json::to_string_pretty(&report)?));
     } else {
-        println!("{}", report.summary);
+        outln!("{}", report.summary);
     }
     match report.status {
         Status::Ok => Ok(()),
@@ -249,7 +257,7 @@ async fn dead_mans_switch(settings: &Settings, db: &Database, live_nodes: usize)
         Ok(Some(notifier)) => notifier,
         Ok(None) => return,
         Err(error) => {
-            eprintln!("crondeck: notifications not sent: {error}");
+            errln!("crondeck: notifications not sent: {error}");
             return;
         }
     };
@@ -259,7 +267,7 @@ async fn dead_mans_switch(settings: &Settings, db: &Database, live_nodes: usize)
             notify::record(&db.client, &pending, &delivered).await;
         }
         Ok(None) => {}
-        Err(error) => eprintln!("crondeck: could not record the no-live-node event: {error}"),
+        Err(error) => errln!("crondeck: could not record the no-live-node event: {error}"),
     }
 }
 
@@ -272,9 +280,9 @@ pub async fn notifications(db: &Database, args: &NotificationsArgs) -> anyhow::R
         None => notification_list(&db.client, args.limit).await?,
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        outln!("{}", text::json(&serde_json::to_string_pretty(&rows)?));
     } else {
-        print!("{}", notification_table(&rows));
+        out!("{}", notification_table(&rows));
     }
     Ok(())
 }

@@ -16,6 +16,7 @@ use crate::db::runs::{run_get, run_list, RunRow};
 use crate::job::ActionKind;
 use crate::ops;
 use crate::scheduler::{NodeConfig, NodeHandle};
+use crate::text::{errln, out, outln};
 use crate::{text, timespec};
 
 #[derive(Debug, Args)]
@@ -111,16 +112,16 @@ pub async fn run(db: &mut Database, args: &RunArgs) -> anyhow::Result<()> {
         } else {
             String::new()
         };
-        eprintln!(
+        errln!(
             "warning: no live scheduler node can run \"{}\" now{}; it will start when one does",
             text::field(&job.spec.name),
             text::field(&why),
         );
     }
     if !args.wait {
-        println!(
+        outln!(
             "requested a run of \"{}\" (request {request_id})",
-            job.spec.name
+            text::field(&job.spec.name)
         );
         return Ok(());
     }
@@ -130,7 +131,7 @@ pub async fn run(db: &mut Database, args: &RunArgs) -> anyhow::Result<()> {
         .map(timespec::parse_duration)
         .transpose()?;
     let run = wait_for_run(db, request_id, limit).await?;
-    print!("{}", output::run_detail(&run));
+    out!("{}", output::run_detail(&run));
     if run.status == "succeeded" {
         Ok(())
     } else {
@@ -168,9 +169,7 @@ async fn wait_for_run(
         } else if request.state == "cancelled" {
             anyhow::bail!("the run request was cancelled");
         } else if let (Some(busy), false) = (request.waiting_for_run, said_waiting) {
-            eprintln!(
-                "waiting: the job is running (run {busy}); this run starts when that one ends"
-            );
+            errln!("waiting: the job is running (run {busy}); this run starts when that one ends");
             said_waiting = true;
         }
         let tick = tokio::time::sleep(Duration::from_secs(1));
@@ -192,9 +191,9 @@ pub async fn history(db: &Database, args: &HistoryArgs) -> anyhow::Result<()> {
     let job = job_get(&db.client, &args.name, false).await?;
     let runs = run_list(&db.client, job.id, args.limit).await?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&runs)?);
+        outln!("{}", text::json(&serde_json::to_string_pretty(&runs)?));
     } else {
-        print!("{}", output::run_table(&runs));
+        out!("{}", output::run_table(&runs));
     }
     Ok(())
 }
@@ -287,10 +286,10 @@ pub async fn scheduler(
             db.spec.clone(),
             stop_metrics.clone(),
         ));
-        eprintln!("crondeck scheduler: metrics at http://{addr}/metrics");
+        errln!("crondeck scheduler: metrics at http://{addr}/metrics");
     }
     let node = NodeHandle::start(db.spec.clone(), config).await?;
-    eprintln!(
+    errln!(
         "crondeck scheduler: node {} ({}) on {}; stop with Ctrl-C or SIGTERM",
         node.status().name,
         node.node_id(),
