@@ -334,7 +334,10 @@ fn a_job_no_live_node_can_run_says_so_in_the_table_and_the_detail() {
     let mut app = detail_app();
     app.unrunnable = [6].into_iter().collect();
     let term = render(&app, 120, 30);
-    row_of(term.backend().buffer(), "no node can run this job");
+    row_of(
+        term.backend().buffer(),
+        "no node can run this job: no live node",
+    );
     update(&mut app, key(KeyCode::Esc));
     let term = render(&app, 140, 24);
     row_of(term.backend().buffer(), "no node!");
