@@ -645,3 +645,45 @@ async fn hostile_names_and_reasons_never_reach_the_terminal_raw() {
         }
     }
 }
+
+/// Regression (issue 11): `run` blamed a missing `--allow-shell` while a
+/// shell node was live. It now says which: no node allows shell jobs, or
+/// the live shell nodes' allow-lists refuse the command, and why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_says_why_no_node_can_run_a_shell_job() {
+    use crondeck::scheduler::{NodeConfig, NodeHandle};
+    let db = TestDb::new().await;
+    ok(
+        &db,
+        &["add", "evil", "--manual", "--shell", "/opt/jobsEVIL/x"],
+    );
+    let output = db.run(&["run", "evil"]);
+    let (_, stderr) = text(&output);
+    assert!(
+        stderr.contains("no live node allows shell jobs (start one with --allow-shell)"),
+        "{stderr}"
+    );
+    let node = NodeHandle::start(
+        db.spec.clone(),
+        NodeConfig {
+            allow_shell: true,
+            shell_allow: vec!["/opt/jobs".into()],
+            heartbeat: std::time::Duration::from_millis(500),
+            lease: std::time::Duration::from_secs(2),
+            ..NodeConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let output = db.run(&["run", "evil"]);
+    node.shutdown().await.unwrap();
+    let (_, stderr) = text(&output);
+    assert!(
+        stderr.contains(
+            "the allow-lists of the live shell nodes do not admit this command: \
+             program /opt/jobsEVIL/x is not under /opt/jobs/"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("--allow-shell)"), "{stderr}");
+}
