@@ -286,8 +286,13 @@ fn summary_line(r: &Report) -> String {
             .iter()
             .take(NAMED)
             .map(|p| match &p.job {
-                Some(job) => format!("{job} {} ({})", p.state, p.why),
-                None => p.why.clone(),
+                Some(job) => format!(
+                    "{} {} ({})",
+                    crate::text::field(job),
+                    p.state,
+                    crate::text::field(&p.why)
+                ),
+                None => crate::text::field(&p.why),
             })
             .collect();
         let _ = write!(line, "; worst: {}", named.join(", "));

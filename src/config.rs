@@ -80,7 +80,8 @@ impl fmt::Debug for FileConfig {
 pub struct SchedulerFile {
     pub workers: Option<u32>,
     pub allow_shell: Option<bool>,
-    /// Shell command prefixes this node may run (empty: any).
+    /// Directories whose programs this node may run as shell jobs, without
+    /// a shell (empty: any command, by `sh -c`).
     pub shell_allow: Option<Vec<String>>,
     pub lease: Option<String>,
     pub heartbeat: Option<String>,

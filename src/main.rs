@@ -60,7 +60,8 @@ fn init_file_logging(default: &str) {
     let file = match opened {
         Ok(file) => file,
         Err(e) => {
-            eprintln!("crondeck: no log file ({}: {e})", path.display());
+            let message = format!("crondeck: no log file ({}: {e})", path.display());
+            eprintln!("{}", crondeck::text::block(&message));
             return;
         }
     };

@@ -6,11 +6,20 @@
 //! zero-width characters that make text read differently from what it is.
 //! `sanitize` makes all of them visible as escapes, so no byte from a job can
 //! act on the terminal, and what is shown is what is there.
+//!
+//! This is the one sanitiser of every output path: the console escapes each
+//! field with it and, as a last guard, blanks any cell that still holds a
+//! hostile character ([`is_hostile`]); the CLI writes everything through
+//! [`outln!`](crate::text::outln), [`out!`](crate::text::out) and
+//! [`errln!`](crate::text::errln) (which apply [`block`] to the whole text),
+//! escapes one-line fields with [`field`], and JSON output with [`json`].
 
 use std::fmt::Write as _;
 
-/// Whether a character is shown escaped rather than printed.
-fn is_hostile(c: char) -> bool {
+/// Whether a character is shown escaped rather than printed: C0 and C1
+/// controls (ESC, CSI, BEL, CR, ...), DEL, bidi embeddings, overrides and
+/// isolates, zero-width characters, line and paragraph separators.
+pub fn is_hostile(c: char) -> bool {
     c.is_control()
         || matches!(c,
             '\u{200B}'..='\u{200F}'   // zero-width space/joiners, LRM, RLM
@@ -59,6 +68,44 @@ pub fn block(text: &str) -> String {
     sanitize(text, true)
 }
 
+/// JSON text (as serde_json writes it) with every hostile character written
+/// as a `\uXXXX` escape: the same JSON value, safe on a terminal. Outside
+/// strings JSON text is plain ASCII, so only string contents change form.
+pub fn json(text: &str) -> String {
+    if !text.chars().any(is_hostile) {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        // serde_json already escapes C0 controls; `\n` between tokens of
+        // pretty output is layout and stays.
+        if is_hostile(c) && c != '\n' {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                let _ = write!(out, "\\u{unit:04x}");
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `println!` for the CLI: the whole text goes through [`block`].
+macro_rules! outln {
+    () => { println!() };
+    ($($arg:tt)*) => { println!("{}", $crate::text::block(&format!($($arg)*))) };
+}
+/// `print!` for the CLI: the whole text goes through [`block`].
+macro_rules! out {
+    ($($arg:tt)*) => { print!("{}", $crate::text::block(&format!($($arg)*))) };
+}
+/// `eprintln!` for the CLI: the whole text goes through [`block`].
+macro_rules! errln {
+    ($($arg:tt)*) => { eprintln!("{}", $crate::text::block(&format!($($arg)*))) };
+}
+pub(crate) use {errln, out, outln};
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,7 +134,26 @@ mod tests {
         assert_eq!(field("plain text, ünïcode ✓"), "plain text, ünïcode ✓");
     }
 
+    #[test]
+    fn json_escapes_keep_the_value() {
+        let value = serde_json::json!({"name": "a\u{202E}b\u{9b}c\u{1b}[2J\nd"});
+        let text = serde_json::to_string_pretty(&value).unwrap();
+        let safe = json(&text);
+        assert!(!safe.chars().any(|c| is_hostile(c) && c != '\n'), "{safe}");
+        let back: serde_json::Value = serde_json::from_str(&safe).unwrap();
+        assert_eq!(back, value);
+    }
+
     proptest! {
+        #[test]
+        fn json_is_safe_and_faithful(text in any::<String>()) {
+            let encoded = serde_json::to_string(&text).unwrap();
+            let safe = json(&encoded);
+            prop_assert!(!safe.chars().any(is_hostile), "{safe:?}");
+            let back: String = serde_json::from_str(&safe).unwrap();
+            prop_assert_eq!(back, text);
+        }
+
         #[test]
         fn nothing_hostile_survives(text in any::<String>()) {
             let shown = field(&text);

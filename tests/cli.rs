@@ -710,3 +710,166 @@ fn a_refused_data_dir_is_not_created() {
         "the refused data directory was created: {stderr}"
     );
 }
+
+/// Whether `text` is one of the strings in `value`.
+fn holds(value: &Value, text: &str) -> bool {
+    match value {
+        Value::String(s) => s == text,
+        Value::Array(items) => items.iter().any(|v| holds(v, text)),
+        Value::Object(map) => map.values().any(|v| holds(v, text)),
+        _ => false,
+    }
+}
+
+/// No raw escape, C0/C1 control, bidi or zero-width character in `bytes`.
+fn assert_shown_inertly(bytes: &[u8], what: &str) {
+    let shown = String::from_utf8_lossy(bytes);
+    let raw: Vec<String> = shown
+        .chars()
+        .filter(|&c| {
+            (c.is_control() && c != '\n' && c != '\t')
+                || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+                    | '\u{2066}'..='\u{2069}' | '\u{2028}' | '\u{2029}' | '\u{061C}' | '\u{FEFF}')
+        })
+        .map(|c| format!("U+{:04X}", c as u32))
+        .collect();
+    assert!(
+        raw.is_empty(),
+        "{what}: raw {raw:?} reached the terminal:\n{shown}"
+    );
+}
+
+/// Regression (issue 11): `add`/`pause`/`resume`/`run` confirmations and
+/// the `apply` summary printed names raw, and JSON output carried bidi
+/// overrides as they are. Every command, run as the real binary, shows
+/// hostile names and reasons escaped, on stdout and stderr.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_names_and_reasons_never_reach_the_terminal_raw() {
+    let db = TestDb::new().await;
+    // Names cannot hold control characters (the database refuses them), but
+    // bidi overrides, isolates, zero-width and separator characters pass.
+    let name = "inv\u{202E}fdp.exe\u{200B}\u{2066}x\u{2069}\u{2028}y\u{FEFF}";
+    let hostile = "\u{1b}]52;c;cm0gLXJmIH4K\u{7}\u{9b}2J\u{202E}evil\r";
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("jobs.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "source = \"src\u{202E}x\"\n[[job]]\nname = \"app\u{202E}lied\"\nschedule = \"every 1h\"\nsql = \"SELECT 1\"\ndescription = \"{}\"\n",
+            hostile.replace('\u{1b}', "\\u001b").replace('\u{7}', "\\u0007").replace('\r', "\\r")
+        ),
+    )
+    .unwrap();
+    let mut commands: Vec<Vec<String>> = vec![
+        vec![
+            "add".into(),
+            name.into(),
+            "--every".into(),
+            "1h".into(),
+            "--sql".into(),
+            "SELECT 1".into(),
+            "--description".into(),
+            hostile.into(),
+        ],
+        vec!["set".into(), name.into(), "--priority".into(), "3".into()],
+        vec![
+            "pause".into(),
+            name.into(),
+            "--reason".into(),
+            hostile.into(),
+        ],
+        vec!["list".into()],
+        vec!["show".into(), name.into()],
+        vec!["resume".into(), name.into()],
+        vec!["run".into(), name.into()],
+        vec![
+            "apply".into(),
+            file.display().to_string(),
+            "--dry-run".into(),
+        ],
+        vec!["apply".into(), file.display().to_string()],
+        vec!["audit".into()],
+        vec!["check".into(), "--no-notify".into()],
+    ];
+    for json in [
+        vec!["list", "--json"],
+        vec!["show", name, "--json"],
+        vec!["audit", "--json"],
+        vec!["check", "--json", "--no-notify"],
+        vec!["apply", "--json", "--dry-run"],
+    ] {
+        let mut json: Vec<String> = json.into_iter().map(String::from).collect();
+        if json[0] == "apply" {
+            json.insert(1, file.display().to_string());
+        }
+        commands.push(json);
+    }
+    commands.push(vec!["remove".into(), name.into()]);
+    for args in &commands {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let output = db.run(&args);
+        assert!(
+            output.status.success() || args[0] == "check",
+            "{args:?}: {:?}",
+            text(&output)
+        );
+        assert_shown_inertly(&output.stdout, &format!("{args:?} stdout"));
+        assert_shown_inertly(&output.stderr, &format!("{args:?} stderr"));
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        if args.contains(&"--json") {
+            // Escaped as JSON: the same value for a program reading it.
+            let value: Value = serde_json::from_str(&stdout)
+                .unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {stdout}"));
+            if args[0] == "show" {
+                assert!(holds(&value, name), "{stdout}");
+            }
+        } else if matches!(args[0], "add" | "pause" | "resume" | "run" | "remove") {
+            assert!(
+                stdout.contains(r"inv\u{202e}fdp.exe\u{200b}"),
+                "{args:?}: {stdout}"
+            );
+        }
+    }
+}
+
+/// Regression (issue 11): `run` blamed a missing `--allow-shell` while a
+/// shell node was live. It now says which: no node allows shell jobs, or
+/// the live shell nodes' allow-lists refuse the command, and why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_says_why_no_node_can_run_a_shell_job() {
+    use crondeck::scheduler::{NodeConfig, NodeHandle};
+    let db = TestDb::new().await;
+    ok(
+        &db,
+        &["add", "evil", "--manual", "--shell", "/opt/jobsEVIL/x"],
+    );
+    let output = db.run(&["run", "evil"]);
+    let (_, stderr) = text(&output);
+    assert!(
+        stderr.contains("no live node allows shell jobs (start one with --allow-shell)"),
+        "{stderr}"
+    );
+    let node = NodeHandle::start(
+        db.spec.clone(),
+        NodeConfig {
+            allow_shell: true,
+            shell_allow: vec!["/opt/jobs".into()],
+            heartbeat: std::time::Duration::from_millis(500),
+            lease: std::time::Duration::from_secs(2),
+            ..NodeConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let output = db.run(&["run", "evil"]);
+    node.shutdown().await.unwrap();
+    let (_, stderr) = text(&output);
+    assert!(
+        stderr.contains(
+            "the allow-lists of the live shell nodes do not admit this command: \
+             program /opt/jobsEVIL/x is not under /opt/jobs/"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("--allow-shell)"), "{stderr}");
+}

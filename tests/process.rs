@@ -353,3 +353,77 @@ async fn run_wait_prints_the_result_and_exits_with_its_status_and_history_lists_
     let (stdout, _) = text(&out);
     assert!(stdout.contains("failed (SQLSTATE 22012)"), "{stdout}");
 }
+
+/// Regression (issue 11): shell jobs inherited the node's whole environment,
+/// `DATABASE_URL` and `PGPASSWORD` included, and what a job prints is run
+/// output any viewer reads. A real node started with secrets in its
+/// environment runs a job that dumps its own: only the documented variables
+/// and the run's `CRONDECK_*` ones are there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shell_job_gets_a_scrubbed_environment_without_the_nodes_secrets() {
+    let db = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let dump = dir.path().join("env");
+    let command = format!("env > {}.tmp && mv {0}.tmp {0}", dump.display());
+    let added = db.run(&["add", "envdump", "--every", "1h", "--shell", &command]);
+    assert!(added.status.success(), "{:?}", text(&added));
+    let ran = db.run(&["run", "envdump"]);
+    assert!(ran.status.success(), "{:?}", text(&ran));
+    let mut node = db
+        .cli()
+        .args([
+            "scheduler",
+            "--allow-shell",
+            "--heartbeat",
+            "500ms",
+            "--lease",
+            "2s",
+        ])
+        .env("DATABASE_URL", db.url())
+        .env("PGPASSWORD", "s3cret-pw")
+        .env("PGUSER", "someone")
+        .env("CRONDECK_DATABASE_URL", "postgres://u:s3cret-pw@h/db")
+        .env("API_TOKEN", "s3cret-token")
+        .env("LC_ALL", "C")
+        .env("TZ", "UTC")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn crondeck scheduler");
+    let env = wait_for(Duration::from_secs(30), "the job's environment", || async {
+        std::fs::read_to_string(&dump).ok()
+    })
+    .await;
+    kill_9(&mut node);
+    let names: Vec<&str> = env
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(n, _)| n)
+        .collect();
+    assert!(!env.contains("s3cret"), "a secret reached the job:\n{env}");
+    for gone in [
+        "DATABASE_URL",
+        "PGPASSWORD",
+        "PGUSER",
+        "CRONDECK_DATABASE_URL",
+        "API_TOKEN",
+    ] {
+        assert!(!names.contains(&gone), "{gone} reached the job:\n{env}");
+    }
+    for kept in ["PATH", "LC_ALL", "TZ", "CRONDECK_JOB", "CRONDECK_RUN_ID"] {
+        assert!(names.contains(&kept), "{kept} is missing:\n{env}");
+    }
+    let allowed = |n: &str| {
+        crondeck::scheduler::JOB_ENV.contains(&n)
+            || n.starts_with("LC_")
+            || n.starts_with("CRONDECK_")
+            // Set by sh itself.
+            || matches!(n, "PWD" | "SHLVL" | "_" | "OLDPWD")
+    };
+    let extra: Vec<_> = names.iter().filter(|n| !allowed(n)).collect();
+    assert!(
+        extra.is_empty(),
+        "not on the documented list: {extra:?}\n{env}"
+    );
+}

@@ -772,46 +772,117 @@ async fn resuming_records_the_ticks_missed_while_paused_as_one_row() {
     assert!(future);
 }
 
+fn script(path: &std::path::Path, body: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+async fn error_of(client: &Client, job: i64) -> Option<String> {
+    scalar(
+        client,
+        "SELECT error FROM crondeck.runs WHERE job_id = $1 AND status = 'failed' LIMIT 1",
+        &[&job],
+    )
+    .await
+}
+
+/// Regression (issue 11): `--allow-shell-prefix /opt/jobs/` admitted
+/// `/opt/jobs/../../bin/sh -c id` (run as root), globs, `/opt/jobsEVIL`, and
+/// ran everything through `sh -c`. Each attack would create a witness file;
+/// none may exist, while the admitted program runs with its argv as written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_with_a_shell_allow_list_claims_only_the_commands_it_admits() {
+async fn a_node_with_a_shell_allow_list_runs_only_programs_inside_its_directories() {
     let db = TestDb::new().await;
     let mut client = db.client().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    let (jobs, evil, out) = (root.join("jobs"), root.join("jobsEVIL"), root.join("out"));
+    for dir in [&jobs, &evil, &out] {
+        std::fs::create_dir(dir).unwrap();
+    }
+    let witness = |name: &str| out.join(name);
+    // The allowed program records its arguments, one per line.
+    script(
+        &jobs.join("ok"),
+        &format!(
+            "for a in \"$@\"; do echo \"$a\"; done > {}",
+            out.join("argv").display()
+        ),
+    );
+    script(
+        &jobs.join("star"),
+        &format!("touch {}", witness("glob").display()),
+    );
+    script(
+        &evil.join("x"),
+        &format!("touch {}", witness("evil").display()),
+    );
+    std::os::unix::fs::symlink("/bin/sh", jobs.join("sh")).unwrap();
+    let (j, w) = (jobs.display(), |n: &str| witness(n).display().to_string());
     let allowed = add(
         &mut client,
         "allowed",
-        "every 1s",
+        "every 1h",
         ActionKind::Shell,
-        "echo allowed",
+        &format!("{j}/ok 'two words' \"*\" ~ '#x'"),
     )
     .await;
-    let smuggled = add(
+    let attacks = [
+        (
+            "dotdot",
+            format!("{j}/../../../bin/sh -c 'touch {}'", w("dotdot")),
+        ),
+        ("evil", format!("{}/x", evil.display())),
+        ("glob", format!("{j}/st*")),
+        ("semicolon", format!("{j}/ok; touch {}", w("semicolon"))),
+        ("subst", format!("{j}/ok $(touch {})", w("subst"))),
+        ("backtick", format!("{j}/ok `touch {}`", w("backtick"))),
+        ("and", format!("{j}/ok && touch {}", w("and"))),
+        ("newline", format!("{j}/ok\ntouch {}", w("newline"))),
+        ("outside", format!("touch {}", w("outside"))),
+    ];
+    let mut attack_ids = Vec::new();
+    for (name, command) in &attacks {
+        attack_ids.push(add(&mut client, name, "every 1h", ActionKind::Shell, command).await);
+    }
+    // Textually inside, really /bin/sh: only the node's own check sees it.
+    let symlink = add(
         &mut client,
-        "smuggled",
-        "every 1s",
+        "symlink",
+        "every 1h",
         ActionKind::Shell,
-        "echo allowed; echo smuggled",
+        &format!("{j}/sh -c 'touch {}'", w("symlink")),
     )
     .await;
-    let other = add(&mut client, "other", "every 1s", ActionKind::Shell, "date").await;
-    let sql = add(&mut client, "sql", "every 1s", ActionKind::Sql, "SELECT 1").await;
+    let sql = add(&mut client, "sql", "every 1h", ActionKind::Sql, "SELECT 1").await;
     let node = start_node(
         &db,
         NodeConfig {
-            shell_allow: vec!["echo allowed".into()],
+            shell_allow: vec![format!("{}/", jobs.display())],
             ..fast_config("restricted")
         },
     )
     .await;
+    for name in ["allowed", "symlink", "sql"]
+        .into_iter()
+        .chain(attacks.iter().map(|(n, _)| *n))
+    {
+        client
+            .execute(
+                "SELECT crondeck.request_run($1, 'manual', 'test')",
+                &[&name],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("request {name}: {e}"));
+    }
     wait_for(
-        Duration::from_secs(10),
-        "the admitted jobs to run",
+        Duration::from_secs(20),
+        "the admitted jobs to end",
         || async {
             let all = runs(&client).await;
-            let ran = |id| {
-                all.iter()
-                    .any(|r| r.job_id == id && r.status == "succeeded")
-            };
-            (ran(allowed) && ran(sql)).then_some(())
+            let ended = |id| all.iter().any(|r| r.job_id == id && r.ended_at.is_some());
+            (ended(allowed) && ended(sql) && ended(symlink)).then_some(())
         },
     )
     .await;
@@ -820,15 +891,107 @@ async fn a_node_with_a_shell_allow_list_claims_only_the_commands_it_admits() {
         .unwrap();
     node.shutdown().await.unwrap();
     let all = runs(&client).await;
-    for id in [smuggled, other] {
-        assert!(
-            !all.iter().any(|r| r.job_id == id),
-            "job {id} ran on a node that may not run it"
+    let status = |id| {
+        all.iter()
+            .find(|r| r.job_id == id)
+            .map(|r| r.status.clone())
+    };
+    assert_eq!(status(allowed).as_deref(), Some("succeeded"));
+    let argv = std::fs::read_to_string(out.join("argv")).unwrap();
+    assert_eq!(argv, "two words\n*\n~\n#x\n", "no shell expanded anything");
+    assert_eq!(status(symlink).as_deref(), Some("failed"));
+    let error = error_of(&client, symlink).await.unwrap_or_default();
+    assert!(
+        error.contains("refused by this node's shell allow-list") && error.contains("resolves to"),
+        "{error}"
+    );
+    for id in &attack_ids {
+        assert_eq!(
+            status(*id),
+            None,
+            "job {id} was claimed by a node that may not run it"
         );
     }
+    let mut expected = attack_ids.clone();
+    expected.sort_unstable();
     assert_eq!(
-        unclaimable,
-        [smuggled, other],
+        unclaimable, expected,
         "the console's \"no node can run this job\""
     );
+    let witnesses: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "argv")
+        .collect();
+    assert!(witnesses.is_empty(), "attacks that ran: {witnesses:?}");
+}
+
+/// The claim's SQL pre-filter and the node's Rust check are one rule: same
+/// answer on the shared cases and on a pseudo-random corpus of hostile
+/// commands.
+#[tokio::test]
+async fn the_sql_allow_list_agrees_with_the_nodes_rule() {
+    use crondeck::scheduler::allow::{admits, CASES};
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    let mut cases: Vec<(String, Vec<String>)> = CASES
+        .iter()
+        .map(|(c, a, _)| ((*c).to_owned(), a.iter().map(|e| (*e).to_owned()).collect()))
+        .collect();
+    let pieces = [
+        "/",
+        "/opt/jobs",
+        "/opt/jobsEVIL",
+        "..",
+        ".",
+        " ",
+        "\t",
+        "'",
+        "\"",
+        "*",
+        "?",
+        "[",
+        ";",
+        "\\",
+        "x",
+        "#",
+        "\n",
+        "$",
+        "é",
+        "//",
+    ];
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    for _ in 0..3000 {
+        let mut command = String::new();
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let len = seed % 9;
+        for k in 0..len {
+            command.push_str(pieces[((seed >> (k * 5 + 8)) % pieces.len() as u64) as usize]);
+        }
+        let allow = if seed % 2 == 0 {
+            "/opt/jobs"
+        } else {
+            "/opt/jobs/"
+        };
+        cases.push((command, vec![allow.to_owned(), "/srv/x".to_owned()]));
+    }
+    for (command, allow) in &cases {
+        let sql: bool = scalar(
+            &client,
+            "SELECT crondeck.can_run('shell', $1, true, $2)",
+            &[command, allow],
+        )
+        .await;
+        assert_eq!(
+            sql,
+            admits(command, allow).is_ok(),
+            "{command:?} with {allow:?}"
+        );
+    }
+    for (command, allow, admitted) in CASES {
+        let allow: Vec<String> = allow.iter().map(|e| (*e).to_owned()).collect();
+        assert_eq!(admits(command, &allow).is_ok(), *admitted, "{command:?}");
+    }
 }

@@ -155,7 +155,7 @@ impl Plan {
                 PlanKind::Unchanged(_) => ("=", "unchanged"),
                 PlanKind::Remove => ("-", "remove"),
             };
-            let _ = writeln!(out, "{mark} {word:<9} {}", item.name);
+            let _ = writeln!(out, "{mark} {word:<9} {}", crate::text::field(&item.name));
             if let PlanKind::Update(changes) | PlanKind::Unchanged(changes) = &item.kind {
                 for change in changes {
                     let (old, new) = (one_line(&change.old), one_line(&change.new));
@@ -177,7 +177,7 @@ impl Plan {
             out,
             "{create} to create, {update} to update, {unchanged} unchanged, {remove} to remove \
              (managed by \"{}\")",
-            self.identity
+            crate::text::field(&self.identity)
         );
         out.push_str(if dry_run {
             "; dry run: nothing was written\n"
@@ -192,7 +192,7 @@ impl Plan {
 
 /// Commands and descriptions may span lines; a plan line must not.
 fn one_line(text: &str) -> String {
-    let flat = text.replace('\n', "\\n");
+    let flat = crate::text::field(text);
     if flat.chars().count() > 60 {
         let head: String = flat.chars().take(57).collect();
         format!("{head}...")

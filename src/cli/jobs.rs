@@ -9,6 +9,7 @@ use crate::db::jobs::{job_get_or_unreadable, job_list};
 use crate::job::{ActionKind, Catchup, JobSpec};
 use crate::ops::{self, db_now, AddOptions, JobChanges, OpsError};
 use crate::schedule::Schedule;
+use crate::text::{self, out, outln};
 use crate::timespec;
 
 #[derive(Debug, Args, Default)]
@@ -177,9 +178,9 @@ pub async fn list(db: &Database, args: &ListArgs) -> anyhow::Result<()> {
     let now = db_now(&db.client).await?;
     if args.json {
         let json: Vec<_> = jobs.iter().map(|j| j.to_json(now)).collect();
-        println!("{}", serde_json::to_string_pretty(&json)?);
+        outln!("{}", text::json(&serde_json::to_string_pretty(&json)?));
     } else {
-        print!("{}", output::job_table(&jobs, now));
+        out!("{}", output::job_table(&jobs, now));
     }
     Ok(())
 }
@@ -198,9 +199,9 @@ pub async fn show(db: &Database, args: &ShowArgs) -> anyhow::Result<()> {
             "upcoming": upcoming,
             "audit": audit,
         });
-        println!("{}", serde_json::to_string_pretty(&json)?);
+        outln!("{}", text::json(&serde_json::to_string_pretty(&json)?));
     } else {
-        print!("{}", output::job_detail(&job, &upcoming, &audit, now));
+        out!("{}", output::job_detail(&job, &upcoming, &audit, now));
     }
     Ok(())
 }
@@ -232,9 +233,9 @@ pub async fn add(db: &mut Database, args: &AddArgs) -> anyhow::Result<()> {
         managed_by: None,
     };
     let job = ops::add(&mut db.client, &Actor::current(), &spec, &opts).await?;
-    println!(
+    outln!(
         "added job \"{}\": {}; next run {}",
-        job.spec.name,
+        text::field(&job.spec.name),
         job.spec.schedule.describe(),
         output::next_run(&job)
     );
@@ -258,9 +259,9 @@ pub async fn set(db: &mut Database, args: &SetArgs) -> anyhow::Result<()> {
             .transpose()?,
     };
     let job = ops::set(&mut db.client, &Actor::current(), &args.name, &changes).await?;
-    println!(
+    outln!(
         "updated job \"{}\": {}; next run {}; priority {}",
-        job.spec.name,
+        text::field(&job.spec.name),
         job.spec.schedule.describe(),
         output::next_run(&job),
         job.spec.priority
@@ -288,36 +289,39 @@ pub async fn pause(db: &mut Database, args: &PauseArgs) -> anyhow::Result<()> {
         .and_then(|p| p.until)
         .map(|u| format!(" until {}", crate::timefmt::local(u)))
         .unwrap_or_default();
-    println!("paused job \"{}\"{until}", job.spec.name);
+    outln!("paused job \"{}\"{until}", text::field(&job.spec.name));
     Ok(())
 }
 
 pub async fn resume(db: &mut Database, args: &NameArg) -> anyhow::Result<()> {
     let (job, changed) = ops::resume(&mut db.client, &Actor::current(), &args.name).await?;
     if changed {
-        println!(
+        outln!(
             "resumed job \"{}\"; next run {}",
-            job.spec.name,
+            text::field(&job.spec.name),
             output::next_run(&job)
         );
     } else {
-        println!("job \"{}\" is not paused; nothing changed", job.spec.name);
+        outln!(
+            "job \"{}\" is not paused; nothing changed",
+            text::field(&job.spec.name)
+        );
     }
     Ok(())
 }
 
 pub async fn remove(db: &mut Database, args: &NameArg) -> anyhow::Result<()> {
     let job = ops::remove(&mut db.client, &Actor::current(), &args.name).await?;
-    println!("removed job \"{}\"", job.spec.name);
+    outln!("removed job \"{}\"", text::field(&job.spec.name));
     Ok(())
 }
 
 pub async fn audit(db: &Database, args: &AuditArgs) -> anyhow::Result<()> {
     let records = audit_list(&db.client, args.name.as_deref(), args.limit).await?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&records)?);
+        outln!("{}", text::json(&serde_json::to_string_pretty(&records)?));
     } else {
-        print!("{}", output::audit_table(&records));
+        out!("{}", output::audit_table(&records));
     }
     Ok(())
 }

@@ -12,6 +12,7 @@ use clap::{ArgGroup, Args, Parser, Subcommand};
 
 use crate::config::{self, GlobalArgs};
 use crate::database;
+use crate::text::{errln, outln};
 
 /// PostgreSQL-backed cron scheduler with a terminal operations console.
 ///
@@ -157,7 +158,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         database::open(&settings).await?
     };
     if db.seeded {
-        eprintln!(
+        errln!(
             "crondeck: new embedded database at {}; seeded the demo jobs",
             db.target
         );
@@ -182,10 +183,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate(a) => {
             let report = &db.migrations;
             if report.applied.is_empty() {
-                println!("schema is up to date (version {})", report.current);
+                outln!("schema is up to date (version {})", report.current);
             } else {
                 let applied: Vec<String> = report.applied.iter().map(i32::to_string).collect();
-                println!(
+                outln!(
                     "applied migrations {}; schema version {}",
                     applied.join(", "),
                     report.current
@@ -228,7 +229,7 @@ async fn console(settings: &config::Settings, no_scheduler: bool) -> anyhow::Res
     };
     let db = database::open(settings).await?;
     if db.seeded {
-        eprintln!(
+        errln!(
             "crondeck: new embedded database at {}; seeded the demo jobs",
             db.target
         );

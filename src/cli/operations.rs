@@ -2,6 +2,7 @@
 //! notifications (what was sent).
 
 use std::fmt::Write as _;
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -20,6 +21,7 @@ use crate::health::Thresholds;
 use crate::job::Job;
 use crate::notify::{self, Notifier};
 use crate::ops::{db_now, OpsError};
+use crate::text::{self, errln, out, outln};
 use crate::{jobfile, timespec};
 
 #[derive(Debug, Args)]
@@ -125,9 +127,9 @@ pub async fn apply(db: &mut Database, args: &ApplyArgs) -> anyhow::Result<()> {
     if args.json {
         let json =
             serde_json::json!({ "dry_run": args.dry_run, "plan": plan, "noop": plan.is_noop() });
-        println!("{}", serde_json::to_string_pretty(&json)?);
+        outln!("{}", text::json(&serde_json::to_string_pretty(&json)?));
     } else {
-        print!("{}", plan.render(args.dry_run));
+        out!("{}", plan.render(args.dry_run));
     }
     Ok(())
 }
@@ -160,7 +162,7 @@ pub async fn export(db: &Database, args: &ExportArgs) -> anyhow::Result<()> {
         .filter(|first| jobs.iter().all(|j| j.managed_by.as_deref() == Some(first)));
     let source = args.source.clone().or(common);
     if source.is_none() && !jobs.is_empty() {
-        eprintln!(
+        errln!(
             "note: these jobs are not all managed by one source; add `source = \"NAME\"` to the file \
              before applying it, or applying it will manage them under the file's path"
         );
@@ -170,9 +172,15 @@ pub async fn export(db: &Database, args: &ExportArgs) -> anyhow::Result<()> {
     } else {
         format!("{notes}{}", jobfile::export_toml(source.as_deref(), &jobs)?)
     };
-    print!("{text}");
+    // An export is data: written exactly to a file or pipe; on a terminal,
+    // hostile characters are shown escaped like everything else.
+    if std::io::stdout().is_terminal() {
+        out!("{text}");
+    } else {
+        print!("{text}");
+    }
     if !text.ends_with('\n') {
-        println!();
+        outln!();
     }
     Ok(())
 }
@@ -213,9 +221,9 @@ pub async fn check(settings: &Settings, args: &CheckArgs) -> anyhow::Result<()> 
         let line = check::unknown_line(&error);
         if args.json {
             let json = serde_json::json!({ "status": Status::Unknown, "code": 3, "summary": line });
-            println!("{json}");
+            outln!("{}", text::json(&json.to_string()));
         } else {
-            println!("{line}");
+            outln!("{line}");
         }
         Err(CheckExit(Status::Unknown).into())
     };
@@ -255,9 +263,9 @@ pub async fn check(settings: &Settings, args: &CheckArgs) -> anyhow::Result<()> 
         dead_mans_switch(settings, &db, nodes.len()).await;
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", text::json(&serde_json::to_string_pretty(&report)?));
     } else {
-        println!("{}", report.summary);
+        outln!("{}", report.summary);
     }
     match report.status {
         Status::Ok => Ok(()),
@@ -273,7 +281,7 @@ async fn dead_mans_switch(settings: &Settings, db: &Database, live_nodes: usize)
         Ok(Some(notifier)) => notifier,
         Ok(None) => return,
         Err(error) => {
-            eprintln!("crondeck: notifications not sent: {error}");
+            errln!("crondeck: notifications not sent: {error}");
             return;
         }
     };
@@ -283,7 +291,7 @@ async fn dead_mans_switch(settings: &Settings, db: &Database, live_nodes: usize)
             notify::record_no_live_node(&db.client, &pending, &delivered).await;
         }
         Ok(None) => {}
-        Err(error) => eprintln!("crondeck: could not record the no-live-node event: {error}"),
+        Err(error) => errln!("crondeck: could not record the no-live-node event: {error}"),
     }
 }
 
@@ -296,9 +304,9 @@ pub async fn notifications(db: &Database, args: &NotificationsArgs) -> anyhow::R
         None => notification_list(&db.client, args.limit).await?,
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        outln!("{}", text::json(&serde_json::to_string_pretty(&rows)?));
     } else {
-        print!("{}", notification_table(&rows));
+        out!("{}", notification_table(&rows));
     }
     Ok(())
 }

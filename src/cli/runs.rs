@@ -16,7 +16,8 @@ use crate::db::runs::{run_get, run_list, RunRow};
 use crate::job::ActionKind;
 use crate::ops;
 use crate::scheduler::{NodeConfig, NodeHandle};
-use crate::timespec;
+use crate::text::{errln, out, outln};
+use crate::{text, timespec};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -64,9 +65,10 @@ pub struct SchedulerArgs {
     /// Run shell jobs on this node (the embedded default always does)
     #[arg(long)]
     pub allow_shell: bool,
-    /// Only shell commands starting with this prefix (repeatable; implies
-    /// --allow-shell; commands with shell metacharacters are then refused)
-    #[arg(long = "allow-shell-prefix", value_name = "PREFIX")]
+    /// Only shell jobs whose program lies inside this directory, run
+    /// without a shell (repeatable; implies --allow-shell; `/opt/jobs`
+    /// admits /opt/jobs/x, never /opt/jobsEVIL/x)
+    #[arg(long = "allow-shell-prefix", value_name = "DIR")]
     pub allow_shell_prefix: Vec<String>,
     /// Name shown in the console and history [default: host-pid]
     #[arg(long, value_name = "NAME")]
@@ -104,20 +106,38 @@ pub async fn run(db: &mut Database, args: &RunArgs) -> anyhow::Result<()> {
     let request_id = ops::run_now(&mut db.client, &actor, &args.name).await?;
     let orphans = jobs_no_node_can_run(&db.client).await?;
     if orphans.contains(&job.id) {
-        eprintln!(
+        let why = if job.spec.action == ActionKind::Shell {
+            let rows = db
+                .client
+                .query(
+                    "SELECT shell_allow FROM crondeck.nodes
+                     WHERE allow_shell AND stopped_at IS NULL
+                       AND heartbeat_at >= now() - lease_ms * interval '1 millisecond'",
+                    &[],
+                )
+                .await
+                .context("reading the live shell nodes")?;
+            let lists = rows
+                .iter()
+                .map(|r| r.try_get::<_, Option<Vec<String>>>(0))
+                .collect::<Result<Vec<_>, _>>()
+                .context("reading the live shell nodes")?;
+            crate::scheduler::allow::why_refused(&job.spec.command, &lists)
+                .map(|why| format!(" ({why})"))
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        errln!(
             "warning: no live scheduler node can run \"{}\" now{}; it will start when one does",
-            job.spec.name,
-            if job.spec.action == ActionKind::Shell {
-                " (shell jobs need a node started with --allow-shell)"
-            } else {
-                ""
-            }
+            text::field(&job.spec.name),
+            text::field(&why),
         );
     }
     if !args.wait {
-        println!(
+        outln!(
             "requested a run of \"{}\" (request {request_id})",
-            job.spec.name
+            text::field(&job.spec.name)
         );
         return Ok(());
     }
@@ -127,7 +147,7 @@ pub async fn run(db: &mut Database, args: &RunArgs) -> anyhow::Result<()> {
         .map(timespec::parse_duration)
         .transpose()?;
     let run = wait_for_run(db, request_id, limit).await?;
-    print!("{}", output::run_detail(&run));
+    out!("{}", output::run_detail(&run));
     if run.status == "succeeded" {
         Ok(())
     } else {
@@ -165,9 +185,7 @@ async fn wait_for_run(
         } else if request.state == "cancelled" {
             anyhow::bail!("the run request was cancelled");
         } else if let (Some(busy), false) = (request.waiting_for_run, said_waiting) {
-            eprintln!(
-                "waiting: the job is running (run {busy}); this run starts when that one ends"
-            );
+            errln!("waiting: the job is running (run {busy}); this run starts when that one ends");
             said_waiting = true;
         }
         let tick = tokio::time::sleep(Duration::from_secs(1));
@@ -242,9 +260,9 @@ pub async fn history(db: &Database, args: &HistoryArgs) -> anyhow::Result<()> {
     let job = job_get(&db.client, &args.name, false).await?;
     let runs = run_list(&db.client, job.id, args.limit).await?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&runs)?);
+        outln!("{}", text::json(&serde_json::to_string_pretty(&runs)?));
     } else {
-        print!("{}", output::run_table(&runs));
+        out!("{}", output::run_table(&runs));
     }
     Ok(())
 }
@@ -337,10 +355,10 @@ pub async fn scheduler(
             db.spec.clone(),
             stop_metrics.clone(),
         ));
-        eprintln!("crondeck scheduler: metrics at http://{addr}/metrics");
+        errln!("crondeck scheduler: metrics at http://{addr}/metrics");
     }
     let node = NodeHandle::start(db.spec.clone(), config).await?;
-    eprintln!(
+    errln!(
         "crondeck scheduler: node {} ({}) on {}; stop with Ctrl-C or SIGTERM",
         node.status().name,
         node.node_id(),

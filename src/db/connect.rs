@@ -517,7 +517,17 @@ fn is_url(input: &str) -> bool {
 fn extract_url(input: &str) -> Result<Extracted, ConnectError> {
     let body_start = input.find("://").map_or(0, |i| i + 3);
     let (scheme, body) = input.split_at(body_start);
-    let (creds, after_creds) = match body.find('@') {
+    // The user info ends at the last `@` before the path or query that
+    // follows the first `@`: a password with an unencoded `@` (`u:p@ss@host`)
+    // stays whole instead of lending its tail to the host name, where
+    // messages and `target()` would show it.
+    let userinfo_end = body.find('@').and_then(|first| {
+        let end = body[first..]
+            .find(['/', '?'])
+            .map_or(body.len(), |i| first + i);
+        body[..end].rfind('@')
+    });
+    let (creds, after_creds) = match userinfo_end {
         Some(at) => (Some(&body[..at]), &body[at + 1..]),
         None => (None, body),
     };
@@ -531,6 +541,15 @@ fn extract_url(input: &str) -> Result<Extracted, ConnectError> {
         Some(q) => (&tail[..q], Some(&tail[q + 1..])),
         None => (tail, None),
     };
+    // `u:p@ss/w@host/db`: which `@` ends the password cannot be known, and a
+    // guess could show part of it as a host or database name. Refuse, and
+    // echo nothing.
+    if path.contains('@') {
+        return Err(parse_error(
+            "the URL has an unencoded '@' after its user info; write '@' in a user name, \
+             password or database name as %40",
+        ));
+    }
 
     let mut params: Vec<String> = Vec::new();
     // tokio-postgres records port 5432 for every authority host without one,
@@ -560,7 +579,8 @@ fn extract_url(input: &str) -> Result<Extracted, ConnectError> {
 
     let mut rest = String::from(scheme);
     if let Some(creds) = creds {
-        rest.push_str(creds);
+        // tokio-postgres ends the user info at the first `@`.
+        rest.push_str(&creds.replace('@', "%40"));
         rest.push('@');
     }
     if !move_hosts {

@@ -358,3 +358,58 @@ async fn connect_errors_name_target_without_password() {
     );
     assert!(!msg.contains(PW), "{msg}");
 }
+
+/// Regression (issue 11): in `postgres://u:p@ss@host/db` the password's tail
+/// became the host name, and showed in `target()` and errors.
+#[test]
+fn an_unencoded_at_in_a_password_never_leaks_its_tail() {
+    let spec = parse("postgres://u:hunter@2secret@db.example/app").unwrap();
+    let c = spec.config();
+    assert_eq!(c.get_password(), Some("hunter@2secret".as_bytes()));
+    assert_eq!(c.get_hosts(), [tcp("db.example")]);
+    assert_eq!(c.get_dbname(), Some("app"));
+    let spec = parse("postgres://u:hunter@2sec@ret@db.example?application_name=a@b").unwrap();
+    assert_eq!(
+        spec.config().get_password(),
+        Some("hunter@2sec@ret".as_bytes())
+    );
+    assert_eq!(spec.config().get_application_name(), Some("a@b"));
+    assert!(!spec.target().contains("2sec") && !spec.target().contains("hunter"));
+    for (url, parts) in [
+        (
+            "postgres://u:hunter@2secret@db.example:notaport/app",
+            &["hunter", "2secret"][..],
+        ),
+        (
+            "postgres://u:hunter@2se/cret@db.example/app",
+            &["hunter", "2se", "cret"],
+        ),
+        (
+            "postgres://u:hunter@2secret@db.example/app@x",
+            &["hunter", "2secret"],
+        ),
+        (
+            "postgresql://u:hunter@2se%zzcret@db.example/app",
+            &["hunter", "2se", "cret"],
+        ),
+        (
+            "postgres://u:hunter@2secret@[db.example/app",
+            &["hunter", "2secret"],
+        ),
+    ] {
+        match parse(url) {
+            Err(e) => {
+                let msg = format!("{e} {e:?}");
+                for part in parts {
+                    assert!(!msg.contains(part), "{url}: {part} leaked in {msg}");
+                }
+            }
+            Ok(spec) => {
+                let shown = format!("{} {spec:?}", spec.target());
+                for part in parts {
+                    assert!(!shown.contains(part), "{url}: {part} leaked in {shown}");
+                }
+            }
+        }
+    }
+}

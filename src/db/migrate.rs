@@ -50,6 +50,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "cancel",
         sql: include_str!("migrations/0006_cancel.sql"),
     },
+    Migration {
+        version: 7,
+        name: "shell_allow_dirs",
+        sql: include_str!("migrations/0007_shell_allow_dirs.sql"),
+    },
 ];
 
 /// Arbitrary but fixed key for `pg_advisory_lock`; "crondeck" in ASCII.

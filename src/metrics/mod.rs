@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -31,7 +31,9 @@ use prometheus_client::registry::Registry;
 use serde::Deserialize;
 use tokio_postgres::GenericClient;
 
-pub use server::{bind, parse_addr, serve, DEFAULT_ADDR};
+pub use server::{
+    bind, parse_addr, serve, CONNECTION_TIMEOUT, DEFAULT_ADDR, HEADER_TIMEOUT, MAX_CONNECTIONS,
+};
 
 use crate::db::claim::ClaimedRun;
 use crate::db::jobs::job_list;
@@ -48,9 +50,31 @@ pub struct MetricsFile {
     pub addr: Option<String>,
 }
 
+/// A label value from a person (a job or node name), escaped as the text
+/// format requires (`\\`, `\"`, `\n`), so that no name can end its label,
+/// add labels or samples, or break the scrape. prometheus-client writes
+/// values as they are.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+struct Escaped(String);
+
+impl EncodeLabelValue for Escaped {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        use std::fmt::Write as _;
+        for c in self.0.chars() {
+            match c {
+                '\\' => encoder.write_str("\\\\")?,
+                '"' => encoder.write_str("\\\"")?,
+                '\n' => encoder.write_str("\\n")?,
+                c => encoder.write_char(c)?,
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RunLabels {
-    job: String,
+    job: Escaped,
     status: String,
 }
 
@@ -66,7 +90,7 @@ struct StateLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct NodeLabels {
-    node: String,
+    node: Escaped,
 }
 
 /// The metrics of one node process.
@@ -190,7 +214,7 @@ impl Metrics {
         for node in &nodes {
             self.node_busy
                 .get_or_create(&NodeLabels {
-                    node: node.name.clone(),
+                    node: Escaped(node.name.clone()),
                 })
                 .set(i64::from(node.busy));
         }
@@ -229,7 +253,7 @@ impl RunObserver for Metrics {
     fn run_finished(&self, run: &ClaimedRun, status: RunStatus) {
         self.runs
             .get_or_create(&RunLabels {
-                job: run.job.spec.name.clone(),
+                job: Escaped(run.job.spec.name.clone()),
                 status: status.as_str().to_string(),
             })
             .inc();

@@ -3,10 +3,19 @@
 //! database over one connection kept between scrapes (and opened again after
 //! an error); when the database is unreachable the scrape still answers, with
 //! `crondeck_database_up 0` and the node's own counters.
+//!
+//! The endpoint must not be a way to hurt the node: at most
+//! [`MAX_CONNECTIONS`] connections are served at once (more wait in the
+//! kernel's backlog), a request's headers must arrive within
+//! [`HEADER_TIMEOUT`] and a connection lives at most [`CONNECTION_TIMEOUT`],
+//! so idle and half-sent (slowloris) connections are closed; and a failing
+//! `accept` (out of file descriptors, say) is retried with a growing pause
+//! instead of in a tight loop.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use bytes::Bytes;
@@ -15,9 +24,9 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::Metrics;
@@ -26,6 +35,16 @@ use crate::db::connect::ConnectionSpec;
 /// Where metrics are served when only a port is given, or `[metrics] addr`
 /// is a bare port: loopback, so nothing is exposed by accident.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:9464";
+
+/// Connections served at once; more wait until one closes.
+pub const MAX_CONNECTIONS: usize = 16;
+/// A request's headers must be complete this long after the connection
+/// opened (or the previous response).
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// A connection is closed this long after it was accepted, whatever it does.
+pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
+/// The longest pause between attempts after `accept` failed.
+const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -59,29 +78,60 @@ pub async fn serve(
         spec,
         client: Mutex::new(None),
     });
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut backoff = Duration::ZERO;
     loop {
         let accepted = tokio::select! {
             () = stop.cancelled() => return,
-            accepted = listener.accept() => accepted,
+            accepted = accept(&listener, &slots) => accepted,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
+        let (stream, slot) = match accepted {
+            Ok(accepted) => {
+                backoff = Duration::ZERO;
+                accepted
+            }
             Err(error) => {
-                tracing::warn!(%error, "metrics: accepting a connection failed");
-                continue;
+                // EMFILE and friends persist: retrying at once would spin
+                // (and log) millions of times a second.
+                backoff = (backoff * 2).clamp(Duration::from_millis(10), MAX_ACCEPT_BACKOFF);
+                tracing::warn!(%error, retry_in = ?backoff, "metrics: accepting a connection failed");
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(backoff) => continue,
+                }
             }
         };
         let state = state.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let service = service_fn(move |req| handle(state.clone(), req));
-            if let Err(error) = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                tracing::debug!(%error, "metrics: connection ended with an error");
+            let connection = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service);
+            match tokio::time::timeout(CONNECTION_TIMEOUT, connection).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    tracing::debug!(%error, "metrics: connection ended with an error");
+                }
+                Err(_) => tracing::debug!("metrics: connection closed after its time limit"),
             }
         });
     }
+}
+
+/// The next connection, once a slot is free.
+async fn accept(
+    listener: &TcpListener,
+    slots: &Arc<Semaphore>,
+) -> std::io::Result<(tokio::net::TcpStream, tokio::sync::OwnedSemaphorePermit)> {
+    let slot = slots
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(std::io::Error::other)?;
+    let (stream, _) = listener.accept().await?;
+    Ok((stream, slot))
 }
 
 /// Bind the metrics address, with a message that names it.

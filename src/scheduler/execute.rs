@@ -44,8 +44,20 @@ async fn execute_shell(
     run: &ClaimedRun,
     cancel: &CancellationToken,
 ) -> Result<ShellResult, String> {
+    // Checked here, right before the spawn, whatever the claim's SQL let
+    // through: with an allow-list the program runs directly, never `sh -c`.
+    let allow = &shared.config.shell_allow;
+    let argv = if allow.is_empty() {
+        None
+    } else {
+        Some(
+            super::allow::argv_for(&run.job.spec.command, allow)
+                .map_err(|refusal| format!("refused by this node's shell allow-list: {refusal}"))?,
+        )
+    };
     let command = ShellCommand {
         command: run.job.spec.command.clone(),
+        argv,
         env: vec![
             ("CRONDECK_JOB".into(), run.job.spec.name.clone()),
             ("CRONDECK_RUN_ID".into(), run.run_id.to_string()),

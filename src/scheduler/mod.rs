@@ -66,6 +66,7 @@
 //! accepted.
 
 mod alerts;
+pub mod allow;
 mod execute;
 mod heartbeat;
 mod lease;
@@ -79,6 +80,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use node::{NodeHandle, NodeKiller, NodeStatus};
+/// The node variables a shell job inherits (everything else is dropped).
+pub use shell::JOB_ENV;
 
 use crate::db::claim::ClaimedRun;
 use crate::db::runs::RunStatus;
@@ -104,10 +107,10 @@ pub struct NodeConfig {
     /// Whether this node runs shell jobs. Default false: a node sharing a
     /// database must opt in, since job definitions become commands on its host.
     pub allow_shell: bool,
-    /// With shell enabled: command prefixes this node may run. Empty (the
-    /// default) means any command. A non-empty list also refuses commands
-    /// with shell metacharacters (`;|&$` and friends), so a prefix cannot be
-    /// followed by a second command.
+    /// With shell enabled: directories whose programs this node may run.
+    /// Empty (the default) means any command, run by `sh -c`. A non-empty
+    /// list admits only commands whose program lies inside one of the
+    /// directories and runs them without a shell (see [`allow`]).
     pub shell_allow: Vec<String>,
     /// Heartbeat interval. Default 5 s.
     pub heartbeat: Duration,
@@ -195,8 +198,8 @@ impl NodeConfig {
         if !self.shell_allow.is_empty() && !self.allow_shell {
             return Err("a shell allow-list needs shell jobs enabled (--allow-shell)".into());
         }
-        if self.shell_allow.iter().any(|p| p.trim().is_empty()) {
-            return Err("an empty shell allow-list prefix would allow every command".into());
+        for entry in &self.shell_allow {
+            allow::validate_entry(entry)?;
         }
         if self.name.trim().is_empty() {
             return Err("the node name is empty".into());

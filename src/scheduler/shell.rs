@@ -87,6 +87,13 @@
 //! long as the runtime), never inside `spawn_blocking`, whose threads exit when
 //! idle and would kill the job.
 //!
+//! # Environment
+//! A job does not inherit the node's environment, which holds the database
+//! URL, `PGPASSWORD` and whatever else the node was started with. It gets
+//! only the variables named in [`JOB_ENV`] (from the node, when set), a
+//! default `PATH` if the node has none, and the `CRONDECK_*` variables of the
+//! run.
+//!
 //! Linux only (`prctl`, `/proc`).
 
 mod capture;
@@ -118,28 +125,61 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 pub const BACKSTOP_SLACK: Duration = Duration::from_secs(5);
 const READ_BUF: usize = 64 * 1024;
 /// The job's wrapper when it has a lease watchdog: `$1` the window, `$2` the
-/// first window, `$3` the job's command. The pipe from the node arrives as
-/// stdin and moves to fd 3; the job itself gets stdin closed, as always.
-/// `--foreground` keeps the inner `timeout` in the job's group, so every
-/// process of the watchdog dies with the job.
+/// first window, the rest the job's argv (`sh -c <command>`, or the program
+/// and its arguments). The pipe from the node arrives as stdin and moves to
+/// fd 3; the job itself gets stdin closed, as always. `--foreground` keeps
+/// the inner `timeout` in the job's group, so every process of the watchdog
+/// dies with the job.
 const WATCHDOG_SCRIPT: &str = r#"exec 3<&0 </dev/null
-window=$1 first=$2 job=$3
+window=$1 first=$2
+shift 2
 {
   t=$first
   while [ -n "$(timeout --foreground "$t" head -c 1 <&3)" ]; do t=$window; done
   echo "crondeck: job stopped: its node did not renew its lease in time" >&2
   kill -s KILL 0
 } &
-exec 3<&- sh -c "$job""#;
+exec 3<&- "$@""#;
 const CUT_SHORT_NOTE: &str =
     "\n[output cut short: a process that left the job's process group still held the pipe open]";
+
+/// The node's variables a job sees (when the node has them): `LC_*` as
+/// well. Nothing else passes: not `DATABASE_URL`, `PG*`,
+/// `CRONDECK_DATABASE_URL`, nor any other variable of the node.
+pub const JOB_ENV: &[&str] = &[
+    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TMPDIR",
+];
+/// `PATH` for a job when the node has none.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The part of the node's environment `vars` a job gets (see [`JOB_ENV`]).
+pub fn job_env(
+    vars: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+) -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
+    let mut kept: Vec<_> = vars
+        .into_iter()
+        .filter(|(name, _)| {
+            name.to_str().is_some_and(|name| {
+                JOB_ENV.contains(&name) || name.strip_prefix("LC_").is_some_and(|r| !r.is_empty())
+            })
+        })
+        .collect();
+    if !kept.iter().any(|(name, _)| name == "PATH") {
+        kept.push(("PATH".into(), DEFAULT_PATH.into()));
+    }
+    kept
+}
 
 /// A shell job to run.
 #[derive(Debug, Clone)]
 pub struct ShellCommand {
-    /// Run as `sh -c <command>`.
+    /// Run as `sh -c <command>` (unless `argv` is set).
     pub command: String,
-    /// Added to the inherited environment (CRONDECK_JOB, CRONDECK_RUN_ID, ...).
+    /// Run this program with these arguments directly, without a shell
+    /// (a node with a shell allow-list; see `scheduler::allow`).
+    pub argv: Option<Vec<String>>,
+    /// Added to the scrubbed environment (see [`JOB_ENV`]): CRONDECK_JOB,
+    /// CRONDECK_RUN_ID, ...
     pub env: Vec<(String, String)>,
     /// `None`: no timeout.
     pub timeout: Option<Duration>,
@@ -252,37 +292,52 @@ async fn run_with(
         }
     }
     let backstop = cmd.timeout.map(|t| t + cmd.kill_grace + BACKSTOP_SLACK);
+    let shell;
+    let job_argv: &[String] = match &cmd.argv {
+        Some(argv) if !argv.is_empty() => argv,
+        Some(_) => return Err(ShellError::Spawn(io::Error::other("empty argv"))),
+        None => {
+            shell = ["sh".to_owned(), "-c".to_owned(), cmd.command.clone()];
+            &shell
+        }
+    };
     let (mut command, death_signal) = match wrapper {
         Some(path) => {
             let mut c = Command::new(path);
             c.arg("--signal=KILL")
                 .arg("--")
-                .arg(backstop.map_or_else(|| "0".to_owned(), duration_arg))
-                .arg("sh");
+                .arg(backstop.map_or_else(|| "0".to_owned(), duration_arg));
             (c, libc::SIGALRM)
         }
-        None => (Command::new("sh"), libc::SIGKILL),
+        None => (Command::new(&job_argv[0]), libc::SIGKILL),
     };
     // The watchdog needs GNU `timeout` (see the module docs).
     let mut watchdog = match (&cmd.lease, wrapper) {
         (Some(lease), Some(_)) => {
             let (dog, stdin) = Watchdog::new(lease).map_err(ShellError::Spawn)?;
             command
+                .arg("sh")
                 .arg("-c")
                 .arg(WATCHDOG_SCRIPT)
                 .arg("crondeck-job")
                 .arg(duration_arg(lease.window()))
                 .arg(duration_arg(dog.first_window))
-                .arg(&cmd.command)
+                .args(job_argv)
                 .stdin(Stdio::from(stdin));
             Some(dog)
         }
-        _ => {
-            command.arg("-c").arg(&cmd.command).stdin(Stdio::null());
+        (_, Some(_)) => {
+            command.args(job_argv).stdin(Stdio::null());
+            None
+        }
+        (_, None) => {
+            command.args(&job_argv[1..]).stdin(Stdio::null());
             None
         }
     };
     command
+        .env_clear()
+        .envs(job_env(std::env::vars_os()))
         .envs(cmd.env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -100,28 +100,13 @@ pub fn millis_or_dash(ms: Option<i64>) -> String {
     ms.map_or_else(|| "-".to_string(), millis)
 }
 
-/// Text from a job (output, error, description) made safe for the screen:
-/// escape sequences and control characters are shown escaped (`\x1b[31m`),
-/// tabs become spaces, line breaks are kept. Nothing a job prints can move
-/// the cursor, change colours or retitle the terminal.
+/// Text from a job (output, error, description) made safe for the screen,
+/// by the one sanitiser ([`crate::text`]): escape sequences, control
+/// characters, bidi overrides and zero-width characters are shown escaped
+/// (`\e[31m`, `\u{202e}`), tabs become spaces, line breaks are kept. Nothing
+/// a job prints can move the cursor, change colours or retitle the terminal.
 pub fn sanitize(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '\n' => out.push('\n'),
-            '\t' => out.push_str("    "),
-            '\r' => out.push_str("\\r"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                out.push_str(&format!("\\x{:02x}", c as u32));
-            }
-            // C1 controls (CSI is U+009B) act like ESC sequences on some terminals.
-            c if (0x80..0xa0).contains(&(c as u32)) => {
-                out.push_str(&format!("\\u{{{:x}}}", c as u32));
-            }
-            c => out.push(c),
-        }
-    }
-    out
+    crate::text::block(text).replace('\t', "    ")
 }
 
 /// One line of job text for a table cell: sanitised, line breaks shown as ⏎.
@@ -145,10 +130,16 @@ mod tests {
 
     #[test]
     fn escape_sequences_are_shown_not_sent() {
-        let text = "\x1b[31mred\x1b[0m\r\n\x07bell\u{9b}2J\tend";
+        let text = "\x1b[31mred\x1b[0m\r\n\x07bell\u{9b}2J\tend\u{202e}rtl";
         let safe = sanitize(text);
-        assert_eq!(safe, "\\x1b[31mred\\x1b[0m\\r\n\\x07bell\\u{9b}2J    end");
-        assert!(!safe.chars().any(|c| c.is_control() && c != '\n'));
+        assert_eq!(
+            safe,
+            "\\e[31mred\\e[0m\\r\n\\x07bell\\x9b2J    end\\u{202e}rtl"
+        );
+        assert!(!safe
+            .chars()
+            .any(|c| crate::text::is_hostile(c) && c != '\n'));
+        assert_eq!(one_line("a\u{2067}b\nc"), "a\\u{2067}b ⏎ c");
     }
 
     #[test]

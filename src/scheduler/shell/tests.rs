@@ -11,6 +11,7 @@ const GIB: u64 = 1 << 30;
 fn job(command: &str) -> ShellCommand {
     ShellCommand {
         command: command.to_owned(),
+        argv: None,
         env: Vec::new(),
         timeout: Some(Duration::from_secs(20)),
         kill_grace: Duration::from_millis(500),
@@ -114,11 +115,35 @@ async fn env_vars_are_visible() {
             "2024-01-01T00:00:00Z".into(),
         ),
     ];
-    // HOME shows the inherited environment is kept (set in any test env).
+    // HOME is on the list of the node's variables a job gets (JOB_ENV).
     assert_eq!(
         run(&cmd).await.stdout.text,
         "backup|42|2024-01-01T00:00:00Z|home\n"
     );
+}
+
+#[test]
+fn the_job_environment_keeps_only_the_documented_variables() {
+    let node: Vec<(std::ffi::OsString, std::ffi::OsString)> = [
+        ("HOME", "/root"),
+        ("LC_TIME", "C"),
+        ("LC_", "x"),
+        ("LANG", "C.UTF-8"),
+        ("DATABASE_URL", "postgres://u:pw@h/db"),
+        ("PGPASSWORD", "pw"),
+        ("CRONDECK_DATABASE_URL", "postgres://u:pw@h/db"),
+        ("CRONDECK_JOB", "forged"),
+        ("AWS_SECRET_ACCESS_KEY", "pw"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.into(), v.into()))
+    .collect();
+    let mut names: Vec<String> = job_env(node)
+        .into_iter()
+        .map(|(k, _)| k.to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["HOME", "LANG", "LC_TIME", "PATH"]);
 }
 
 #[tokio::test]

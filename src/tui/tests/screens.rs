@@ -166,7 +166,7 @@ fn run_output_with_escape_sequences_is_shown_escaped() {
             cell.symbol()
         );
     }
-    row_of(buffer, "\\x1b[31mred alert\\x1b[0m\\r");
+    row_of(buffer, "\\e[31mred alert\\e[0m\\r");
 }
 
 #[test]
@@ -375,8 +375,69 @@ fn a_job_no_live_node_can_run_says_so_in_the_table_and_the_detail() {
     let mut app = detail_app();
     app.unrunnable = [6].into_iter().collect();
     let term = render(&app, 120, 30);
-    row_of(term.backend().buffer(), "no node can run this job");
+    row_of(
+        term.backend().buffer(),
+        "no node can run this job: no live node",
+    );
     update(&mut app, key(KeyCode::Esc));
     let term = render(&app, 140, 24);
     row_of(term.backend().buffer(), "no node!");
+}
+
+/// Regression (issue 11): the header printed node names raw (an OSC 52
+/// clipboard write went through) and the jobs table printed bidi overrides
+/// and zero-width characters raw. Every cell of the screen is checked, and
+/// the snapshot shows the names escaped.
+#[test]
+fn hostile_node_and_job_names_are_shown_escaped_in_the_header_and_table() {
+    let mut nodes = nodes();
+    nodes[0].name = "evil\u{1b}]52;c;cm0gLXJmIH4K\u{7}\u{9b}2J".into();
+    let mut jobs = jobs();
+    // Short enough for the name column.
+    jobs[0].spec.name = "\u{202E}fdp.exe".into();
+    jobs[1].spec.name = "a\u{2066}b".into();
+    jobs[2].spec.name = "c\u{200B}d".into();
+    let mut app = app();
+    update(&mut app, snapshot(jobs, nodes));
+    let term = render(&app, 100, 24);
+    let buffer = term.backend().buffer();
+    for (i, cell) in buffer.content().iter().enumerate() {
+        assert!(
+            !cell.symbol().chars().any(crate::text::is_hostile),
+            "cell {i} holds {:?}",
+            cell.symbol()
+        );
+    }
+    let header = row_of(buffer, "nodes 1");
+    let line: String = (0..buffer.area.width)
+        .map(|x| buffer[(x, header)].symbol())
+        .collect();
+    assert!(line.contains(r"evil\e]52;c;"), "{line}");
+    row_of(buffer, r"\u{202e}fdp");
+    row_of(buffer, r"a\u{2066}b");
+    row_of(buffer, r"c\u{200b}d");
+    snap("hostile_names", &term);
+}
+
+/// The last guard: whatever a view shows raw never reaches the terminal.
+#[test]
+fn a_hostile_character_a_view_did_not_escape_is_blanked() {
+    let mut terminal = Terminal::new(TestBackend::new(20, 1)).unwrap();
+    terminal
+        .draw(|f| {
+            let raw = ratatui::widgets::Paragraph::new("a\u{1b}]52;c;x\u{7}\u{202e}b\u{9b}");
+            f.render_widget(raw, f.area());
+            crate::tui::views::guard(f.buffer_mut());
+        })
+        .unwrap();
+    let buffer = terminal.backend().buffer();
+    assert!(!buffer
+        .content()
+        .iter()
+        .any(|c| c.symbol().chars().any(crate::text::is_hostile)));
+    let line: String = buffer.content().iter().map(|c| c.symbol()).collect();
+    assert!(
+        line.starts_with('a') && line.contains('\u{FFFD}'),
+        "{line:?}"
+    );
 }

@@ -156,10 +156,14 @@ fn definition(app: &App, job: &Job) -> Vec<String> {
         out.push(format!(" tags {}", one_line(&spec.tags.join(", "))));
     }
     if app.unrunnable.contains(&job.id) {
-        out.push(
-            " ‼ no node can run this job: no live node allows shell jobs whose allow-list admits this command"
-                .to_string(),
-        );
+        let why = if spec.action != crate::job::ActionKind::Shell || app.nodes.is_empty() {
+            "no live node"
+        } else if !app.nodes.iter().any(|n| n.allow_shell) {
+            "no live node allows shell jobs (--allow-shell)"
+        } else {
+            "the allow-lists of the live shell nodes do not admit this command (`crondeck run` says why)"
+        };
+        out.push(format!(" ‼ no node can run this job: {why}"));
     }
     let rt = &job.runtime;
     if let Some(p) = &job.pause {

@@ -8,7 +8,7 @@ use ratatui::Frame;
 
 use crate::timespec::format_duration_short;
 use crate::tui::app::{App, Conn};
-use crate::tui::format::Zone;
+use crate::tui::format::{one_line, Zone};
 
 pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let t = &app.theme;
@@ -45,7 +45,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         ),
     });
     first.push(Span::raw("  "));
-    first.push(Span::styled(app.target.clone(), t.dim()));
+    first.push(Span::styled(one_line(&app.target), t.dim()));
     frame.render_widget(Paragraph::new(Line::from(first)), left);
     frame.render_widget(
         Paragraph::new(Line::styled(clock, t.dim())).right_aligned(),
@@ -80,7 +80,7 @@ fn nodes_line(app: &App) -> Line<'static> {
                 } else {
                     ""
                 };
-                format!("{}{this} {}/{}", n.name, n.busy, n.workers)
+                format!("{}{this} {}/{}", one_line(&n.name), n.busy, n.workers)
             })
             .collect();
         spans.push(Span::raw(names.join(", ")));

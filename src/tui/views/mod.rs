@@ -16,8 +16,25 @@ use ratatui::Frame;
 
 use super::app::{App, Screen, FOOTER_ROWS, HEADER_ROWS, MIN_HEIGHT, MIN_WIDTH};
 
-/// Draw the whole screen.
+/// Draw the whole screen. Every view escapes what it shows; as a last
+/// guard, a cell that still holds a hostile character (see
+/// [`crate::text::is_hostile`]) is blanked to `�`, so nothing on the screen
+/// can act on the terminal, whatever a view forgot.
 pub fn draw(frame: &mut Frame, app: &App) {
+    draw_screen(frame, app);
+    guard(frame.buffer_mut());
+}
+
+/// Blank every cell holding a hostile character to `�`.
+pub fn guard(buffer: &mut ratatui::buffer::Buffer) {
+    for cell in &mut buffer.content {
+        if cell.symbol().chars().any(crate::text::is_hostile) {
+            cell.set_symbol("\u{FFFD}");
+        }
+    }
+}
+
+fn draw_screen(frame: &mut Frame, app: &App) {
     let area = frame.area();
     if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
         too_small(frame, area, app);
