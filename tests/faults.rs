@@ -486,12 +486,15 @@ async fn regression_an_sql_job_that_renames_its_session_is_still_stopped_by_the_
                 &[],
             )
             .await;
-            let published: Option<i64> = scalar(
-                &client,
-                "SELECT id FROM crondeck.runs WHERE status = 'running' AND backend_pid IS NOT NULL",
-                &[],
-            )
-            .await;
+            let published: Option<i64> = client
+                .query_opt(
+                    "SELECT id FROM crondeck.runs
+                     WHERE status = 'running' AND backend_pid IS NOT NULL",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .map(|r| r.get(0));
             published.filter(|_| renamed)
         },
     )

@@ -20,11 +20,12 @@ pub(crate) async fn execute(
     run: &ClaimedRun,
     node_id: &str,
     cancel: &CancellationToken,
+    lease_lost: &CancellationToken,
 ) {
     match run.job.spec.action {
         ActionKind::Sql => sql::execute(shared, run, node_id, cancel).await,
         ActionKind::Shell => {
-            let (status, outcome) = match execute_shell(shared, run, cancel).await {
+            let (status, outcome) = match execute_shell(shared, run, cancel, lease_lost).await {
                 Ok(result) => shell_result(result),
                 Err(error) => (
                     RunStatus::Failed,
@@ -43,6 +44,7 @@ async fn execute_shell(
     shared: &Shared,
     run: &ClaimedRun,
     cancel: &CancellationToken,
+    lease_lost: &CancellationToken,
 ) -> Result<ShellResult, String> {
     // Checked here, right before the spawn, whatever the claim's SQL let
     // through: with an allow-list the program runs directly, never `sh -c`.
@@ -74,6 +76,7 @@ async fn execute_shell(
             renewed: shared.lease.watch_renewed(),
             lease: shared.config.lease,
             heartbeat: shared.config.heartbeat,
+            lost: lease_lost.clone(),
         }),
     };
     run_shell(&command, cancel).await.map_err(|e| e.to_string())

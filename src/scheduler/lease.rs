@@ -41,6 +41,9 @@ pub(crate) struct Lease {
     token: Mutex<CancellationToken>,
     /// Cancelled at the end of the shutdown grace period: stops every run.
     kill: CancellationToken,
+    /// Cancelled when the current registration is lost (never by `kill`):
+    /// tells a run to stop at once, not after a grace period.
+    lost_token: Mutex<CancellationToken>,
     ok: watch::Sender<bool>,
     /// When the last heartbeat that renewed the lease started; feeds the
     /// shell jobs' lease watchdogs (`shell`, "Lease watchdog").
@@ -57,6 +60,7 @@ impl Lease {
             registrations: Mutex::new(Vec::new()),
             token: Mutex::new(kill.child_token()),
             kill,
+            lost_token: Mutex::new(CancellationToken::new()),
             ok,
             renewed,
         }
@@ -92,9 +96,14 @@ impl Lease {
     /// together so a run is always bound to the registration it was claimed
     /// under: if the heartbeat loses the lease in between, the claim is
     /// fenced in the database, or its runs are cancelled by this token.
-    pub(crate) fn claim_context(&self) -> (String, CancellationToken) {
+    pub(crate) fn claim_context(&self) -> (String, CancellationToken, CancellationToken) {
         let token = self.token.lock().unwrap_or_else(PoisonError::into_inner);
-        (self.node_id(), token.clone())
+        let lost = self
+            .lost_token
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        (self.node_id(), token.clone(), lost)
     }
 
     /// Cancelled at the end of the shutdown grace: stop every run now.
@@ -130,6 +139,14 @@ impl Lease {
     /// their finishes would be fenced anyway.
     pub(super) fn lost(&self) {
         self.ok.send_replace(false);
+        // First: a run that sees its token cancelled must already see why.
+        let lost = std::mem::take(
+            &mut *self
+                .lost_token
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        lost.cancel();
         let fresh = self.kill.child_token();
         let old = {
             let mut token = self.token.lock().unwrap_or_else(PoisonError::into_inner);
@@ -280,16 +297,16 @@ mod tests {
     fn losing_the_lease_cancels_runs_of_that_registration_only() {
         let lease = Lease::new(CancellationToken::new());
         lease.registered("a".into(), Instant::now());
-        let (id, first) = lease.claim_context();
+        let (id, first, first_lost) = lease.claim_context();
         assert_eq!(id, "a");
         lease.lost();
-        assert!(first.is_cancelled());
+        assert!(first.is_cancelled() && first_lost.is_cancelled());
         assert!(!lease.is_ok());
         lease.registered("b".into(), Instant::now());
         lease.renewed(Instant::now());
-        let (id, second) = lease.claim_context();
+        let (id, second, second_lost) = lease.claim_context();
         assert_eq!(id, "b");
-        assert!(!second.is_cancelled());
+        assert!(!second.is_cancelled() && !second_lost.is_cancelled());
         assert!(lease.is_ok());
         assert_eq!(
             lease.registrations(),
@@ -297,5 +314,9 @@ mod tests {
         );
         lease.kill_all();
         assert!(second.is_cancelled());
+        assert!(
+            !second_lost.is_cancelled(),
+            "a shutdown is not a lost lease"
+        );
     }
 }

@@ -400,7 +400,7 @@ async fn cycle(
     let gate = shared.ledger.gate.lock().await;
     // Read together: every run is bound to the registration it is claimed
     // under (fenced in the database) and to that registration's token.
-    let (node_id, lease_token) = shared.lease.claim_context();
+    let (node_id, lease_token, lease_lost) = shared.lease.claim_context();
     let claimer = Claimer {
         node_id: &node_id,
         node_name: &shared.config.name,
@@ -436,9 +436,10 @@ async fn cycle(
         let entry = shared.ledger.enter(run.run_id, token.clone());
         let shared = shared.clone();
         let node_id = node_id.clone();
+        let lost = lease_lost.clone();
         workers.spawn(async move {
             let _entry = entry;
-            run_worker(&shared, &run, &node_id, &token).await;
+            run_worker(&shared, &run, &node_id, &token, &lost).await;
             shared.busy.fetch_sub(1, Ordering::Relaxed);
             shared.finished_since_prune.fetch_add(1, Ordering::Relaxed);
             shared.runs_finished.fetch_add(1, Ordering::Relaxed);
@@ -475,8 +476,14 @@ async fn next_wake_within(
 
 /// Execute a run; a panic in the executor does not leak the worker slot or
 /// leave the run `running`: it is recorded `failed` with the reason.
-async fn run_worker(shared: &Shared, run: &ClaimedRun, node_id: &str, token: &CancellationToken) {
-    let work = std::panic::AssertUnwindSafe(execute::execute(shared, run, node_id, token));
+async fn run_worker(
+    shared: &Shared,
+    run: &ClaimedRun,
+    node_id: &str,
+    token: &CancellationToken,
+    lost: &CancellationToken,
+) {
+    let work = std::panic::AssertUnwindSafe(execute::execute(shared, run, node_id, token, lost));
     if let Err(panic) = work.catch_unwind().await {
         let reason = panic
             .downcast_ref::<&str>()

@@ -200,6 +200,11 @@ pub struct LeaseWatch {
     pub renewed: watch::Receiver<Instant>,
     pub lease: Duration,
     pub heartbeat: Duration,
+    /// Cancelled when the registration the run was claimed under is lost:
+    /// the job's group is SIGKILLed at once, with no grace, since another
+    /// node may take the run over (a SIGTERM would also kill the watchdog
+    /// and leave a job that ignores SIGTERM running beyond the lease).
+    pub lost: CancellationToken,
 }
 
 impl LeaseWatch {
@@ -369,6 +374,8 @@ async fn run_with(
             read_stream(err_pipe, cmd.output_limit, &stop_reading),
         )
     };
+    let never = CancellationToken::new();
+    let lease_lost = cmd.lease.as_ref().map_or(&never, |l| &l.lost);
     let supervise = async {
         let timeout = sleep_opt(cmd.timeout);
         tokio::pin!(timeout);
@@ -377,6 +384,8 @@ async fn run_with(
                 biased;
                 status = child.wait() => break Ended::Exited(status),
                 _ = &mut timeout => break Ended::Stopped(ShellOutcome::TimedOut),
+                // Before `cancel`: losing the lease cancels both.
+                _ = lease_lost.cancelled() => break Ended::Killed,
                 _ = cancel.cancelled() => break Ended::Stopped(ShellOutcome::Interrupted),
                 t0 = next_renewal(&mut watchdog) => {
                     if let Some(dog) = watchdog.as_mut() {
@@ -399,6 +408,13 @@ async fn run_with(
                     }
                     outcome => outcome,
                 })
+            }
+            Ended::Killed => {
+                group.signal(Signal::SIGKILL);
+                if let Err(e) = child.wait().await {
+                    tracing::warn!(pid, error = %e, "could not reap a killed shell job");
+                }
+                Ok(ShellOutcome::LeaseExpired)
             }
             Ended::Stopped(outcome) => {
                 group.signal(Signal::SIGTERM);
@@ -515,6 +531,8 @@ async fn next_renewal(watchdog: &mut Option<Watchdog>) -> Instant {
 enum Ended {
     Exited(io::Result<ExitStatus>),
     Stopped(ShellOutcome),
+    /// The lease was lost: SIGKILL now, no grace.
+    Killed,
 }
 
 /// The job's outcome from the status of `sh` (or of the `timeout` wrapper,
