@@ -144,7 +144,7 @@ async fn a_node_cut_off_from_the_database_stops_its_work_before_another_takes_ov
 /// deadlines on every round trip let the node notice within its lease.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_behind_a_black_holed_link_stops_its_work_before_another_takes_over() {
-    isolated_node_stops_its_work_before_another_takes_over("stall", Isolation::Stall).await;
+    isolated_node_stops_its_work_before_another_takes_over("black-hole", Isolation::Stall).await;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
