@@ -83,7 +83,6 @@ pub(crate) async fn run(shared: Arc<Shared>, wake: mpsc::Sender<()>, stop: Cance
                 }
             }
         };
-        drop(beat);
         match result {
             Ok(Ok((client, _))) => {
                 connection = Some(client);
