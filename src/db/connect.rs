@@ -347,6 +347,23 @@ impl ConnectionSpec {
         }
     }
 
+    /// Have the server end any transaction of these sessions that sits idle
+    /// for longer than `after`, releasing its locks. A node whose link
+    /// black-holes in the middle of a transaction (a claim, a finish) would
+    /// otherwise hold its row locks until TCP gives up, and every other
+    /// node's rescue and finishes touching those rows would wait with it.
+    /// A node's own transactions are never idle for long: between their
+    /// statements it only does local work.
+    pub fn set_idle_transaction_limit(&mut self, after: Duration) {
+        let ms = after.as_millis().clamp(100, i32::MAX as u128);
+        let setting = format!("-c idle_in_transaction_session_timeout={ms}");
+        let options = match self.config.get_options() {
+            Some(existing) if !existing.trim().is_empty() => format!("{existing} {setting}"),
+            _ => setting,
+        };
+        self.config.options(&options);
+    }
+
     /// The libpq sslmode asked for.
     pub fn ssl_mode(&self) -> SslMode {
         self.ssl_mode

@@ -64,7 +64,16 @@ pub(crate) async fn run(shared: Arc<Shared>, wake: mpsc::Sender<()>, stop: Cance
         let beat = tokio::time::timeout(beat_deadline, async {
             let client = match previous {
                 Some(client) if !client.is_closed() => client,
-                _ => shared.spec.connect().await?,
+                _ => {
+                    let client = shared.spec.connect().await?;
+                    // Never wait long on a row lock: a stalled node's open
+                    // transaction must not hold this node's lease hostage.
+                    let wait = (heartbeat / 2).as_millis().max(50);
+                    client
+                        .batch_execute(&format!("SET lock_timeout = {wait}"))
+                        .await?;
+                    client
+                }
             };
             let beat = run_once(&shared, &client, &wake).await?;
             anyhow::Ok((client, beat))
@@ -151,13 +160,20 @@ pub(crate) async fn run_once(
         );
         let _ = wake.try_send(());
     }
-    let rescued = node_rescue_dead(client).await?;
-    if !rescued.is_empty() {
-        tracing::warn!(
-            runs = rescued.len(),
-            "rescued runs of dead nodes (marked abandoned)"
-        );
-        let _ = wake.try_send(());
+    // The lease is renewed (committed) whatever happens next: a rescue that
+    // fails, or waits on rows a stalled node still locks, is tried again at
+    // the next beat (the connection's lock_timeout bounds the wait; the
+    // server ends the stalled node's idle transaction).
+    match node_rescue_dead(client).await {
+        Ok(rescued) if !rescued.is_empty() => {
+            tracing::warn!(
+                runs = rescued.len(),
+                "rescued runs of dead nodes (marked abandoned)"
+            );
+            let _ = wake.try_send(());
+        }
+        Ok(_) => {}
+        Err(error) => tracing::warn!(%error, "rescue failed; trying again at the next heartbeat"),
     }
     Ok(Beat::Renewed)
 }

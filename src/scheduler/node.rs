@@ -115,6 +115,7 @@ impl NodeHandle {
             .map_err(|e| anyhow::anyhow!("invalid scheduler settings: {e}"))?;
         let mut spec = spec;
         spec.set_liveness(config.heartbeat);
+        spec.set_idle_transaction_limit(config.lease / 2);
         let tls = spec.make_tls()?;
         let manager = Manager::from_config(
             spec.config().clone(),

@@ -692,6 +692,13 @@ BEGIN
     EXECUTE format('GRANT %I TO %I', prefix || '_operator', prefix || '_admin');
     EXECUTE format('GRANT %I TO %I, %I', prefix || '_trigger', prefix || '_operator',
                    prefix || '_scheduler');
+    -- SQL jobs without run_as run as crondeck_job (migration 5): the
+    -- database's own scheduler must be able to become it, as
+    -- crondeck_scheduler can. (crondeck_job holds only what each database
+    -- grants it, so sharing it across databases shares nothing.)
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'crondeck_job') THEN
+        EXECUTE format('GRANT crondeck_job TO %I', prefix || '_scheduler');
+    END IF;
     FOREACH source_prefix IN ARRAY ARRAY['crondeck', current_prefix] LOOP
         CONTINUE WHEN source_prefix = prefix;
         FOREACH kind IN ARRAY kinds LOOP
