@@ -28,9 +28,19 @@
 //! (`DbError::LeaseLost`), and a finish updates the run only while it is
 //! still `running`, still owned by that registration, and the registration
 //! still alive at the moment of the finish; it frees the job only while the
-//! job still points at that run. The registration's row is held `FOR SHARE`
-//! by both, so a rescue that declares it dead waits for them (and then
-//! abandons whatever a claim started), never interleaves with them.
+//! job still points at that run.
+//!
+//! The registration's row is only read, not locked: a lock held by every
+//! claim and every finish made the node's own heartbeat wait behind them
+//! under load (the renewal needs the row exclusively), and it is not needed.
+//! If a rescue declares the registration dead just after a claim read it
+//! alive, the claim's runs are orphans of a stopped node, which the next
+//! rescue abandons; the node itself never starts them, since its own lease
+//! deadline, which comes earlier than the database's, has passed (see
+//! `scheduler::shell`, "Lease watchdog"). A finish that read the
+//! registration alive updated the run first, so the rescue, waiting on that
+//! row, then finds it no longer `running` and leaves it: the run was
+//! recorded while the lease held.
 
 use std::collections::HashMap;
 
@@ -171,9 +181,7 @@ pub async fn claim(
 /// later.
 struct Probe {
     now: DateTime<Utc>,
-    /// The claimer's registration is alive by lease, and stays so until the
-    /// claim commits: its row is held `FOR SHARE`, so a rescue declaring it
-    /// dead waits for the claim and then abandons what it started.
+    /// The claimer's registration is alive by lease at the claim's instant.
     registration_alive: bool,
     pauses_to_lift: bool,
     overlapping_ticks: bool,
@@ -186,7 +194,7 @@ async fn probe(tx: &impl GenericClient, claimer: &Claimer<'_>) -> Result<Probe, 
     // is looked at first: the rest is useless if it is dead.
     let sql = format!(
         "SELECT now(),
-             EXISTS (SELECT 1 FROM crondeck.nodes WHERE id = $3 AND {alive} FOR SHARE),
+             EXISTS (SELECT 1 FROM crondeck.nodes WHERE id = $3 AND {alive}),
              EXISTS (SELECT 1 FROM crondeck.jobs
                      WHERE NOT active AND numbercall <> 0 AND paused_until <= now()),
              EXISTS (SELECT 1 FROM crondeck.runs r JOIN crondeck.jobs j ON j.id = r.job_id

@@ -248,8 +248,7 @@ pub async fn run_finish(
                      exit_code = $4, signal = $5, sqlstate = $6, rows_affected = $7, error = $8,
                      stdout = $9, stderr = $10, stdout_dropped = $11, stderr_dropped = $12
                  WHERE id = $1 AND status = 'running'
-                   AND node_id = (SELECT id FROM crondeck.nodes WHERE id = $2 AND {alive}
-                                  FOR SHARE)
+                   AND node_id = (SELECT id FROM crondeck.nodes WHERE id = $2 AND {alive})
                  RETURNING started_at, ended_at",
                 // Not now(): an SQL job's finish comes at the end of a
                 // transaction that may have started long ago.
