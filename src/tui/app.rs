@@ -10,6 +10,7 @@ use tui_input::Input;
 use super::format::Zone;
 use super::forms::Dialog;
 use super::keys::{self, Quick, Screens};
+use super::scroll;
 use super::theme::Theme;
 use crate::db::audit::AuditRecord;
 use crate::db::nodes::NodeRow;
@@ -21,6 +22,8 @@ use crate::scheduler::NodeStatus;
 /// Rows of the header and footer (the views lay out the same numbers).
 pub const HEADER_ROWS: u16 = 3;
 pub const FOOTER_ROWS: u16 = 2;
+/// The jobs table's status line under its rows.
+pub const STATUS_ROWS: u16 = 1;
 /// Below this the console shows a "too small" notice instead of a layout.
 pub const MIN_WIDTH: u16 = 60;
 pub const MIN_HEIGHT: u16 = 15;
@@ -235,9 +238,24 @@ impl App {
         self.job_by_id(id).map(|(j, _)| j)
     }
 
-    /// Rows of the jobs table that fit on screen.
+    /// Rows of the jobs table that fit on screen: the body less the column
+    /// titles and the status line (counter, markers, filter).
     pub fn table_rows(&self) -> usize {
-        usize::from(self.height.saturating_sub(HEADER_ROWS + FOOTER_ROWS + 1)).max(1)
+        usize::from(
+            self.height
+                .saturating_sub(HEADER_ROWS + FOOTER_ROWS + 1 + STATUS_ROWS),
+        )
+        .max(1)
+    }
+
+    /// Primary states of the table's rows, in table order.
+    pub fn view_states(&self) -> Vec<State> {
+        self.view.iter().map(|&i| self.health[i].primary).collect()
+    }
+
+    /// Problem rows outside the visible window.
+    pub fn hidden_problems(&self) -> scroll::Hidden {
+        scroll::hidden_problems(&self.view_states(), self.offset, self.table_rows())
     }
 
     pub fn too_small(&self) -> bool {
@@ -271,6 +289,7 @@ impl App {
         db_now: DateTime<Utc>,
         wall: DateTime<Utc>,
     ) {
+        let first = self.data_at.is_none();
         self.clock_offset = db_now - wall;
         self.now = db_now;
         self.data_at = Some(db_now);
@@ -291,6 +310,12 @@ impl App {
         self.typical_ms = typical_ms;
         self.unrunnable = unrunnable;
         self.recompute_health();
+        // The first thing an operator sees is the row that needs them most.
+        if first {
+            if let Some(pos) = scroll::most_urgent(&self.view_states()) {
+                self.move_cursor(pos);
+            }
+        }
     }
 
     /// The instant the table describes: now while live; while STALE, the
@@ -381,16 +406,10 @@ impl App {
         self.scroll_to_cursor();
     }
 
-    /// Keep the cursor on screen, moving the window as little as possible.
+    /// Keep the cursor on screen with the rows above it visible when they
+    /// fit (see [`scroll::window_offset`]).
     pub fn scroll_to_cursor(&mut self) {
-        let rows = self.table_rows();
-        if self.cursor < self.offset {
-            self.offset = self.cursor;
-        } else if self.cursor >= self.offset + rows {
-            self.offset = self.cursor + 1 - rows;
-        }
-        let max_offset = self.view.len().saturating_sub(rows);
-        self.offset = self.offset.min(max_offset);
+        self.offset = scroll::window_offset(self.cursor, self.view.len(), self.table_rows());
     }
 
     pub fn cluster(&self) -> ClusterHealth {

@@ -25,6 +25,7 @@ pub mod format;
 pub mod forms;
 pub mod keys;
 mod run;
+pub mod scroll;
 pub mod terminal;
 pub mod theme;
 pub mod update;

@@ -1,7 +1,7 @@
 //! The jobs table (SPEC §5). Only the rows on screen are built.
 
-use ratatui::layout::Rect;
-use ratatui::text::Line;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Paragraph, Row, Table};
 use ratatui::Frame;
 
@@ -12,6 +12,7 @@ use crate::tui::app::{App, Conn, SortKey};
 use crate::tui::format::{
     millis, millis_or_dash, next_run, one_line, relative, short_result, short_schedule,
 };
+use crate::tui::scroll;
 
 const COLUMNS: [Column; 10] = [
     Column {
@@ -100,6 +101,12 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         );
         return;
     }
+    let [area, status_area] = Layout::vertical([
+        Constraint::Min(1),
+        Constraint::Length(crate::tui::app::STATUS_ROWS),
+    ])
+    .areas(area);
+    status(frame, status_area, app);
     let keep = fit_columns(&COLUMNS, area.width);
     let sorted = sort_column(app.sort);
     let header = Row::new(keep.iter().map(|&i| {
@@ -126,6 +133,27 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         .header(header)
         .column_spacing(1);
     frame.render_widget(table, area);
+}
+
+/// The line under the rows: which rows are shown ("12–31 of 324") and
+/// the problem rows the window leaves out ("↑ 3 problems above").
+fn status(frame: &mut Frame, area: Rect, app: &App) {
+    let t = &app.theme;
+    let hidden = app.hidden_problems();
+    let mut spans = vec![Span::styled(
+        format!(
+            " {}",
+            scroll::counter(app.offset, app.table_rows(), app.view.len())
+        ),
+        t.dim(),
+    )];
+    for (n, up) in [(hidden.above, true), (hidden.below, false)] {
+        if n > 0 {
+            spans.push(Span::raw("  "));
+            spans.push(Span::styled(scroll::marker(n, up), t.warn()));
+        }
+    }
+    frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }
 
 fn cells(app: &App, job: &Job, state: State) -> [String; 10] {

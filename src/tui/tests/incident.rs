@@ -1,0 +1,153 @@
+//! Issue 12, the console under an incident: nothing that needs attention
+//! is off screen without a sign, readable at 80×24, and the small things
+//! operators hit (natural sort, `space`, unknown keys).
+
+use ratatui::backend::TestBackend;
+use ratatui::buffer::Buffer;
+use ratatui::Terminal;
+
+use super::fixtures::*;
+use crate::job::{ActionKind, Job};
+use crate::tui::action::Action;
+use crate::tui::app::{App, SortKey};
+use crate::tui::update::update;
+
+fn snap(name: &str, terminal: &Terminal<TestBackend>) {
+    insta::assert_snapshot!(name, terminal.backend());
+}
+
+fn screen_text(buffer: &Buffer) -> String {
+    let area = buffer.area;
+    (0..area.height)
+        .map(|y| {
+            (0..area.width)
+                .map(|x| buffer[(x, y)].symbol())
+                .collect::<String>()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The fixtures plus `n` healthy jobs `bulk-1` … `bulk-n`.
+fn many_jobs(n: i64) -> Vec<Job> {
+    let mut jobs = jobs();
+    for i in 1..=n {
+        let mut j = job(
+            100 + i,
+            &format!("bulk-{i}"),
+            "every 1h",
+            ActionKind::Sql,
+            "SELECT 1",
+        );
+        j.nextcall = Some(now() + secs(600 + i));
+        jobs.push(j);
+    }
+    jobs
+}
+
+fn app_with(jobs: Vec<Job>) -> App {
+    let mut app = App::new(
+        "crondeck@/run/crondeck:5432/crondeck".into(),
+        false,
+        true,
+        now(),
+    );
+    app.zone = crate::tui::format::Zone::Utc;
+    update(
+        &mut app,
+        Action::Resize {
+            width: 80,
+            height: 24,
+        },
+    );
+    update(&mut app, snapshot(jobs, nodes()));
+    app
+}
+
+/// Regression (issue 12): with the cursor far down the table, the failing
+/// and overdue rows above the window were invisible while the visible rows
+/// all said ok. The status line now counts them and says which rows show.
+#[test]
+fn problems_above_the_window_are_counted_in_the_status_line() {
+    let mut app = app_with(many_jobs(40));
+    for _ in 0..30 {
+        update(&mut app, ch('j'));
+    }
+    let hidden = app.hidden_problems();
+    assert_eq!(hidden.above, 4, "overdue, late and two failing rows");
+    assert_eq!(hidden.below, 0);
+    let term = render(&app, 80, 24);
+    let text = screen_text(term.backend().buffer());
+    assert!(text.contains("↑ 4 problems above"), "{text}");
+    assert!(
+        text.contains(&format!("–{} of 51", app.offset + app.table_rows())),
+        "{text}"
+    );
+    snap("problems_above", &term);
+}
+
+#[test]
+fn problems_below_the_window_are_counted_when_sorted_by_name() {
+    let mut app = app_with(many_jobs(40));
+    update(&mut app, ch('s'));
+    assert_eq!(app.sort, SortKey::Name);
+    update(&mut app, ch('g'));
+    let hidden = app.hidden_problems();
+    assert!(hidden.below > 0, "{hidden:?}");
+    let term = render(&app, 80, 24);
+    let text = screen_text(term.backend().buffer());
+    assert!(
+        text.contains(&crate::tui::scroll::marker(hidden.below, false)),
+        "{text}"
+    );
+    snap("problems_below", &term);
+}
+
+/// Moving back up brings the rows above the cursor back as soon as they
+/// fit, instead of leaving the window where the cursor re-entered it.
+#[test]
+fn moving_up_shows_the_rows_above_the_cursor_again() {
+    let mut app = app_with(many_jobs(40));
+    update(&mut app, ch('G'));
+    assert!(app.offset > 0);
+    for _ in 0..app.view.len() {
+        update(&mut app, ch('k'));
+        if app.cursor + crate::tui::scroll::MARGIN < app.table_rows() {
+            assert_eq!(app.offset, 0, "cursor {}", app.cursor);
+        }
+    }
+}
+
+/// The first snapshot puts the cursor on the most urgent row even when the
+/// table is not sorted by state (the operator pressed `s` `S` while
+/// connecting).
+#[test]
+fn the_cursor_starts_on_the_most_urgent_row() {
+    let mut app = App::new("t".into(), false, true, now());
+    update(
+        &mut app,
+        Action::Resize {
+            width: 80,
+            height: 24,
+        },
+    );
+    update(&mut app, ch('s'));
+    update(&mut app, ch('S'));
+    assert!(app.sort == SortKey::Name && app.reverse);
+    update(&mut app, snapshot(many_jobs(40), nodes()));
+    let job = app.target_job().expect("a selection");
+    assert_eq!(job.spec.name, "billing-export", "the overdue job");
+    assert!(app.cursor > 0, "not simply the first row");
+    assert!(app.cursor >= app.offset && app.cursor < app.offset + app.table_rows());
+
+    // Without an overdue job, a failing one; later snapshots leave the cursor alone.
+    let mut jobs = many_jobs(3);
+    jobs.retain(|j| j.id != 1);
+    let mut app = App::new("t".into(), false, true, now());
+    update(&mut app, snapshot(jobs.clone(), nodes()));
+    assert_eq!(app.target_job().unwrap().spec.name, "invoice-rollup");
+    update(&mut app, ch('G'));
+    let chosen = app.selected;
+    update(&mut app, snapshot(jobs, nodes()));
+    assert_eq!(app.selected, chosen);
+}
