@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use tui_input::Input;
 
-use super::format::Zone;
+use super::format::{self, Zone};
 use super::forms::Dialog;
 use super::keys::{self, Quick, Screens};
 use super::scroll;
@@ -21,9 +21,10 @@ use crate::scheduler::NodeStatus;
 
 /// Rows of the header and footer (the views lay out the same numbers).
 pub const HEADER_ROWS: u16 = 3;
-pub const FOOTER_ROWS: u16 = 2;
-/// The jobs table's status line under its rows.
-pub const STATUS_ROWS: u16 = 1;
+/// A status message wraps to at most this many rows above the key hints.
+pub const MESSAGE_ROWS: usize = 3;
+/// A filter wraps to at most this many rows under the jobs table.
+pub const FILTER_ROWS: usize = 2;
 /// Below this the console shows a "too small" notice instead of a layout.
 pub const MIN_WIDTH: u16 = 60;
 pub const MIN_HEIGHT: u16 = 15;
@@ -241,11 +242,52 @@ impl App {
     /// Rows of the jobs table that fit on screen: the body less the column
     /// titles and the status line (counter, markers, filter).
     pub fn table_rows(&self) -> usize {
-        usize::from(
-            self.height
-                .saturating_sub(HEADER_ROWS + FOOTER_ROWS + 1 + STATUS_ROWS),
-        )
-        .max(1)
+        let chrome = HEADER_ROWS + self.footer_rows() + 1 + self.status_rows();
+        usize::from(self.height.saturating_sub(chrome)).max(1)
+    }
+
+    /// The footer: the status message (wrapped, in full up to
+    /// [`MESSAGE_ROWS`]) or the filter being edited, then the key hints.
+    pub fn footer_rows(&self) -> u16 {
+        1 + self.message_lines().len().clamp(1, MESSAGE_ROWS) as u16
+    }
+
+    /// The status message cut into screen lines.
+    pub fn message_lines(&self) -> Vec<String> {
+        match (&self.filter_input, &self.message) {
+            (None, Some(m)) => cap_lines(
+                indented(&format::one_line(&m.text), self.width),
+                MESSAGE_ROWS,
+            ),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The jobs table's status area: the counter and markers, then the
+    /// active filter on lines of its own, in full.
+    pub fn status_rows(&self) -> u16 {
+        1 + self.filter_lines().len() as u16
+    }
+
+    /// The active filter, for the status area: empty when none.
+    pub fn filter_lines(&self) -> Vec<String> {
+        let mut view = Vec::new();
+        if let Some(q) = self.quick {
+            view.push(format!("only {}", q.word()));
+        }
+        if !self.filter.is_empty() {
+            view.push(format!("/{}", format::one_line(&self.filter)));
+        }
+        if view.is_empty() {
+            return Vec::new();
+        }
+        let text = format!(
+            "filter: {} · {} of {} jobs · esc clears",
+            view.join(" "),
+            self.view.len(),
+            self.jobs.len()
+        );
+        cap_lines(indented(&text, self.width), FILTER_ROWS)
     }
 
     /// Primary states of the table's rows, in table order.
@@ -461,4 +503,24 @@ impl App {
             error: true,
         });
     }
+}
+
+/// `text` wrapped to `width` with a one-cell margin on every line.
+fn indented(text: &str, width: u16) -> Vec<String> {
+    format::wrap_cells(text, usize::from(width.saturating_sub(1)))
+        .into_iter()
+        .map(|l| format!(" {l}"))
+        .collect()
+}
+
+/// At most `max` lines; a cut shows as "…" at the end of the last.
+fn cap_lines(mut lines: Vec<String>, max: usize) -> Vec<String> {
+    if lines.len() > max {
+        lines.truncate(max);
+        if let Some(last) = lines.last_mut() {
+            last.pop();
+            last.push('…');
+        }
+    }
+    lines
 }

@@ -151,3 +151,73 @@ fn the_cursor_starts_on_the_most_urgent_row() {
     update(&mut app, snapshot(jobs, nodes()));
     assert_eq!(app.selected, chosen);
 }
+
+/// Regression (issue 12): at 80 columns two names were both cut to
+/// `billing-export-`, and DURATION was hidden below ~100 columns.
+#[test]
+fn long_names_keep_both_ends_and_duration_shows_at_80_columns() {
+    let mut jobs = jobs();
+    jobs[0].spec.name = "billing-export-eu".into();
+    jobs[1].spec.name = "nightly-warehouse-snapshot-export-eu".into();
+    jobs[2].spec.name = "billing-export-us".into();
+    let app = app_with(jobs);
+    let term = render(&app, 80, 24);
+    let text = screen_text(term.backend().buffer());
+    assert!(text.contains("DURATION"), "{text}");
+    assert!(text.contains("25s ~24s"), "{text}");
+    // The issue's two names are whole; a name too long is cut in the
+    // middle and keeps its distinguishing end.
+    assert!(text.contains("‼ overdue billing-export-eu "), "{text}");
+    assert!(text.contains("✗ failing billing-export-us "), "{text}");
+    let late = text
+        .lines()
+        .find(|l| l.contains("! late"))
+        .expect("the late row");
+    assert!(
+        late.contains("nightly-wareh") && late.contains('…') && late.contains("-export-eu"),
+        "{late}"
+    );
+    snap("long_names_80x24", &term);
+}
+
+/// A status message longer than the screen is wrapped, never cut; the
+/// table gives up the rows it takes.
+#[test]
+fn long_messages_and_filters_are_shown_in_full() {
+    let mut app = app_with(many_jobs(40));
+    update(
+        &mut app,
+        Action::Data(crate::tui::action::DataEvent::Connection(
+            crate::tui::action::Link::Lost {
+                error: "connection refused".into(),
+            },
+        )),
+    );
+    update(&mut app, ch('p'));
+    let message = app.message.clone().expect("a refusal").text;
+    assert!(message.len() > 80, "{message}");
+    assert_eq!(app.footer_rows(), 3);
+    let term = render(&app, 80, 24);
+    let text = screen_text(term.backend().buffer());
+    let flat: String = text.lines().map(str::trim).collect::<Vec<_>>().join(" ");
+    assert!(flat.contains(&message), "{text}");
+    snap("long_message_80x24", &term);
+
+    let mut app = app_with(many_jobs(40));
+    update(&mut app, ch('/'));
+    let needle = "bulk-1 a filter long enough to need more than one line at eighty";
+    for a in typed(needle) {
+        update(&mut app, a);
+    }
+    update(
+        &mut app,
+        crate::tui::tests::fixtures::key(crossterm::event::KeyCode::Enter),
+    );
+    let term = render(&app, 80, 24);
+    let text = screen_text(term.backend().buffer());
+    let flat: String = text.lines().map(str::trim).collect::<Vec<_>>().join("");
+    let spaceless: String = needle.split_whitespace().collect();
+    assert!(flat.replace(' ', "").contains(&spaceless), "{text}");
+    assert!(text.contains("no job matches the filter"), "{text}");
+    snap("long_filter_80x24", &term);
+}
