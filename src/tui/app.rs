@@ -282,7 +282,7 @@ impl App {
             return Vec::new();
         }
         let text = format!(
-            "filter: {} · {} of {} jobs · esc clears",
+            "filter: {} · showing {} of {} jobs · esc clears",
             view.join(" "),
             self.view.len(),
             self.jobs.len()
