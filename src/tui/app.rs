@@ -10,6 +10,7 @@ use tui_input::Input;
 use super::format::{self, Zone};
 use super::forms::Dialog;
 use super::keys::{self, Quick, Screens};
+use super::natural;
 use super::scroll;
 use super::theme::Theme;
 use crate::db::audit::AuditRecord;
@@ -397,7 +398,7 @@ impl App {
 
     fn compare(&self, a: usize, b: usize) -> std::cmp::Ordering {
         let (ja, jb) = (&self.jobs[a], &self.jobs[b]);
-        let by_name = || ja.spec.name.cmp(&jb.spec.name);
+        let by_name = || natural::natural_cmp(&ja.spec.name, &jb.spec.name);
         let nulls_last = |x: Option<DateTime<Utc>>, y: Option<DateTime<Utc>>| match (x, y) {
             (Some(x), Some(y)) => x.cmp(&y),
             (Some(_), None) => std::cmp::Ordering::Less,

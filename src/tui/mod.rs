@@ -24,6 +24,7 @@ pub mod data;
 pub mod format;
 pub mod forms;
 pub mod keys;
+mod natural;
 mod run;
 pub mod scroll;
 pub mod terminal;

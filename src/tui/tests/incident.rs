@@ -221,3 +221,77 @@ fn long_messages_and_filters_are_shown_in_full() {
     assert!(text.contains("no job matches the filter"), "{text}");
     snap("long_filter_80x24", &term);
 }
+
+/// `bulk-2` before `bulk-10` when sorted by name.
+#[test]
+fn names_sort_naturally() {
+    let mut app = app_with(many_jobs(12));
+    update(&mut app, ch('s'));
+    assert_eq!(app.sort, SortKey::Name);
+    let names: Vec<&str> = app
+        .view
+        .iter()
+        .map(|&i| app.jobs[i].spec.name.as_str())
+        .filter(|n| n.starts_with("bulk-"))
+        .collect();
+    let expected: Vec<String> = (1..=12).map(|i| format!("bulk-{i}")).collect();
+    assert_eq!(names, expected);
+}
+
+/// `space` opens the pause dialog on an active job and the resume dialog
+/// on a paused one: one key for "toggle active".
+#[test]
+fn space_toggles_active_through_the_same_dialogs() {
+    let mut app = app_with(jobs());
+    app.selected = Some(6);
+    app.rebuild_view();
+    update(&mut app, ch(' '));
+    let dialog = app.dialog.as_ref().expect("the pause dialog");
+    assert_eq!(dialog.kind, crate::tui::forms::Kind::Pause);
+    snap("space_pauses_an_active_job", &render(&app, 80, 24));
+
+    let mut app = app_with(jobs());
+    app.selected = Some(9);
+    app.rebuild_view();
+    update(&mut app, ch(' '));
+    let dialog = app.dialog.as_ref().expect("the resume dialog");
+    assert_eq!(dialog.kind, crate::tui::forms::Kind::Resume);
+
+    // Refused like `p` and `u` in read-only mode.
+    let mut app = app_with(jobs());
+    app.read_only = true;
+    update(&mut app, ch(' '));
+    assert!(app.dialog.is_none());
+    assert!(app.message.as_ref().is_some_and(|m| m.error));
+}
+
+#[test]
+fn unknown_keys_give_a_hint() {
+    let mut app = app_with(jobs());
+    update(&mut app, ch('z'));
+    let message = app.message.clone().expect("a hint");
+    assert_eq!(message.text, "unknown key z: ? for help");
+    assert!(!message.error);
+    snap("unknown_key_hint", &render(&app, 80, 24));
+    update(
+        &mut app,
+        crate::tui::tests::fixtures::key(crossterm::event::KeyCode::F(5)),
+    );
+    assert_eq!(
+        app.message.clone().unwrap().text,
+        "unknown key F5: ? for help"
+    );
+    // A key bound elsewhere says it does nothing here (`/` on the detail).
+    update(
+        &mut app,
+        crate::tui::tests::fixtures::key(crossterm::event::KeyCode::Enter),
+    );
+    update(&mut app, ch('/'));
+    assert_eq!(
+        app.message.clone().unwrap().text,
+        "/ does nothing on this screen: ? for help"
+    );
+    // A known key clears the hint.
+    update(&mut app, ch('j'));
+    assert!(app.message.is_none());
+}
