@@ -12,6 +12,14 @@ use super::forms::{Dialog, Kind};
 use super::keys::{self, Binding, Command};
 
 pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
+    let effects = apply(app, action);
+    // A message or filter that wraps takes rows from the table: the window
+    // follows, whatever changed them.
+    app.scroll_to_cursor();
+    effects
+}
+
+fn apply(app: &mut App, action: Action) -> Vec<Effect> {
     match action {
         Action::Key(key) if key.kind == KeyEventKind::Release => Vec::new(),
         Action::Key(key) => on_key(app, key),

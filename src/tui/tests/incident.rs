@@ -295,3 +295,29 @@ fn unknown_keys_give_a_hint() {
     update(&mut app, ch('j'));
     assert!(app.message.is_none());
 }
+
+/// A message that wraps takes rows from the table; the window follows so
+/// the cursor keeps its rows of context.
+#[test]
+fn a_wrapping_message_moves_the_window_with_it() {
+    let mut app = app_with(many_jobs(40));
+    for _ in 0..20 {
+        update(&mut app, ch('j'));
+    }
+    let rows_before = app.table_rows();
+    update(
+        &mut app,
+        Action::Data(crate::tui::action::DataEvent::Connection(
+            crate::tui::action::Link::Lost {
+                error: "connection refused".into(),
+            },
+        )),
+    );
+    update(&mut app, ch('p'));
+    assert!(app.table_rows() < rows_before);
+    assert_eq!(
+        app.offset,
+        crate::tui::scroll::window_offset(app.cursor, app.view.len(), app.table_rows())
+    );
+    assert!(app.cursor < app.offset + app.table_rows());
+}
