@@ -83,6 +83,15 @@ fn problems_above_the_window_are_counted_in_the_status_line() {
         text.contains(&format!("–{} of 51", app.offset + app.table_rows())),
         "{text}"
     );
+    // The marker is coloured as a warning, cell by cell (bold in NO_COLOR).
+    let buffer = term.backend().buffer();
+    let (x0, y) = (0..24)
+        .flat_map(|y| (0..80).map(move |x| (x, y)))
+        .find(|&(x, y)| y > 3 && buffer[(x, y)].symbol() == "↑")
+        .expect("the marker");
+    for x in x0..x0 + 18 {
+        assert_eq!(buffer[(x, y)].fg, ratatui::style::Color::Yellow, "cell {x}");
+    }
     snap("problems_above", &term);
 }
 
