@@ -7,9 +7,11 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use tui_input::Input;
 
-use super::format::Zone;
+use super::format::{self, Zone};
 use super::forms::Dialog;
 use super::keys::{self, Quick, Screens};
+use super::natural;
+use super::scroll;
 use super::theme::Theme;
 use crate::db::audit::AuditRecord;
 use crate::db::nodes::NodeRow;
@@ -20,7 +22,10 @@ use crate::scheduler::NodeStatus;
 
 /// Rows of the header and footer (the views lay out the same numbers).
 pub const HEADER_ROWS: u16 = 3;
-pub const FOOTER_ROWS: u16 = 2;
+/// A status message wraps to at most this many rows above the key hints.
+pub const MESSAGE_ROWS: usize = 3;
+/// A filter wraps to at most this many rows under the jobs table.
+pub const FILTER_ROWS: usize = 2;
 /// Below this the console shows a "too small" notice instead of a layout.
 pub const MIN_WIDTH: u16 = 60;
 pub const MIN_HEIGHT: u16 = 15;
@@ -235,9 +240,65 @@ impl App {
         self.job_by_id(id).map(|(j, _)| j)
     }
 
-    /// Rows of the jobs table that fit on screen.
+    /// Rows of the jobs table that fit on screen: the body less the column
+    /// titles and the status line (counter, markers, filter).
     pub fn table_rows(&self) -> usize {
-        usize::from(self.height.saturating_sub(HEADER_ROWS + FOOTER_ROWS + 1)).max(1)
+        let chrome = HEADER_ROWS + self.footer_rows() + 1 + self.status_rows();
+        usize::from(self.height.saturating_sub(chrome)).max(1)
+    }
+
+    /// The footer: the status message (wrapped, in full up to
+    /// [`MESSAGE_ROWS`]) or the filter being edited, then the key hints.
+    pub fn footer_rows(&self) -> u16 {
+        1 + self.message_lines().len().clamp(1, MESSAGE_ROWS) as u16
+    }
+
+    /// The status message cut into screen lines.
+    pub fn message_lines(&self) -> Vec<String> {
+        match (&self.filter_input, &self.message) {
+            (None, Some(m)) => cap_lines(
+                indented(&format::one_line(&m.text), self.width),
+                MESSAGE_ROWS,
+            ),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The jobs table's status area: the counter and markers, then the
+    /// active filter on lines of its own, in full.
+    pub fn status_rows(&self) -> u16 {
+        1 + self.filter_lines().len() as u16
+    }
+
+    /// The active filter, for the status area: empty when none.
+    pub fn filter_lines(&self) -> Vec<String> {
+        let mut view = Vec::new();
+        if let Some(q) = self.quick {
+            view.push(format!("only {}", q.word()));
+        }
+        if !self.filter.is_empty() {
+            view.push(format!("/{}", format::one_line(&self.filter)));
+        }
+        if view.is_empty() {
+            return Vec::new();
+        }
+        let text = format!(
+            "filter: {} · showing {} of {} jobs · esc clears",
+            view.join(" "),
+            self.view.len(),
+            self.jobs.len()
+        );
+        cap_lines(indented(&text, self.width), FILTER_ROWS)
+    }
+
+    /// Primary states of the table's rows, in table order.
+    pub fn view_states(&self) -> Vec<State> {
+        self.view.iter().map(|&i| self.health[i].primary).collect()
+    }
+
+    /// Problem rows outside the visible window.
+    pub fn hidden_problems(&self) -> scroll::Hidden {
+        scroll::hidden_problems(&self.view_states(), self.offset, self.table_rows())
     }
 
     pub fn too_small(&self) -> bool {
@@ -271,6 +332,7 @@ impl App {
         db_now: DateTime<Utc>,
         wall: DateTime<Utc>,
     ) {
+        let first = self.data_at.is_none();
         self.clock_offset = db_now - wall;
         self.now = db_now;
         self.data_at = Some(db_now);
@@ -291,6 +353,12 @@ impl App {
         self.typical_ms = typical_ms;
         self.unrunnable = unrunnable;
         self.recompute_health();
+        // The first thing an operator sees is the row that needs them most.
+        if first {
+            if let Some(pos) = scroll::most_urgent(&self.view_states()) {
+                self.move_cursor(pos);
+            }
+        }
     }
 
     /// The instant the table describes: now while live; while STALE, the
@@ -330,7 +398,7 @@ impl App {
 
     fn compare(&self, a: usize, b: usize) -> std::cmp::Ordering {
         let (ja, jb) = (&self.jobs[a], &self.jobs[b]);
-        let by_name = || ja.spec.name.cmp(&jb.spec.name);
+        let by_name = || natural::natural_cmp(&ja.spec.name, &jb.spec.name);
         let nulls_last = |x: Option<DateTime<Utc>>, y: Option<DateTime<Utc>>| match (x, y) {
             (Some(x), Some(y)) => x.cmp(&y),
             (Some(_), None) => std::cmp::Ordering::Less,
@@ -381,16 +449,10 @@ impl App {
         self.scroll_to_cursor();
     }
 
-    /// Keep the cursor on screen, moving the window as little as possible.
+    /// Keep the cursor on screen with the rows above it visible when they
+    /// fit (see [`scroll::window_offset`]).
     pub fn scroll_to_cursor(&mut self) {
-        let rows = self.table_rows();
-        if self.cursor < self.offset {
-            self.offset = self.cursor;
-        } else if self.cursor >= self.offset + rows {
-            self.offset = self.cursor + 1 - rows;
-        }
-        let max_offset = self.view.len().saturating_sub(rows);
-        self.offset = self.offset.min(max_offset);
+        self.offset = scroll::window_offset(self.cursor, self.view.len(), self.table_rows());
     }
 
     pub fn cluster(&self) -> ClusterHealth {
@@ -442,4 +504,24 @@ impl App {
             error: true,
         });
     }
+}
+
+/// `text` wrapped to `width` with a one-cell margin on every line.
+fn indented(text: &str, width: u16) -> Vec<String> {
+    format::wrap_cells(text, usize::from(width.saturating_sub(1)))
+        .into_iter()
+        .map(|l| format!(" {l}"))
+        .collect()
+}
+
+/// At most `max` lines; a cut shows as "…" at the end of the last.
+fn cap_lines(mut lines: Vec<String>, max: usize) -> Vec<String> {
+    if lines.len() > max {
+        lines.truncate(max);
+        if let Some(last) = lines.last_mut() {
+            last.pop();
+            last.push('…');
+        }
+    }
+    lines
 }

@@ -100,6 +100,133 @@ pub fn millis_or_dash(ms: Option<i64>) -> String {
     ms.map_or_else(|| "-".to_string(), millis)
 }
 
+/// A span of time in its largest unit, for narrow table cells: "18s",
+/// "2m", "3h", "6d" (rounded down; the detail view has the exact time).
+pub fn compact(d: chrono::Duration) -> String {
+    let secs = d.num_seconds().unsigned_abs();
+    let sign = if d < chrono::Duration::zero() {
+        "-"
+    } else {
+        ""
+    };
+    const UNITS: [(u64, &str); 3] = [(86_400, "d"), (3_600, "h"), (60, "m")];
+    for (size, name) in UNITS {
+        if secs >= size {
+            return format!("{sign}{}{name}", secs / size);
+        }
+    }
+    format!("{sign}{secs}s")
+}
+
+/// Milliseconds compactly: "850ms", "1.2s", "25s", "2m", "3h".
+pub fn compact_millis(ms: i64) -> String {
+    match ms.abs() {
+        0..=999 => format!("{ms}ms"),
+        1000..=9999 => format!("{:.1}s", ms as f64 / 1000.0),
+        _ => compact(chrono::Duration::milliseconds(ms)),
+    }
+}
+
+/// How long ago, compactly: "20m", "now" within a second, "-" for never.
+pub fn compact_ago(at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
+    match at {
+        None => "-".to_string(),
+        Some(t) if (now - t).abs() < chrono::Duration::seconds(1) => "now".to_string(),
+        Some(t) => compact(now - t),
+    }
+}
+
+/// The next tick compactly: "in 5s", "late 15m", "in 6d", "-".
+pub fn compact_next(at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
+    match at {
+        None => "-".to_string(),
+        Some(t) if t < now - chrono::Duration::seconds(1) => format!("late {}", compact(now - t)),
+        Some(t) if t - now < chrono::Duration::seconds(1) => "now".to_string(),
+        Some(t) => format!("in {}", compact(t - now)),
+    }
+}
+
+/// The width of `text` in terminal cells.
+pub fn cells(text: &str) -> usize {
+    ratatui::text::Span::raw(text).width()
+}
+
+fn char_cells(c: char) -> usize {
+    let mut buf = [0u8; 4];
+    cells(c.encode_utf8(&mut buf))
+}
+
+/// `text` cut into lines of at most `width` cells, at spaces where it can
+/// (the space is dropped), inside a word longer than a line where it must:
+/// messages and filters are shown in full, never cut off.
+pub fn wrap_cells(text: &str, width: usize) -> Vec<String> {
+    let width = width.max(1);
+    let mut lines: Vec<String> = Vec::new();
+    let mut line = String::new();
+    let mut used = 0;
+    for (k, word) in text.split(' ').enumerate() {
+        if k > 0 {
+            let w = cells(word);
+            if used + 1 + w <= width {
+                line.push(' ');
+                line.push_str(word);
+                used += 1 + w;
+                continue;
+            }
+            lines.push(std::mem::take(&mut line));
+            used = 0;
+        }
+        for c in word.chars() {
+            let cw = char_cells(c);
+            if used + cw > width {
+                lines.push(std::mem::take(&mut line));
+                used = 0;
+            }
+            used += cw;
+            line.push(c);
+        }
+    }
+    lines.push(line);
+    lines
+}
+
+/// `text` in at most `width` cells, cut in the middle with "…" so both
+/// ends stay readable: `billing-export-eu` and `billing-export-us` in 12
+/// cells are `billin…rt-eu` and `billin…rt-us`, not two `billing-expor`.
+pub fn ellipsize_middle(text: &str, width: usize) -> String {
+    if cells(text) <= width {
+        return text.to_string();
+    }
+    if width == 0 {
+        return String::new();
+    }
+    let room = width - 1;
+    let tail_room = room / 2;
+    let head_room = room - tail_room;
+    let mut head = String::new();
+    let mut used = 0;
+    for c in text.chars() {
+        let w = char_cells(c);
+        if used + w > head_room {
+            break;
+        }
+        used += w;
+        head.push(c);
+    }
+    let mut tail: Vec<char> = Vec::new();
+    let mut used = 0;
+    for c in text.chars().rev() {
+        let w = char_cells(c);
+        if used + w > tail_room {
+            break;
+        }
+        used += w;
+        tail.push(c);
+    }
+    tail.reverse();
+    format!("{head}…{}", tail.into_iter().collect::<String>())
+}
+
 /// Text from a job (output, error, description) made safe for the screen,
 /// by the one sanitiser ([`crate::text`]): escape sequences, control
 /// characters, bidi overrides and zero-width characters are shown escaped
@@ -156,5 +283,54 @@ mod tests {
         assert_eq!(next_run(None, now), "-");
         assert_eq!(millis(850), "850ms");
         assert_eq!(millis(65_000), "1m 5s");
+    }
+
+    #[test]
+    fn compact_times_keep_their_largest_unit() {
+        let now = Utc.with_ymd_and_hms(2026, 3, 2, 10, 0, 0).unwrap();
+        let s = chrono::Duration::seconds;
+        assert_eq!(compact(s(18)), "18s");
+        assert_eq!(compact(s(150)), "2m");
+        assert_eq!(compact(s(3 * 3600 + 59 * 60)), "3h");
+        assert_eq!(compact(s(6 * 86_400 + 22 * 3600)), "6d");
+        assert_eq!(compact_ago(Some(now - s(62 * 60)), now), "1h");
+        assert_eq!(compact_ago(None, now), "-");
+        assert_eq!(compact_next(Some(now - s(15 * 60)), now), "late 15m");
+        assert_eq!(compact_next(Some(now + s(5)), now), "in 5s");
+        assert_eq!(compact_next(Some(now), now), "now");
+        assert_eq!(compact_millis(850), "850ms");
+        assert_eq!(compact_millis(1200), "1.2s");
+        assert_eq!(compact_millis(25_000), "25s");
+        assert_eq!(compact_millis(65_000), "1m");
+    }
+
+    #[test]
+    fn wrapping_keeps_every_character() {
+        let text = "the database connection is lost (data is STALE): changes are blocked";
+        let lines = wrap_cells(text, 20);
+        assert_eq!(lines.join(" "), text);
+        assert!(lines.iter().all(|l| cells(l) <= 20), "{lines:?}");
+        assert_eq!(lines[0], "the database");
+        assert_eq!(wrap_cells("", 10), vec![String::new()]);
+        assert_eq!(wrap_cells(" ab cd", 4), vec![" ab", "cd"]);
+        // A word longer than a line is split inside.
+        assert_eq!(wrap_cells("abcdefgh ij", 3), vec!["abc", "def", "gh", "ij"]);
+    }
+
+    #[test]
+    fn middle_ellipsis_keeps_both_ends_and_the_width() {
+        assert_eq!(ellipsize_middle("billing-export-eu", 12), "billin…rt-eu");
+        assert_eq!(ellipsize_middle("billing-export-us", 12), "billin…rt-us");
+        assert_eq!(ellipsize_middle("short", 12), "short");
+        assert_eq!(ellipsize_middle("exactly-twelve", 14), "exactly-twelve");
+        assert_eq!(ellipsize_middle("abcdef", 1), "…");
+        assert_eq!(ellipsize_middle("abcdef", 0), "");
+        // Wide characters count two cells; the result never overflows.
+        let wide = ellipsize_middle("請求書エクスポート", 9);
+        assert!(cells(&wide) <= 9, "{wide}");
+        assert!(wide.contains('…'));
+        for w in 1..20 {
+            assert!(cells(&ellipsize_middle("nightly-report-archive", w)) <= w);
+        }
     }
 }

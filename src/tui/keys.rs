@@ -24,6 +24,7 @@ pub enum Command {
     Cancel,
     Pause,
     Resume,
+    ToggleActive,
     EditSchedule,
     EditNext,
     EditPriority,
@@ -290,6 +291,13 @@ pub static BINDINGS: &[Binding] = &[
         false,
     ),
     mutation(
+        &[ch(' ')],
+        ("spc", "pause/resume"),
+        "pause or resume (toggle)",
+        Command::ToggleActive,
+        false,
+    ),
+    mutation(
         &[ch('e')],
         ("e", "edit"),
         "edit the schedule",
@@ -351,6 +359,25 @@ pub fn lookup(screen: Screens, event: &KeyEvent) -> Option<&'static Binding> {
     BINDINGS
         .iter()
         .find(|b| b.screens & screen != 0 && b.keys.contains(&key))
+}
+
+/// How a key is written in a hint: "X", "^x", "F5", "tab".
+pub fn key_name(event: &KeyEvent) -> String {
+    let ctrl = if event.modifiers.contains(KeyModifiers::CONTROL) {
+        "^"
+    } else {
+        ""
+    };
+    let name = match event.code {
+        KeyCode::Char(' ') => "space".to_string(),
+        KeyCode::Char(c) => c.to_string(),
+        KeyCode::F(n) => format!("F{n}"),
+        KeyCode::Left => "←".to_string(),
+        KeyCode::Right => "→".to_string(),
+        KeyCode::BackTab => "shift-tab".to_string(),
+        other => format!("{other:?}").to_lowercase(),
+    };
+    format!("{ctrl}{name}")
 }
 
 /// The footer hints for `screen`: (keys, short help).

@@ -12,6 +12,14 @@ use super::forms::{Dialog, Kind};
 use super::keys::{self, Binding, Command};
 
 pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
+    let effects = apply(app, action);
+    // A message or filter that wraps takes rows from the table: the window
+    // follows, whatever changed them.
+    app.scroll_to_cursor();
+    effects
+}
+
+fn apply(app: &mut App, action: Action) -> Vec<Effect> {
     match action {
         Action::Key(key) if key.kind == KeyEventKind::Release => Vec::new(),
         Action::Key(key) => on_key(app, key),
@@ -148,7 +156,23 @@ fn on_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
     app.message = None;
     match keys::lookup(app.screen(), &key) {
         Some(binding) => command(app, binding),
-        None => Vec::new(),
+        None => {
+            unknown_key(app, &key);
+            Vec::new()
+        }
+    }
+}
+
+/// A key that does nothing says so, instead of nothing happening.
+fn unknown_key(app: &mut App, key: &KeyEvent) {
+    if matches!(key.code, KeyCode::Modifier(_) | KeyCode::Null) {
+        return;
+    }
+    let name = keys::key_name(key);
+    if keys::lookup(keys::ALL, key).is_some() {
+        app.info(format!("{name} does nothing on this screen: ? for help"));
+    } else {
+        app.info(format!("unknown key {name}: ? for help"));
     }
 }
 
@@ -215,6 +239,11 @@ fn command(app: &mut App, binding: &Binding) -> Vec<Effect> {
         Command::Cancel => open_dialog(app, Kind::Cancel),
         Command::Pause => open_dialog(app, Kind::Pause),
         Command::Resume => open_dialog(app, Kind::Resume),
+        // "Toggle active", as Odoo users think of it: the same dialogs.
+        Command::ToggleActive => match app.target_job().map(|j| j.active) {
+            Some(false) => open_dialog(app, Kind::Resume),
+            _ => open_dialog(app, Kind::Pause),
+        },
         Command::EditSchedule => open_dialog(app, Kind::Schedule),
         Command::EditNext => open_dialog(app, Kind::Next),
         Command::EditPriority => open_dialog(app, Kind::Priority),

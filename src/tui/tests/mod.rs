@@ -3,6 +3,7 @@
 //! (ratatui `TestBackend` + insta), and unit tests of `update`.
 
 mod fixtures;
+mod incident;
 mod screens;
 mod update_events;
 mod update_keys;

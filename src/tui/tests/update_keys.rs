@@ -485,7 +485,7 @@ fn esc_and_left_right_in_dialogs() {
     assert!(app.dialog.is_none());
 }
 
-const MUTATING: [char; 7] = ['r', 'x', 'p', 'u', 'e', 'n', 'P'];
+const MUTATING: [char; 8] = ['r', 'x', 'p', 'u', ' ', 'e', 'n', 'P'];
 
 #[test]
 fn read_only_refuses_every_mutation() {

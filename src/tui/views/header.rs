@@ -105,7 +105,7 @@ fn counts_line(app: &App) -> Line<'static> {
         }
     };
     let sep = || Span::raw(" · ");
-    let mut spans = vec![
+    let spans = vec![
         Span::raw(format!(" jobs {}", app.jobs.len())),
         sep(),
         count(running, "running", t.state(crate::health::State::Running)),
@@ -118,25 +118,5 @@ fn counts_line(app: &App) -> Line<'static> {
         sep(),
         count(paused, "paused", t.state(crate::health::State::Paused)),
     ];
-    if app.stack.is_empty() {
-        let mut view = Vec::new();
-        if let Some(q) = app.quick {
-            view.push(format!("only {}", q.word()));
-        }
-        if !app.filter.is_empty() {
-            view.push(format!("/{}", app.filter));
-        }
-        if !view.is_empty() {
-            spans.push(Span::styled(
-                format!(
-                    "   showing {} of {}: {}",
-                    app.view.len(),
-                    app.jobs.len(),
-                    view.join(" ")
-                ),
-                t.warn(),
-            ));
-        }
-    }
     Line::from(spans)
 }

@@ -12,7 +12,8 @@ use crate::tui::keys::{self, BINDINGS};
 
 pub fn footer(frame: &mut Frame, area: Rect, app: &App) {
     let t = &app.theme;
-    let [message, hints] = Layout::vertical([Constraint::Length(1); 2]).areas(area);
+    let [message, hints] =
+        Layout::vertical([Constraint::Min(1), Constraint::Length(1)]).areas(area);
     let line = if let Some(input) = &app.filter_input {
         Line::from(vec![
             Span::styled(" / ", t.key()),
@@ -20,12 +21,24 @@ pub fn footer(frame: &mut Frame, area: Rect, app: &App) {
             Span::styled("▏  ⏎ keep · esc clear", t.dim()),
         ])
     } else if let Some(m) = &app.message {
+        // In full: wrapped by `App::message_lines`, which sized the footer.
         let style = if m.error { t.error() } else { t.good() };
-        Line::styled(format!(" {}", one_line(&m.text)), style)
+        let lines: Vec<Line> = app
+            .message_lines()
+            .into_iter()
+            .map(|l| Line::styled(l, style))
+            .collect();
+        frame.render_widget(Paragraph::new(lines), message);
+        return hints_line(frame, hints, app);
     } else {
         Line::from("")
     };
     frame.render_widget(Paragraph::new(line), message);
+    hints_line(frame, hints, app);
+}
+
+fn hints_line(frame: &mut Frame, hints: Rect, app: &App) {
+    let t = &app.theme;
     let mut spans = vec![Span::raw(" ")];
     for b in keys::hints(app.screen()) {
         if b.mutates && app.read_only {
@@ -35,7 +48,7 @@ pub fn footer(frame: &mut Frame, area: Rect, app: &App) {
         spans.push(Span::raw(format!(" {}  ", b.short)));
     }
     if app.read_only {
-        spans.push(Span::styled("read-only: changes disabled", t.dim()));
+        spans.push(Span::styled("(read-only)", t.dim()));
     }
     frame.render_widget(Paragraph::new(Line::from(spans)), hints);
 }

@@ -14,7 +14,7 @@ use ratatui::text::Line;
 use ratatui::widgets::{Paragraph, Wrap};
 use ratatui::Frame;
 
-use super::app::{App, Screen, FOOTER_ROWS, HEADER_ROWS, MIN_HEIGHT, MIN_WIDTH};
+use super::app::{App, Screen, HEADER_ROWS, MIN_HEIGHT, MIN_WIDTH};
 
 /// Draw the whole screen. Every view escapes what it shows; as a last
 /// guard, a cell that still holds a hostile character (see
@@ -43,7 +43,7 @@ fn draw_screen(frame: &mut Frame, app: &App) {
     let [top, body, bottom] = Layout::vertical([
         Constraint::Length(HEADER_ROWS),
         Constraint::Min(1),
-        Constraint::Length(FOOTER_ROWS),
+        Constraint::Length(app.footer_rows()),
     ])
     .areas(area);
     header::draw(frame, top, app);
@@ -85,13 +85,18 @@ pub struct Column {
 /// The columns that fit in `width` (one space between columns), in order.
 /// A column of width 0 is the flexible one and takes what is left (at least 12).
 pub fn fit_columns(columns: &[Column], width: u16) -> Vec<usize> {
+    fit_columns_flex(columns, width, 12)
+}
+
+/// [`fit_columns`] with the flexible column needing at least `flex_min`.
+pub fn fit_columns_flex(columns: &[Column], width: u16, flex_min: u16) -> Vec<usize> {
     let mut keep: Vec<usize> = (0..columns.len()).collect();
     let needed = |keep: &[usize]| -> u16 {
         keep.iter()
             .map(|&i| {
                 columns[i]
                     .width
-                    .max(if columns[i].width == 0 { 12 } else { 0 })
+                    .max(if columns[i].width == 0 { flex_min } else { 0 })
             })
             .sum::<u16>()
             + keep.len().saturating_sub(1) as u16
