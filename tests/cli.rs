@@ -873,3 +873,84 @@ async fn run_says_why_no_node_can_run_a_shell_job() {
     );
     assert!(!stderr.contains("--allow-shell)"), "{stderr}");
 }
+
+#[tokio::test]
+async fn cron_takes_its_zone_as_the_last_word_like_the_console() {
+    let db = TestDb::new().await;
+    ok(
+        &db,
+        &[
+            "add",
+            "paris",
+            "--cron",
+            "0 9 * * MON Europe/Paris",
+            "--sql",
+            "SELECT 1",
+        ],
+    );
+    ok(
+        &db,
+        &[
+            "add",
+            "tokyo",
+            "--cron",
+            "0 9 * * MON",
+            "--tz",
+            "Asia/Tokyo",
+            "--sql",
+            "SELECT 1",
+        ],
+    );
+    let jobs = list_json(&db);
+    assert_eq!(job(&jobs, "paris")["schedule"], "0 9 * * MON Europe/Paris");
+    assert_eq!(job(&jobs, "tokyo")["schedule"], "0 9 * * MON Asia/Tokyo");
+    ok(
+        &db,
+        &["set", "tokyo", "--cron", "30 8 * * * America/New_York"],
+    );
+    let jobs = list_json(&db);
+    assert_eq!(
+        job(&jobs, "tokyo")["schedule"],
+        "30 8 * * * America/New_York"
+    );
+    // The same zone both ways is fine; two different zones are refused.
+    ok(
+        &db,
+        &[
+            "set",
+            "paris",
+            "--cron",
+            "0 10 * * MON Europe/Paris",
+            "--tz",
+            "Europe/Paris",
+        ],
+    );
+    refused(
+        &db,
+        &[
+            "set",
+            "paris",
+            "--cron",
+            "0 9 * * MON Europe/Paris",
+            "--tz",
+            "Asia/Tokyo",
+        ],
+        3,
+        "names the time zone Europe/Paris but --tz says Asia/Tokyo",
+    )
+    .await;
+    refused(
+        &db,
+        &[
+            "add",
+            "x",
+            "--cron",
+            "0 9 * * MON Europe/Pari",
+            "--sql",
+            "SELECT 1",
+        ],
+        3,
+        "unknown time zone \"Europe/Pari\"",
+    )
+    .await;
+}

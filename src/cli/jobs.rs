@@ -44,7 +44,8 @@ pub struct AddArgs {
     /// Run every interval: 90s, 15m, "1h 30m", "2 weeks", "1 month"
     #[arg(long, value_name = "INTERVAL")]
     pub every: Option<String>,
-    /// Run on a cron expression, e.g. "0 9 * * MON" (see --tz)
+    /// Run on a cron expression, e.g. "0 9 * * MON", optionally ending with
+    /// its zone: "0 9 * * MON Europe/Paris" (or see --tz)
     #[arg(long, value_name = "EXPR")]
     pub cron: Option<String>,
     /// IANA time zone of --cron, e.g. Europe/Paris [default: UTC]
@@ -97,7 +98,7 @@ pub struct SetArgs {
     /// New interval: 90s, 15m, "1h 30m", "2 weeks", "1 month"
     #[arg(long, value_name = "INTERVAL")]
     pub every: Option<String>,
-    /// New cron expression (see --tz)
+    /// New cron expression, optionally ending with its zone (or see --tz)
     #[arg(long, value_name = "EXPR")]
     pub cron: Option<String>,
     /// IANA time zone of --cron [default: UTC]
@@ -164,7 +165,7 @@ fn schedule_from(
             }
             Some(schedule)
         }
-        (None, Some(expr), false) => Some(Schedule::cron(expr, tz.unwrap_or("UTC"))?),
+        (None, Some(expr), false) => Some(Schedule::cron_with_zone(expr, tz)?),
         (None, None, true) => Some(Schedule::Manual),
         _ => None,
     })
