@@ -954,3 +954,46 @@ async fn cron_takes_its_zone_as_the_last_word_like_the_console() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn list_says_on_stderr_when_no_live_node_executes_anything() {
+    let db = TestDb::new().await;
+    ok(&db, &["add", "j", "--every", "5m", "--sql", "SELECT 1"]);
+    let banner =
+        "no live scheduler node: nothing is executing; start one with `crondeck scheduler`";
+    let output = db.run(&["list"]);
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stdout} {stderr}");
+    assert!(stderr.contains(banner), "{stderr}");
+    assert!(!stdout.contains("no live"), "banner is not data: {stdout}");
+    assert!(stdout.contains('j'), "{stdout}");
+    // JSON stays a bare array, without a banner anywhere.
+    let output = db.run(&["list", "--json"]);
+    let (stdout, stderr) = text(&output);
+    assert!(!stderr.contains("no live"), "{stderr}");
+    assert!(
+        serde_json::from_str::<Vec<Value>>(&stdout).is_ok(),
+        "{stdout}"
+    );
+    // A stopped node executes nothing either.
+    let client = db.client().await;
+    client
+        .batch_execute(
+            "INSERT INTO crondeck.nodes (id, name, host, pid, version, workers, lease_ms, heartbeat_ms, stopped_at)
+             VALUES ('gone', 'gone', 'host', 1, 'test', 2, 600000, 5000, now())",
+        )
+        .await
+        .unwrap();
+    let (_, stderr) = text(&db.run(&["list"]));
+    assert!(stderr.contains(banner), "{stderr}");
+    // A live node: no banner.
+    client
+        .batch_execute(
+            "INSERT INTO crondeck.nodes (id, name, host, pid, version, workers, lease_ms, heartbeat_ms)
+             VALUES ('n1', 'node-1', 'host', 1, 'test', 2, 600000, 5000)",
+        )
+        .await
+        .unwrap();
+    let (_, stderr) = text(&db.run(&["list"]));
+    assert!(!stderr.contains("no live"), "{stderr}");
+}

@@ -9,7 +9,7 @@ use crate::db::jobs::{job_get_or_unreadable, job_list};
 use crate::job::{ActionKind, Catchup, JobSpec};
 use crate::ops::{self, db_now, AddOptions, JobChanges, OpsError};
 use crate::schedule::Schedule;
-use crate::text::{self, out, outln};
+use crate::text::{self, errln, out, outln};
 use crate::timespec;
 
 #[derive(Debug, Args, Default)]
@@ -182,8 +182,22 @@ pub async fn list(db: &Database, args: &ListArgs) -> anyhow::Result<()> {
         outln!("{}", text::json(&serde_json::to_string_pretty(&json)?));
     } else {
         out!("{}", output::job_table(&jobs, now));
+        no_live_node_banner(db).await;
     }
     Ok(())
+}
+
+/// The human `list` says so when nothing executes the jobs it shows, as
+/// `check` does. A role that may not read the nodes gets no banner (and no
+/// error: the list itself was readable).
+async fn no_live_node_banner(db: &Database) {
+    match crate::db::nodes::node_list_live(&db.client).await {
+        Ok(nodes) if nodes.is_empty() => errln!(
+            "no live scheduler node: nothing is executing; start one with `crondeck scheduler`"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::debug!("could not read the live nodes for list: {e}"),
+    }
 }
 
 pub async fn show(db: &Database, args: &ShowArgs) -> anyhow::Result<()> {
