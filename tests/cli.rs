@@ -997,3 +997,130 @@ async fn list_says_on_stderr_when_no_live_node_executes_anything() {
     let (_, stderr) = text(&db.run(&["list"]));
     assert!(!stderr.contains("no live"), "{stderr}");
 }
+
+#[tokio::test]
+async fn add_and_set_take_the_failure_policy_bounded_and_audited() {
+    let db = TestDb::new().await;
+    ok(
+        &db,
+        &[
+            "add",
+            "flaky",
+            "--every",
+            "5m",
+            "--sql",
+            "SELECT 1",
+            "--failure-threshold",
+            "3",
+            "--failure-min-age",
+            "0s",
+            "--retries",
+            "2",
+            "--retry-backoff",
+            "30s",
+        ],
+    );
+    let policy = |jobs: &[Value]| job(jobs, "flaky")["failure_policy"].clone();
+    let p = policy(&list_json(&db));
+    assert_eq!(p["threshold"], 3);
+    assert_eq!(p["min_age"], 0);
+    assert_eq!(p["retry_max"], 2);
+    assert_eq!(p["retry_backoff"], 30);
+    // Defaults when no flag is given.
+    ok(&db, &["add", "plain", "--every", "5m", "--sql", "SELECT 1"]);
+    let jobs = list_json(&db);
+    assert_eq!(job(&jobs, "plain")["failure_policy"]["threshold"], 5);
+    assert_eq!(job(&jobs, "plain")["failure_policy"]["retry_max"], 0);
+
+    // set changes only what it names, and the database audits it.
+    let before = audit_actions(&db, "flaky").await.len();
+    ok(
+        &db,
+        &["set", "flaky", "--retries", "4", "--failure-min-age", "2h"],
+    );
+    let p = policy(&list_json(&db));
+    assert_eq!(p["threshold"], 3, "untouched");
+    assert_eq!(p["retry_max"], 4);
+    assert_eq!(p["min_age"], 7200);
+    assert_eq!(p["retry_backoff"], 30, "untouched");
+    let actions = audit_actions(&db, "flaky").await;
+    assert_eq!(actions.len(), before + 1, "{actions:?}");
+    assert_eq!(actions.last().map(String::as_str), Some("update"));
+    let client = db.client().await;
+    let (old, new): (Value, Value) = client
+        .query_one(
+            "SELECT old_value, new_value FROM crondeck.audit WHERE job_name = 'flaky'
+             ORDER BY id DESC LIMIT 1",
+            &[],
+        )
+        .await
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert_eq!(old["retry_max"], 2, "{old}");
+    assert_eq!(new["retry_max"], 4, "{new}");
+
+    // Out of bounds: refused with a clear message, nothing written.
+    refused(
+        &db,
+        &["set", "flaky", "--retries=-1"],
+        3,
+        "retries -1 is out of range",
+    )
+    .await;
+    refused(&db, &["set", "flaky", "--retries", "101"], 3, "up to 100").await;
+    refused(
+        &db,
+        &["set", "flaky", "--failure-threshold=-2"],
+        3,
+        "failure threshold -2 is out of range",
+    )
+    .await;
+    refused(
+        &db,
+        &["set", "flaky", "--retry-backoff", "0s"],
+        3,
+        "retry backoff",
+    )
+    .await;
+    refused(
+        &db,
+        &["set", "flaky", "--retry-backoff", "400 days"],
+        3,
+        "retry backoff",
+    )
+    .await;
+    refused(
+        &db,
+        &["set", "flaky", "--failure-min-age", "banana"],
+        3,
+        "--failure-min-age",
+    )
+    .await;
+    refused(
+        &db,
+        &[
+            "add",
+            "x",
+            "--every",
+            "5m",
+            "--sql",
+            "SELECT 1",
+            "--failure-threshold",
+            "10001",
+        ],
+        3,
+        "failure threshold 10001 is out of range",
+    )
+    .await;
+    // An operator may not change what an admin defines.
+    let operator = format!("{}_op", db.name);
+    client
+        .batch_execute(&format!(
+            "CREATE ROLE {operator} LOGIN; GRANT crondeck_operator TO {operator};"
+        ))
+        .await
+        .unwrap();
+    let output = db.run_as(&operator, &["set", "flaky", "--retries", "0"]);
+    assert_eq!(output.status.code(), Some(3), "{:?}", text(&output));
+    assert_eq!(policy(&list_json(&db))["retry_max"], 4);
+}

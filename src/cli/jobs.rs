@@ -89,6 +89,8 @@ pub struct AddArgs {
     /// Reason recorded with --paused
     #[arg(long, requires = "paused")]
     pub reason: Option<String>,
+    #[command(flatten)]
+    pub failure: FailureArgs,
 }
 
 #[derive(Debug, Args)]
@@ -115,6 +117,50 @@ pub struct SetArgs {
     /// Per-run timeout, e.g. 5m, or "none"
     #[arg(long, value_name = "DURATION")]
     pub timeout: Option<String>,
+    #[command(flatten)]
+    pub failure: FailureArgs,
+}
+
+/// The failure policy flags `add` and `set` share (also settable in a jobs
+/// file: failure_threshold, failure_min_age, retries, retry_backoff).
+#[derive(Debug, Args, Default)]
+pub struct FailureArgs {
+    /// Consecutive failures that auto-pause the job; 0 never auto-pauses [default: 5]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub failure_threshold: Option<i32>,
+    /// The failure streak's first failure must be this old before auto-pause,
+    /// e.g. 24h, or 0s for at once [default: 24h]
+    #[arg(long, value_name = "DURATION")]
+    pub failure_min_age: Option<String>,
+    /// Retries of a failed tick; 0 disables retries [default: 0]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub retries: Option<i32>,
+    /// First retry delay, doubled on each further retry [default: 1m]
+    #[arg(long, value_name = "DURATION")]
+    pub retry_backoff: Option<String>,
+}
+
+impl FailureArgs {
+    fn changes(&self) -> anyhow::Result<ops::FailureChanges> {
+        let duration = |flag: &str, text: &str| {
+            crate::jobfile::parse_duration_or_zero(text)
+                .map_err(|e| OpsError::Invalid(format!("--{flag}: {e}")))
+        };
+        Ok(ops::FailureChanges {
+            threshold: self.failure_threshold,
+            min_age: self
+                .failure_min_age
+                .as_deref()
+                .map(|t| duration("failure-min-age", t))
+                .transpose()?,
+            retries: self.retries,
+            retry_backoff: self
+                .retry_backoff
+                .as_deref()
+                .map(|t| duration("retry-backoff", t))
+                .transpose()?,
+        })
+    }
 }
 
 #[derive(Debug, Args)]
@@ -242,6 +288,7 @@ pub async fn add(db: &mut Database, args: &AddArgs) -> anyhow::Result<()> {
     spec.tags = args.tags.clone();
     spec.run_as = args.run_as.clone();
     spec.catchup = args.catchup.parse::<Catchup>().map_err(OpsError::Invalid)?;
+    spec.failure = args.failure.changes()?.applied_to(&spec.failure);
     let opts = AddOptions {
         next: args.next.clone(),
         paused: args.paused.then(|| args.reason.clone()),
@@ -272,6 +319,7 @@ pub async fn set(db: &mut Database, args: &SetArgs) -> anyhow::Result<()> {
             .as_deref()
             .map(timespec::parse_timeout)
             .transpose()?,
+        failure: args.failure.changes()?,
     };
     let job = ops::set(&mut db.client, &Actor::current(), &args.name, &changes).await?;
     outln!(
