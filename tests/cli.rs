@@ -1124,3 +1124,33 @@ async fn add_and_set_take_the_failure_policy_bounded_and_audited() {
     assert_eq!(output.status.code(), Some(3), "{:?}", text(&output));
     assert_eq!(policy(&list_json(&db))["retry_max"], 4);
 }
+
+#[tokio::test]
+async fn run_wait_timeout_has_its_own_exit_code() {
+    let db = TestDb::new().await;
+    ok(&db, &["add", "m", "--manual", "--sql", "SELECT 1"]);
+    // No node: the request stays pending, so the wait can only expire.
+    let output = db.run(&["run", "m", "--wait", "--wait-timeout", "1s"]);
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(7), "{stdout} {stderr}");
+    assert!(
+        stderr.contains("gave up waiting after 1s (the run request"),
+        "{stderr}"
+    );
+    // Distinct from a run that ended badly (6) and from refused input (3).
+    refused(
+        &db,
+        &["run", "m", "--wait", "--wait-timeout", "banana"],
+        3,
+        "banana",
+    )
+    .await;
+    let requests: i64 = db
+        .client()
+        .await
+        .query_one("SELECT count(*) FROM crondeck.run_requests", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(requests, 1, "only the first run was requested");
+}
