@@ -15,9 +15,12 @@ pub fn local_or_dash(at: Option<DateTime<Utc>>) -> String {
 }
 
 /// A length of time for people, exact and spaced: "1 day", "2 days 3h",
-/// "1h 30m", "45s", "250ms" (not humantime's "1day 3h").
+/// "1h 30m", "45s", "0s", "250ms" (not humantime's "1day 3h").
 pub fn duration(d: std::time::Duration) -> String {
     let secs = d.as_secs();
+    if d.is_zero() {
+        return "0s".to_string();
+    }
     if secs == 0 {
         return format!("{}ms", d.subsec_millis());
     }
@@ -47,7 +50,7 @@ mod tests {
     #[test]
     fn durations_read_as_words_with_spaces() {
         let cases = [
-            (0, "0ms"),
+            (0, "0s"),
             (45, "45s"),
             (90, "1m 30s"),
             (3_600, "1h"),

@@ -1154,3 +1154,38 @@ async fn run_wait_timeout_has_its_own_exit_code() {
         .get(0);
     assert_eq!(requests, 1, "only the first run was requested");
 }
+
+#[tokio::test]
+async fn audit_and_show_print_old_to_new_readably_and_json_unchanged() {
+    let db = TestDb::new().await;
+    ok(&db, &["add", "r", "--every", "5m", "--sql", "SELECT 1"]);
+    ok(&db, &["set", "r", "--every", "1h"]);
+    ok(&db, &["pause", "r", "--reason", "maintenance"]);
+    ok(&db, &["set", "r", "--timeout", "none"]);
+    let audit = ok(&db, &["audit", "r"]);
+    assert!(audit.lines().next().unwrap().contains("CHANGE"), "{audit}");
+    assert!(
+        audit.contains("schedule: every 5 minutes → every 1 hour"),
+        "{audit}"
+    );
+    assert!(audit.contains("active: true → false"), "{audit}");
+    assert!(audit.contains("timeout: 5m → none"), "{audit}");
+    assert!(
+        audit.contains("created (schedule every 5 minutes)"),
+        "{audit}"
+    );
+    assert!(!audit.contains('{'), "no JSON blob: {audit}");
+    assert!(!audit.contains("interval_count"), "{audit}");
+    let show = ok(&db, &["show", "r"]);
+    assert!(show.contains("active: true → false"), "{show}");
+    // JSON keeps the stored values.
+    let json: Value = serde_json::from_str(&ok(&db, &["audit", "r", "--json"])).unwrap();
+    let reschedule = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["action"] == "reschedule")
+        .expect("a reschedule record");
+    assert_eq!(reschedule["old"]["interval_unit"], "minutes");
+    assert_eq!(reschedule["new"]["schedule"], "every 1 hour");
+}
