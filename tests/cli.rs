@@ -1189,3 +1189,43 @@ async fn audit_and_show_print_old_to_new_readably_and_json_unchanged() {
     assert_eq!(reschedule["old"]["interval_unit"], "minutes");
     assert_eq!(reschedule["new"]["schedule"], "every 1 hour");
 }
+
+#[tokio::test]
+async fn counts_and_durations_read_as_english() {
+    let db = TestDb::new().await;
+    ok(
+        &db,
+        &[
+            "add",
+            "w",
+            "--every",
+            "1d",
+            "--sql",
+            "SELECT 1",
+            "--failure-threshold",
+            "1",
+            "--failure-min-age",
+            "1d",
+            "--retries",
+            "1",
+            "--retry-backoff",
+            "2 days",
+            "--timeout",
+            "1h 30m",
+        ],
+    );
+    let show = ok(&db, &["show", "w"]);
+    assert!(
+        show.contains("auto-pause after 1 failure spanning at least 1 day"),
+        "{show}"
+    );
+    assert!(show.contains("backoff from 2 days"), "{show}");
+    assert!(show.contains("1h 30m"), "{show}");
+    assert!(
+        !show.contains("1day") && !show.contains("1 failures"),
+        "{show}"
+    );
+    let output = db.run(&["check"]);
+    let (stdout, _) = text(&output);
+    assert!(stdout.contains("of 1 job, 0 live nodes"), "{stdout}");
+}

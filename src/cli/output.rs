@@ -138,10 +138,8 @@ pub fn job_detail(
     }
     field(
         "timeout",
-        spec.timeout.map_or_else(
-            || "none".to_string(),
-            |t| humantime::format_duration(t).to_string(),
-        ),
+        spec.timeout
+            .map_or_else(|| "none".to_string(), crate::timefmt::duration),
     );
     field("tags", spec.tags.join(", "));
     let policy = &spec.failure;
@@ -149,9 +147,9 @@ pub fn job_detail(
         "never auto-paused".to_string()
     } else {
         format!(
-            "auto-pause after {} consecutive failures spanning at least {}",
-            policy.threshold,
-            humantime::format_duration(policy.min_age)
+            "auto-pause after {} spanning at least {}",
+            crate::text::count(policy.threshold, "failure", "consecutive failures"),
+            crate::timefmt::duration(policy.min_age)
         )
     };
     field("failures", auto_pause);
@@ -161,7 +159,7 @@ pub fn job_detail(
             format!(
                 "{} (backoff from {})",
                 policy.retry_max,
-                humantime::format_duration(policy.retry_backoff)
+                crate::timefmt::duration(policy.retry_backoff)
             ),
         );
     }
@@ -339,7 +337,7 @@ fn run_result(run: &crate::db::runs::RunRow) -> String {
     } else if let Some(state) = &run.sqlstate {
         format!("SQLSTATE {state}")
     } else if let Some(rows) = run.rows_affected {
-        format!("{rows} rows")
+        crate::text::count(rows, "row", "rows")
     } else if let Some(code) = run.exit_code {
         format!("exit {code}")
     } else {
