@@ -1229,3 +1229,47 @@ async fn counts_and_durations_read_as_english() {
     let (stdout, _) = text(&output);
     assert!(stdout.contains("of 1 job, 0 live nodes"), "{stdout}");
 }
+
+#[tokio::test]
+async fn running_a_paused_job_by_hand_needs_force_and_says_why_it_is_paused() {
+    let db = TestDb::new().await;
+    ok(&db, &["add", "p", "--every", "1h", "--sql", "SELECT 1"]);
+    ok(&db, &["pause", "p", "--reason", "disk full on db2"]);
+    let requests = || async {
+        db.client()
+            .await
+            .query_one("SELECT count(*) FROM crondeck.run_requests", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+    let output = db.run(&["run", "p"]);
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(3), "{stdout} {stderr}");
+    let paused_by = job(&list_json(&db), "p")["paused"]["by"]
+        .as_str()
+        .expect("paused by someone")
+        .to_string();
+    let by = format!("by {paused_by})");
+    for part in [
+        "job \"p\" is paused (since ",
+        by.as_str(),
+        "): disk full on db2",
+        "crondeck run p --force",
+    ] {
+        assert!(stderr.contains(part), "{part:?} in {stderr}");
+    }
+    assert_eq!(requests().await, 0, "a refused run requests nothing");
+    refused(&db, &["run", "p", "--wait"], 3, "is paused").await;
+
+    // --force runs it once; the job stays paused.
+    let out = ok(&db, &["run", "p", "--force"]);
+    assert!(out.contains("requested a run of \"p\""), "{out}");
+    assert_eq!(requests().await, 1);
+    let jobs = list_json(&db);
+    assert_eq!(job(&jobs, "p")["active"], false);
+    assert_eq!(job(&jobs, "p")["paused"]["reason"], "disk full on db2");
+    // An active job needs no --force.
+    ok(&db, &["resume", "p"]);
+    ok(&db, &["run", "p"]);
+}

@@ -29,6 +29,9 @@ pub struct RunArgs {
     /// With --wait: give up waiting after this long and exit 7 (the run continues)
     #[arg(long, value_name = "DURATION", requires = "wait")]
     pub wait_timeout: Option<String>,
+    /// Run a paused job anyway (it stays paused)
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -130,6 +133,9 @@ pub async fn run(db: &mut Database, args: &RunArgs) -> anyhow::Result<()> {
         .map(timespec::parse_duration)
         .transpose()?;
     let job = job_get(&db.client, &args.name, false).await?;
+    if let (Some(pause), false) = (&job.pause, args.force) {
+        return Err(ops::OpsError::Invalid(paused_refusal(&job.spec.name, pause)).into());
+    }
     let request_id = ops::run_now(&mut db.client, &actor, &args.name).await?;
     let orphans = jobs_no_node_can_run(&db.client).await?;
     if orphans.contains(&job.id) {
@@ -180,6 +186,31 @@ pub async fn run(db: &mut Database, args: &RunArgs) -> anyhow::Result<()> {
         }
         .into())
     }
+}
+
+/// Why `run` refuses a paused job: who paused it, when, why, and how to run
+/// it anyway.
+fn paused_refusal(name: &str, pause: &crate::job::Pause) -> String {
+    let mut text = format!(
+        "job \"{}\" is paused (since {}",
+        text::field(name),
+        crate::timefmt::local(pause.at)
+    );
+    if let Some(by) = &pause.by {
+        text.push_str(&format!(" by {}", text::field(by)));
+    }
+    text.push(')');
+    if let Some(reason) = &pause.reason {
+        text.push_str(&format!(": {}", text::field(reason)));
+    }
+    if let Some(until) = pause.until {
+        text.push_str(&format!("; it resumes at {}", crate::timefmt::local(until)));
+    }
+    text.push_str(&format!(
+        "; run it anyway with `crondeck run {} --force` (it stays paused), or resume it first",
+        text::field(name)
+    ));
+    text
 }
 
 /// Follow a request until its run ends. Listens for wake-ups (every start and
