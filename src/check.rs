@@ -270,15 +270,18 @@ const NAMED: usize = 3;
 /// 2 live nodes; worst: a overdue (no success for 3h), ... | jobs=11 ...`
 fn summary_line(r: &Report) -> String {
     let mut line = format!(
-        "CRONDECK {}: {} overdue, {} failing, {} late, {} auto-paused of {} jobs, {} live node{}",
+        "CRONDECK {}: {} overdue, {} failing, {} late, {} auto-paused of {}, {}",
         r.status.word(),
         r.overdue,
         r.failing,
         r.late,
         r.auto_paused,
-        r.jobs,
-        r.live_nodes,
-        if r.live_nodes == 1 { "" } else { "s" }
+        crate::text::count(i64::try_from(r.jobs).unwrap_or(i64::MAX), "job", "jobs"),
+        crate::text::count(
+            i64::try_from(r.live_nodes).unwrap_or(i64::MAX),
+            "live node",
+            "live nodes"
+        )
     );
     if !r.problems.is_empty() {
         let named: Vec<String> = r

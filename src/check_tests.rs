@@ -52,7 +52,7 @@ fn healthy_jobs_and_a_live_node_are_ok() {
     assert_eq!(r.status, Status::Ok);
     assert_eq!(
         r.summary,
-        "CRONDECK OK: 0 overdue, 0 failing, 0 late, 0 auto-paused of 1 jobs, 1 live node \
+        "CRONDECK OK: 0 overdue, 0 failing, 0 late, 0 auto-paused of 1 job, 1 live node \
          | jobs=1 overdue=0 failing=0 late=0 auto_paused=0 live_nodes=1"
     );
 }

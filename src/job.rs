@@ -110,6 +110,41 @@ pub struct FailurePolicy {
     pub notify_after: Option<i32>,
 }
 
+/// Upper bounds of the failure policy: beyond them a value is a typo, not a
+/// policy (and huge counts or delays only postpone what the job needs).
+pub const MAX_FAILURE_THRESHOLD: i32 = 10_000;
+pub const MAX_RETRIES: i32 = 100;
+/// Longest `failure_min_age` and `retry_backoff`: one year.
+pub const MAX_POLICY_DURATION: Duration = Duration::from_secs(366 * 86_400);
+
+impl FailurePolicy {
+    /// Bounds a person can read; the database refuses negative values too.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(0..=MAX_FAILURE_THRESHOLD).contains(&self.threshold) {
+            return Err(format!(
+                "failure threshold {} is out of range (expected 0 = never auto-pause, up to {MAX_FAILURE_THRESHOLD})",
+                self.threshold
+            ));
+        }
+        if !(0..=MAX_RETRIES).contains(&self.retry_max) {
+            return Err(format!(
+                "retries {} is out of range (expected 0 = no retries, up to {MAX_RETRIES})",
+                self.retry_max
+            ));
+        }
+        if self.min_age > MAX_POLICY_DURATION {
+            return Err("failure min age is too long (expected 0s up to 366 days)".to_string());
+        }
+        if self.retry_backoff < Duration::from_secs(1) || self.retry_backoff > MAX_POLICY_DURATION {
+            return Err("retry backoff is out of range (expected 1s up to 366 days)".to_string());
+        }
+        if self.notify_after.is_some_and(|n| n < 1) {
+            return Err("notify_failures must be 1 or more".into());
+        }
+        Ok(())
+    }
+}
+
 impl Default for FailurePolicy {
     fn default() -> Self {
         FailurePolicy {
@@ -181,9 +216,7 @@ impl JobSpec {
         if self.run_as.is_some() && self.action != ActionKind::Sql {
             return Err("run_as applies to sql jobs only".to_string());
         }
-        if self.failure.notify_after.is_some_and(|n| n < 1) {
-            return Err("notify_failures must be 1 or more".into());
-        }
+        self.failure.validate()?;
         if self.timeout == Some(Duration::ZERO) {
             return Err("a timeout of zero is not allowed (use \"none\" for no timeout)".into());
         }

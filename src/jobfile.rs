@@ -245,7 +245,9 @@ pub fn parse_file(text: &str, path: &Path) -> Result<JobFile, JobFileError> {
 }
 
 /// A duration, where zero (`"0"`, `"0s"`) is meaningful ("at once").
-fn parse_duration_or_zero(text: &str) -> Result<std::time::Duration, timespec::TimeSpecError> {
+pub(crate) fn parse_duration_or_zero(
+    text: &str,
+) -> Result<std::time::Duration, timespec::TimeSpecError> {
     let trimmed = text.trim();
     if trimmed == "0" || trimmed.trim_end_matches(char::is_alphabetic) == "0" {
         return Ok(std::time::Duration::ZERO);

@@ -13,10 +13,10 @@ use tokio_postgres::GenericClient;
 use crate::db::audit::{audit_context, Actor};
 use crate::db::jobs::{
     job_delete, job_get, job_get_or_unreadable, job_insert, job_update_definition,
-    job_update_timeout, schedule_columns,
+    job_update_failure_policy, job_update_timeout, schedule_columns,
 };
 use crate::db::DbError;
-use crate::job::{Job, JobSpec, Pause};
+use crate::job::{FailurePolicy, Job, JobSpec, Pause};
 use crate::schedule::Schedule;
 use crate::timespec;
 
@@ -130,6 +130,33 @@ pub struct JobChanges {
     pub next: Option<String>,
     pub priority: Option<i32>,
     pub timeout: Option<Option<Duration>>,
+    pub failure: FailureChanges,
+}
+
+/// Failure-policy fields `set` changes; `None` leaves a field alone.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FailureChanges {
+    pub threshold: Option<i32>,
+    pub min_age: Option<Duration>,
+    pub retries: Option<i32>,
+    pub retry_backoff: Option<Duration>,
+}
+
+impl FailureChanges {
+    pub fn is_empty(&self) -> bool {
+        *self == FailureChanges::default()
+    }
+
+    /// `policy` with these changes made.
+    pub fn applied_to(&self, policy: &FailurePolicy) -> FailurePolicy {
+        FailurePolicy {
+            threshold: self.threshold.unwrap_or(policy.threshold),
+            min_age: self.min_age.unwrap_or(policy.min_age),
+            retry_max: self.retries.unwrap_or(policy.retry_max),
+            retry_backoff: self.retry_backoff.unwrap_or(policy.retry_backoff),
+            notify_after: policy.notify_after,
+        }
+    }
 }
 
 impl JobChanges {
@@ -138,6 +165,7 @@ impl JobChanges {
             && self.next.is_none()
             && self.priority.is_none()
             && self.timeout.is_none()
+            && self.failure.is_empty()
     }
 }
 
@@ -151,7 +179,8 @@ pub async fn set(
 ) -> Result<Job> {
     if changes.is_empty() {
         return Err(OpsError::Invalid(
-            "nothing to change (expected one of --every, --cron, --manual, --next, --priority, --timeout)"
+            "nothing to change (expected one of --every, --cron, --manual, --next, --priority, --timeout, \
+             --failure-threshold, --failure-min-age, --retries, --retry-backoff)"
                 .into(),
         ));
     }
@@ -166,6 +195,14 @@ pub async fn set(
         return Err(OpsError::Invalid(
             "a timeout of zero is not allowed (use \"none\" for no timeout)".into(),
         ));
+    }
+    if !changes.failure.is_empty() {
+        // Bounds first, with the flag names; the whole policy is checked again below.
+        changes
+            .failure
+            .applied_to(&FailurePolicy::default())
+            .validate()
+            .map_err(OpsError::Invalid)?;
     }
     let tx = client.transaction().await?;
     // No row lock here: operators may not lock job rows; each crondeck.op_*
@@ -230,6 +267,16 @@ pub async fn set(
         // through a direct write the operator role is not granted.
         audit_context(&tx, actor, None, Some("set-timeout")).await?;
         job_update_timeout(&tx, job.id, timeout).await?;
+    }
+    if !changes.failure.is_empty() {
+        // The failure policy is a definition too (admins only); the database
+        // audits it as an `update` with the old and new values.
+        let policy = changes.failure.applied_to(&job.spec.failure);
+        policy.validate().map_err(OpsError::Invalid)?;
+        if policy != job.spec.failure {
+            audit_context(&tx, actor, None, None).await?;
+            job_update_failure_policy(&tx, job.id, &policy).await?;
+        }
     }
     let updated = job_get(&tx, name, false).await?;
     tx.commit().await?;

@@ -86,6 +86,12 @@ pub enum ScheduleError {
         "unknown interval unit \"{0}\" (expected seconds, minutes, hours, days, weeks or months)"
     )]
     UnknownUnit(String),
+    /// `--cron "… Zone"` and `--tz` name different zones.
+    #[error(
+        "the cron expression names the time zone {in_expr} but --tz says {tz}; \
+         give the zone once (either at the end of --cron or with --tz)"
+    )]
+    ZoneConflict { in_expr: String, tz: String },
     /// A database row whose columns do not form a schedule.
     #[error("invalid stored schedule: {0}")]
     InvalidStored(String),
@@ -297,6 +303,30 @@ impl Schedule {
             }
             _ => Self::cron(text, "UTC"),
         }
+    }
+
+    /// The CLI's `--cron EXPR [--tz ZONE]`: the expression may end with its
+    /// zone, as the console and jobs files accept it; a `--tz` naming another
+    /// zone is refused, the same zone twice is accepted. No zone at all is UTC.
+    pub fn cron_with_zone(expr: &str, tz: Option<&str>) -> Result<Schedule, ScheduleError> {
+        let tokens: Vec<&str> = expr.split_whitespace().collect();
+        let Some((last, rest)) = tokens
+            .split_last()
+            .filter(|(last, rest)| !rest.is_empty() && looks_like_zone(last))
+        else {
+            return Self::cron(expr, tz.unwrap_or("UTC"));
+        };
+        let schedule = Self::cron(&rest.join(" "), last)?;
+        if let (Some(tz), Schedule::Cron(c)) = (tz, &schedule) {
+            let given = cron::parse_tz(tz)?;
+            if given != c.tz() {
+                return Err(ScheduleError::ZoneConflict {
+                    in_expr: c.tz().name().to_string(),
+                    tz: given.name().to_string(),
+                });
+            }
+        }
+        Ok(schedule)
     }
 
     /// A cron schedule from separate expression and zone (CLI `--cron --tz`).

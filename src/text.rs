@@ -58,6 +58,12 @@ pub fn sanitize(text: &str, keep_newlines: bool) -> String {
     out
 }
 
+/// A count with its noun: "1 row", "2 rows", "0 rows".
+pub fn count(n: impl Into<i64>, singular: &str, plural: &str) -> String {
+    let n = n.into();
+    format!("{n} {}", if n == 1 { singular } else { plural })
+}
+
 /// A one-line field: hostile characters escaped, newlines too.
 pub fn field(text: &str) -> String {
     sanitize(text, false)
@@ -161,5 +167,16 @@ mod tests {
             let shown = block(&text);
             prop_assert!(!shown.chars().any(|c| is_hostile(c) && c != '\n' && c != '\t'));
         }
+    }
+}
+
+#[cfg(test)]
+mod count_tests {
+    #[test]
+    fn counts_agree_with_their_noun() {
+        assert_eq!(super::count(1, "row", "rows"), "1 row");
+        assert_eq!(super::count(0, "row", "rows"), "0 rows");
+        assert_eq!(super::count(2, "row", "rows"), "2 rows");
+        assert_eq!(super::count(-1, "row", "rows"), "-1 rows");
     }
 }

@@ -62,7 +62,7 @@ async fn ok_when_jobs_are_healthy_and_a_node_is_alive() {
     assert_eq!(code, 0, "{line}");
     assert_eq!(
         line,
-        "CRONDECK OK: 0 overdue, 0 failing, 0 late, 0 auto-paused of 1 jobs, 1 live node \
+        "CRONDECK OK: 0 overdue, 0 failing, 0 late, 0 auto-paused of 1 job, 1 live node \
          | jobs=1 overdue=0 failing=0 late=0 auto_paused=0 live_nodes=1"
     );
 }
@@ -138,7 +138,7 @@ async fn no_live_node_is_critical() {
     assert_eq!(code, 2, "{line}");
     assert_eq!(
         line,
-        "CRONDECK CRITICAL: 0 overdue, 0 failing, 0 late, 0 auto-paused of 1 jobs, 0 live nodes; \
+        "CRONDECK CRITICAL: 0 overdue, 0 failing, 0 late, 0 auto-paused of 1 job, 0 live nodes; \
          worst: no live scheduler node: nothing is executing \
          | jobs=1 overdue=0 failing=0 late=0 auto_paused=0 live_nodes=0"
     );

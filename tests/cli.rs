@@ -873,3 +873,403 @@ async fn run_says_why_no_node_can_run_a_shell_job() {
     );
     assert!(!stderr.contains("--allow-shell)"), "{stderr}");
 }
+
+#[tokio::test]
+async fn cron_takes_its_zone_as_the_last_word_like_the_console() {
+    let db = TestDb::new().await;
+    ok(
+        &db,
+        &[
+            "add",
+            "paris",
+            "--cron",
+            "0 9 * * MON Europe/Paris",
+            "--sql",
+            "SELECT 1",
+        ],
+    );
+    ok(
+        &db,
+        &[
+            "add",
+            "tokyo",
+            "--cron",
+            "0 9 * * MON",
+            "--tz",
+            "Asia/Tokyo",
+            "--sql",
+            "SELECT 1",
+        ],
+    );
+    let jobs = list_json(&db);
+    assert_eq!(job(&jobs, "paris")["schedule"], "0 9 * * MON Europe/Paris");
+    assert_eq!(job(&jobs, "tokyo")["schedule"], "0 9 * * MON Asia/Tokyo");
+    ok(
+        &db,
+        &["set", "tokyo", "--cron", "30 8 * * * America/New_York"],
+    );
+    let jobs = list_json(&db);
+    assert_eq!(
+        job(&jobs, "tokyo")["schedule"],
+        "30 8 * * * America/New_York"
+    );
+    // The same zone both ways is fine; two different zones are refused.
+    ok(
+        &db,
+        &[
+            "set",
+            "paris",
+            "--cron",
+            "0 10 * * MON Europe/Paris",
+            "--tz",
+            "Europe/Paris",
+        ],
+    );
+    refused(
+        &db,
+        &[
+            "set",
+            "paris",
+            "--cron",
+            "0 9 * * MON Europe/Paris",
+            "--tz",
+            "Asia/Tokyo",
+        ],
+        3,
+        "names the time zone Europe/Paris but --tz says Asia/Tokyo",
+    )
+    .await;
+    refused(
+        &db,
+        &[
+            "add",
+            "x",
+            "--cron",
+            "0 9 * * MON Europe/Pari",
+            "--sql",
+            "SELECT 1",
+        ],
+        3,
+        "unknown time zone \"Europe/Pari\"",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn list_says_on_stderr_when_no_live_node_executes_anything() {
+    let db = TestDb::new().await;
+    ok(&db, &["add", "j", "--every", "5m", "--sql", "SELECT 1"]);
+    let banner =
+        "no live scheduler node: nothing is executing; start one with `crondeck scheduler`";
+    let output = db.run(&["list"]);
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stdout} {stderr}");
+    assert!(stderr.contains(banner), "{stderr}");
+    assert!(!stdout.contains("no live"), "banner is not data: {stdout}");
+    assert!(stdout.contains('j'), "{stdout}");
+    // JSON stays a bare array, without a banner anywhere.
+    let output = db.run(&["list", "--json"]);
+    let (stdout, stderr) = text(&output);
+    assert!(!stderr.contains("no live"), "{stderr}");
+    assert!(
+        serde_json::from_str::<Vec<Value>>(&stdout).is_ok(),
+        "{stdout}"
+    );
+    // A stopped node executes nothing either.
+    let client = db.client().await;
+    client
+        .batch_execute(
+            "INSERT INTO crondeck.nodes (id, name, host, pid, version, workers, lease_ms, heartbeat_ms, stopped_at)
+             VALUES ('gone', 'gone', 'host', 1, 'test', 2, 600000, 5000, now())",
+        )
+        .await
+        .unwrap();
+    let (_, stderr) = text(&db.run(&["list"]));
+    assert!(stderr.contains(banner), "{stderr}");
+    // A live node: no banner.
+    client
+        .batch_execute(
+            "INSERT INTO crondeck.nodes (id, name, host, pid, version, workers, lease_ms, heartbeat_ms)
+             VALUES ('n1', 'node-1', 'host', 1, 'test', 2, 600000, 5000)",
+        )
+        .await
+        .unwrap();
+    let (_, stderr) = text(&db.run(&["list"]));
+    assert!(!stderr.contains("no live"), "{stderr}");
+}
+
+#[tokio::test]
+async fn add_and_set_take_the_failure_policy_bounded_and_audited() {
+    let db = TestDb::new().await;
+    ok(
+        &db,
+        &[
+            "add",
+            "flaky",
+            "--every",
+            "5m",
+            "--sql",
+            "SELECT 1",
+            "--failure-threshold",
+            "3",
+            "--failure-min-age",
+            "0s",
+            "--retries",
+            "2",
+            "--retry-backoff",
+            "30s",
+        ],
+    );
+    let policy = |jobs: &[Value]| job(jobs, "flaky")["failure_policy"].clone();
+    let p = policy(&list_json(&db));
+    assert_eq!(p["threshold"], 3);
+    assert_eq!(p["min_age"], 0);
+    assert_eq!(p["retry_max"], 2);
+    assert_eq!(p["retry_backoff"], 30);
+    // Defaults when no flag is given.
+    ok(&db, &["add", "plain", "--every", "5m", "--sql", "SELECT 1"]);
+    let jobs = list_json(&db);
+    assert_eq!(job(&jobs, "plain")["failure_policy"]["threshold"], 5);
+    assert_eq!(job(&jobs, "plain")["failure_policy"]["retry_max"], 0);
+
+    // set changes only what it names, and the database audits it.
+    let before = audit_actions(&db, "flaky").await.len();
+    ok(
+        &db,
+        &["set", "flaky", "--retries", "4", "--failure-min-age", "2h"],
+    );
+    let p = policy(&list_json(&db));
+    assert_eq!(p["threshold"], 3, "untouched");
+    assert_eq!(p["retry_max"], 4);
+    assert_eq!(p["min_age"], 7200);
+    assert_eq!(p["retry_backoff"], 30, "untouched");
+    let actions = audit_actions(&db, "flaky").await;
+    assert_eq!(actions.len(), before + 1, "{actions:?}");
+    assert_eq!(actions.last().map(String::as_str), Some("update"));
+    let client = db.client().await;
+    let (old, new): (Value, Value) = client
+        .query_one(
+            "SELECT old_value, new_value FROM crondeck.audit WHERE job_name = 'flaky'
+             ORDER BY id DESC LIMIT 1",
+            &[],
+        )
+        .await
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert_eq!(old["retry_max"], 2, "{old}");
+    assert_eq!(new["retry_max"], 4, "{new}");
+
+    // Out of bounds: refused with a clear message, nothing written.
+    refused(
+        &db,
+        &["set", "flaky", "--retries=-1"],
+        3,
+        "retries -1 is out of range",
+    )
+    .await;
+    refused(&db, &["set", "flaky", "--retries", "101"], 3, "up to 100").await;
+    refused(
+        &db,
+        &["set", "flaky", "--failure-threshold=-2"],
+        3,
+        "failure threshold -2 is out of range",
+    )
+    .await;
+    refused(
+        &db,
+        &["set", "flaky", "--retry-backoff", "0s"],
+        3,
+        "retry backoff",
+    )
+    .await;
+    refused(
+        &db,
+        &["set", "flaky", "--retry-backoff", "400 days"],
+        3,
+        "retry backoff",
+    )
+    .await;
+    refused(
+        &db,
+        &["set", "flaky", "--failure-min-age", "banana"],
+        3,
+        "--failure-min-age",
+    )
+    .await;
+    refused(
+        &db,
+        &[
+            "add",
+            "x",
+            "--every",
+            "5m",
+            "--sql",
+            "SELECT 1",
+            "--failure-threshold",
+            "10001",
+        ],
+        3,
+        "failure threshold 10001 is out of range",
+    )
+    .await;
+    // An operator may not change what an admin defines.
+    let operator = format!("{}_op", db.name);
+    client
+        .batch_execute(&format!(
+            "CREATE ROLE {operator} LOGIN; GRANT crondeck_operator TO {operator};"
+        ))
+        .await
+        .unwrap();
+    let output = db.run_as(&operator, &["set", "flaky", "--retries", "0"]);
+    assert_eq!(output.status.code(), Some(3), "{:?}", text(&output));
+    assert_eq!(policy(&list_json(&db))["retry_max"], 4);
+}
+
+#[tokio::test]
+async fn run_wait_timeout_has_its_own_exit_code() {
+    let db = TestDb::new().await;
+    ok(&db, &["add", "m", "--manual", "--sql", "SELECT 1"]);
+    // No node: the request stays pending, so the wait can only expire.
+    let output = db.run(&["run", "m", "--wait", "--wait-timeout", "1s"]);
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(7), "{stdout} {stderr}");
+    assert!(
+        stderr.contains("gave up waiting after 1s (the run request"),
+        "{stderr}"
+    );
+    // Distinct from a run that ended badly (6) and from refused input (3).
+    refused(
+        &db,
+        &["run", "m", "--wait", "--wait-timeout", "banana"],
+        3,
+        "banana",
+    )
+    .await;
+    let requests: i64 = db
+        .client()
+        .await
+        .query_one("SELECT count(*) FROM crondeck.run_requests", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(requests, 1, "only the first run was requested");
+}
+
+#[tokio::test]
+async fn audit_and_show_print_old_to_new_readably_and_json_unchanged() {
+    let db = TestDb::new().await;
+    ok(&db, &["add", "r", "--every", "5m", "--sql", "SELECT 1"]);
+    ok(&db, &["set", "r", "--every", "1h"]);
+    ok(&db, &["pause", "r", "--reason", "maintenance"]);
+    ok(&db, &["set", "r", "--timeout", "none"]);
+    let audit = ok(&db, &["audit", "r"]);
+    assert!(audit.lines().next().unwrap().contains("CHANGE"), "{audit}");
+    assert!(
+        audit.contains("schedule: every 5 minutes → every 1 hour"),
+        "{audit}"
+    );
+    assert!(audit.contains("active: true → false"), "{audit}");
+    assert!(audit.contains("timeout: 5m → none"), "{audit}");
+    assert!(
+        audit.contains("created (schedule every 5 minutes)"),
+        "{audit}"
+    );
+    assert!(!audit.contains('{'), "no JSON blob: {audit}");
+    assert!(!audit.contains("interval_count"), "{audit}");
+    let show = ok(&db, &["show", "r"]);
+    assert!(show.contains("active: true → false"), "{show}");
+    // JSON keeps the stored values.
+    let json: Value = serde_json::from_str(&ok(&db, &["audit", "r", "--json"])).unwrap();
+    let reschedule = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["action"] == "reschedule")
+        .expect("a reschedule record");
+    assert_eq!(reschedule["old"]["interval_unit"], "minutes");
+    assert_eq!(reschedule["new"]["schedule"], "every 1 hour");
+}
+
+#[tokio::test]
+async fn counts_and_durations_read_as_english() {
+    let db = TestDb::new().await;
+    ok(
+        &db,
+        &[
+            "add",
+            "w",
+            "--every",
+            "1d",
+            "--sql",
+            "SELECT 1",
+            "--failure-threshold",
+            "1",
+            "--failure-min-age",
+            "1d",
+            "--retries",
+            "1",
+            "--retry-backoff",
+            "2 days",
+            "--timeout",
+            "1h 30m",
+        ],
+    );
+    let show = ok(&db, &["show", "w"]);
+    assert!(
+        show.contains("auto-pause after 1 failure spanning at least 1 day"),
+        "{show}"
+    );
+    assert!(show.contains("backoff from 2 days"), "{show}");
+    assert!(show.contains("1h 30m"), "{show}");
+    assert!(
+        !show.contains("1day") && !show.contains("1 failures"),
+        "{show}"
+    );
+    let output = db.run(&["check"]);
+    let (stdout, _) = text(&output);
+    assert!(stdout.contains("of 1 job, 0 live nodes"), "{stdout}");
+}
+
+#[tokio::test]
+async fn running_a_paused_job_by_hand_needs_force_and_says_why_it_is_paused() {
+    let db = TestDb::new().await;
+    ok(&db, &["add", "p", "--every", "1h", "--sql", "SELECT 1"]);
+    ok(&db, &["pause", "p", "--reason", "disk full on db2"]);
+    let requests = || async {
+        db.client()
+            .await
+            .query_one("SELECT count(*) FROM crondeck.run_requests", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+    let output = db.run(&["run", "p"]);
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(3), "{stdout} {stderr}");
+    let paused_by = job(&list_json(&db), "p")["paused"]["by"]
+        .as_str()
+        .expect("paused by someone")
+        .to_string();
+    let by = format!("by {paused_by})");
+    for part in [
+        "job \"p\" is paused (since ",
+        by.as_str(),
+        "): disk full on db2",
+        "crondeck run p --force",
+    ] {
+        assert!(stderr.contains(part), "{part:?} in {stderr}");
+    }
+    assert_eq!(requests().await, 0, "a refused run requests nothing");
+    refused(&db, &["run", "p", "--wait"], 3, "is paused").await;
+
+    // --force runs it once; the job stays paused.
+    let out = ok(&db, &["run", "p", "--force"]);
+    assert!(out.contains("requested a run of \"p\""), "{out}");
+    assert_eq!(requests().await, 1);
+    let jobs = list_json(&db);
+    assert_eq!(job(&jobs, "p")["active"], false);
+    assert_eq!(job(&jobs, "p")["paused"]["reason"], "disk full on db2");
+    // An active job needs no --force.
+    ok(&db, &["resume", "p"]);
+    ok(&db, &["run", "p"]);
+}

@@ -9,7 +9,7 @@ use crate::db::jobs::{job_get_or_unreadable, job_list};
 use crate::job::{ActionKind, Catchup, JobSpec};
 use crate::ops::{self, db_now, AddOptions, JobChanges, OpsError};
 use crate::schedule::Schedule;
-use crate::text::{self, out, outln};
+use crate::text::{self, errln, out, outln};
 use crate::timespec;
 
 #[derive(Debug, Args, Default)]
@@ -44,7 +44,8 @@ pub struct AddArgs {
     /// Run every interval: 90s, 15m, "1h 30m", "2 weeks", "1 month"
     #[arg(long, value_name = "INTERVAL")]
     pub every: Option<String>,
-    /// Run on a cron expression, e.g. "0 9 * * MON" (see --tz)
+    /// Run on a cron expression, e.g. "0 9 * * MON", optionally ending with
+    /// its zone: "0 9 * * MON Europe/Paris" (or see --tz)
     #[arg(long, value_name = "EXPR")]
     pub cron: Option<String>,
     /// IANA time zone of --cron, e.g. Europe/Paris [default: UTC]
@@ -88,6 +89,8 @@ pub struct AddArgs {
     /// Reason recorded with --paused
     #[arg(long, requires = "paused")]
     pub reason: Option<String>,
+    #[command(flatten)]
+    pub failure: FailureArgs,
 }
 
 #[derive(Debug, Args)]
@@ -97,7 +100,7 @@ pub struct SetArgs {
     /// New interval: 90s, 15m, "1h 30m", "2 weeks", "1 month"
     #[arg(long, value_name = "INTERVAL")]
     pub every: Option<String>,
-    /// New cron expression (see --tz)
+    /// New cron expression, optionally ending with its zone (or see --tz)
     #[arg(long, value_name = "EXPR")]
     pub cron: Option<String>,
     /// IANA time zone of --cron [default: UTC]
@@ -114,6 +117,50 @@ pub struct SetArgs {
     /// Per-run timeout, e.g. 5m, or "none"
     #[arg(long, value_name = "DURATION")]
     pub timeout: Option<String>,
+    #[command(flatten)]
+    pub failure: FailureArgs,
+}
+
+/// The failure policy flags `add` and `set` share (also settable in a jobs
+/// file: failure_threshold, failure_min_age, retries, retry_backoff).
+#[derive(Debug, Args, Default)]
+pub struct FailureArgs {
+    /// Consecutive failures that auto-pause the job; 0 never auto-pauses [default: 5]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub failure_threshold: Option<i32>,
+    /// The failure streak's first failure must be this old before auto-pause,
+    /// e.g. 24h, or 0s for at once [default: 24h]
+    #[arg(long, value_name = "DURATION")]
+    pub failure_min_age: Option<String>,
+    /// Retries of a failed tick; 0 disables retries [default: 0]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub retries: Option<i32>,
+    /// First retry delay, doubled on each further retry [default: 1m]
+    #[arg(long, value_name = "DURATION")]
+    pub retry_backoff: Option<String>,
+}
+
+impl FailureArgs {
+    fn changes(&self) -> anyhow::Result<ops::FailureChanges> {
+        let duration = |flag: &str, text: &str| {
+            crate::jobfile::parse_duration_or_zero(text)
+                .map_err(|e| OpsError::Invalid(format!("--{flag}: {e}")))
+        };
+        Ok(ops::FailureChanges {
+            threshold: self.failure_threshold,
+            min_age: self
+                .failure_min_age
+                .as_deref()
+                .map(|t| duration("failure-min-age", t))
+                .transpose()?,
+            retries: self.retries,
+            retry_backoff: self
+                .retry_backoff
+                .as_deref()
+                .map(|t| duration("retry-backoff", t))
+                .transpose()?,
+        })
+    }
 }
 
 #[derive(Debug, Args)]
@@ -164,7 +211,7 @@ fn schedule_from(
             }
             Some(schedule)
         }
-        (None, Some(expr), false) => Some(Schedule::cron(expr, tz.unwrap_or("UTC"))?),
+        (None, Some(expr), false) => Some(Schedule::cron_with_zone(expr, tz)?),
         (None, None, true) => Some(Schedule::Manual),
         _ => None,
     })
@@ -181,8 +228,22 @@ pub async fn list(db: &Database, args: &ListArgs) -> anyhow::Result<()> {
         outln!("{}", text::json(&serde_json::to_string_pretty(&json)?));
     } else {
         out!("{}", output::job_table(&jobs, now));
+        no_live_node_banner(db).await;
     }
     Ok(())
+}
+
+/// The human `list` says so when nothing executes the jobs it shows, as
+/// `check` does. A role that may not read the nodes gets no banner (and no
+/// error: the list itself was readable).
+async fn no_live_node_banner(db: &Database) {
+    match crate::db::nodes::node_list_live(&db.client).await {
+        Ok(nodes) if nodes.is_empty() => errln!(
+            "no live scheduler node: nothing is executing; start one with `crondeck scheduler`"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::debug!("could not read the live nodes for list: {e}"),
+    }
 }
 
 pub async fn show(db: &Database, args: &ShowArgs) -> anyhow::Result<()> {
@@ -227,6 +288,7 @@ pub async fn add(db: &mut Database, args: &AddArgs) -> anyhow::Result<()> {
     spec.tags = args.tags.clone();
     spec.run_as = args.run_as.clone();
     spec.catchup = args.catchup.parse::<Catchup>().map_err(OpsError::Invalid)?;
+    spec.failure = args.failure.changes()?.applied_to(&spec.failure);
     let opts = AddOptions {
         next: args.next.clone(),
         paused: args.paused.then(|| args.reason.clone()),
@@ -257,6 +319,7 @@ pub async fn set(db: &mut Database, args: &SetArgs) -> anyhow::Result<()> {
             .as_deref()
             .map(timespec::parse_timeout)
             .transpose()?,
+        failure: args.failure.changes()?,
     };
     let job = ops::set(&mut db.client, &Actor::current(), &args.name, &changes).await?;
     outln!(

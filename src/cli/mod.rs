@@ -110,6 +110,9 @@ pub mod exit {
     pub const UNAVAILABLE: u8 = 5;
     /// `run --wait`: the run ended without succeeding.
     pub const RUN_FAILED: u8 = super::runs::RUN_FAILED;
+    /// `run --wait` / `cancel --wait`: `--wait-timeout` expired first (the
+    /// run goes on; this says nothing about how it ends).
+    pub const WAIT_TIMED_OUT: u8 = super::runs::WAIT_TIMED_OUT;
 }
 
 /// Keep argument groups in one place so `add` and `set` agree.
@@ -285,6 +288,9 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
         }
         if cause.downcast_ref::<runs::RunDidNotSucceed>().is_some() {
             return exit::RUN_FAILED;
+        }
+        if cause.downcast_ref::<runs::WaitTimedOut>().is_some() {
+            return exit::WAIT_TIMED_OUT;
         }
         if cause.downcast_ref::<crate::config::ConfigError>().is_some() {
             return exit::REFUSED;

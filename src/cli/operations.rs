@@ -233,7 +233,7 @@ pub async fn check(settings: &Settings, args: &CheckArgs) -> anyhow::Result<()> 
         Err(_) => {
             return unknown(anyhow::anyhow!(
                 "no answer within {}",
-                humantime::format_duration(limit)
+                crate::timefmt::duration(limit)
             ))
         }
     };
@@ -249,7 +249,7 @@ pub async fn check(settings: &Settings, args: &CheckArgs) -> anyhow::Result<()> 
         Err(_) => {
             return unknown(anyhow::anyhow!(
                 "no answer within {}",
-                humantime::format_duration(limit)
+                crate::timefmt::duration(limit)
             ))
         }
     };

@@ -138,10 +138,8 @@ pub fn job_detail(
     }
     field(
         "timeout",
-        spec.timeout.map_or_else(
-            || "none".to_string(),
-            |t| humantime::format_duration(t).to_string(),
-        ),
+        spec.timeout
+            .map_or_else(|| "none".to_string(), crate::timefmt::duration),
     );
     field("tags", spec.tags.join(", "));
     let policy = &spec.failure;
@@ -149,9 +147,9 @@ pub fn job_detail(
         "never auto-paused".to_string()
     } else {
         format!(
-            "auto-pause after {} consecutive failures spanning at least {}",
-            policy.threshold,
-            humantime::format_duration(policy.min_age)
+            "auto-pause after {} spanning at least {}",
+            crate::text::count(policy.threshold, "failure", "consecutive failures"),
+            crate::timefmt::duration(policy.min_age)
         )
     };
     field("failures", auto_pause);
@@ -161,7 +159,7 @@ pub fn job_detail(
             format!(
                 "{} (backoff from {})",
                 policy.retry_max,
-                humantime::format_duration(policy.retry_backoff)
+                crate::timefmt::duration(policy.retry_backoff)
             ),
         );
     }
@@ -207,10 +205,6 @@ pub fn audit_table(records: &[AuditRecord]) -> String {
     if records.is_empty() {
         return "no recorded actions\n".to_string();
     }
-    let compact = |v: &Option<serde_json::Value>| {
-        v.as_ref()
-            .map_or_else(|| "-".to_string(), |v| v.to_string())
-    };
     let rows: Vec<Vec<String>> = records
         .iter()
         .map(|r| {
@@ -224,15 +218,102 @@ pub fn audit_table(records: &[AuditRecord]) -> String {
                 ),
                 r.action.clone(),
                 r.job_name.clone(),
-                format!("{} -> {}", compact(&r.old), compact(&r.new)),
+                audit_change(r.old.as_ref(), r.new.as_ref()),
                 r.reason.clone().unwrap_or_default(),
             ]
         })
         .collect();
-    table(
-        &["WHEN", "WHO", "ACTION", "JOB", "OLD -> NEW", "REASON"],
-        &rows,
-    )
+    table(&["WHEN", "WHO", "ACTION", "JOB", "CHANGE", "REASON"], &rows)
+}
+
+/// The columns a schedule is stored in; the audit also carries the schedule
+/// as text ("schedule"), which reads better.
+const SCHEDULE_COLUMNS: [&str; 5] = [
+    "schedule_kind",
+    "interval_count",
+    "interval_unit",
+    "cron_expr",
+    "cron_tz",
+];
+
+/// One audit record's change for people: `schedule: every 5 minutes → every
+/// 1 hour; active: true → false`; a creation or removal names the schedule.
+/// `--json` keeps the stored values.
+pub fn audit_change(old: Option<&serde_json::Value>, new: Option<&serde_json::Value>) -> String {
+    use serde_json::Value;
+    let schedule = |v: &Value| {
+        v.get("schedule")
+            .map(|s| format!(" (schedule {})", audit_value("schedule", s)))
+            .unwrap_or_default()
+    };
+    let (old, new) = match (old, new) {
+        (None, None) => return "-".to_string(),
+        (None, Some(new)) => return format!("created{}", schedule(new)),
+        (Some(old), None) => return format!("removed{}", schedule(old)),
+        (Some(old), Some(new)) => (old, new),
+    };
+    let (Some(old_map), Some(new_map)) = (old.as_object(), new.as_object()) else {
+        return format!("{} → {}", audit_value("", old), audit_value("", new));
+    };
+    let has_schedule = new_map.contains_key("schedule") || old_map.contains_key("schedule");
+    let mut keys: Vec<&String> = Vec::new();
+    for key in new_map.keys().chain(old_map.keys()) {
+        let hidden = has_schedule && SCHEDULE_COLUMNS.contains(&key.as_str());
+        if !hidden && !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+    // The schedule first: it is what a reader looks for.
+    keys.sort_by_key(|k| k.as_str() != "schedule");
+    let changes: Vec<String> = keys
+        .iter()
+        .filter_map(|key| {
+            let before = old_map.get(*key).unwrap_or(&Value::Null);
+            let after = new_map.get(*key).unwrap_or(&Value::Null);
+            (before != after).then(|| {
+                format!(
+                    "{}: {} → {}",
+                    key.strip_suffix("_ms").unwrap_or(key),
+                    audit_value(key, before),
+                    audit_value(key, after)
+                )
+            })
+        })
+        .collect();
+    if changes.is_empty() {
+        "-".to_string()
+    } else {
+        changes.join("; ")
+    }
+}
+
+/// One stored value, readable: durations in words, times local, lists
+/// comma-separated, long texts shortened (the full value is in `--json`).
+fn audit_value(key: &str, value: &serde_json::Value) -> String {
+    use serde_json::Value;
+    const MAX_CHARS: usize = 60;
+    let text = match value {
+        Value::Null if key == "timeout_ms" => "none".to_string(),
+        Value::Null => "-".to_string(),
+        Value::Number(n) if key.ends_with("_ms") => n.as_u64().map_or_else(
+            || n.to_string(),
+            |ms| crate::timefmt::duration(std::time::Duration::from_millis(ms)),
+        ),
+        Value::String(s) if s.is_empty() => "\"\"".to_string(),
+        Value::String(s) => DateTime::parse_from_rfc3339(s)
+            .map_or_else(|_| s.clone(), |at| local(at.with_timezone(&Utc))),
+        Value::Array(items) => {
+            let items: Vec<String> = items.iter().map(|i| audit_value("", i)).collect();
+            format!("[{}]", items.join(", "))
+        }
+        other => other.to_string(),
+    };
+    if text.chars().count() > MAX_CHARS {
+        let short: String = text.chars().take(MAX_CHARS - 1).collect();
+        format!("{short}…")
+    } else {
+        text
+    }
 }
 
 fn millis_short(ms: Option<i64>) -> String {
@@ -256,7 +337,7 @@ fn run_result(run: &crate::db::runs::RunRow) -> String {
     } else if let Some(state) = &run.sqlstate {
         format!("SQLSTATE {state}")
     } else if let Some(rows) = run.rows_affected {
-        format!("{rows} rows")
+        crate::text::count(rows, "row", "rows")
     } else if let Some(code) = run.exit_code {
         format!("exit {code}")
     } else {
@@ -345,4 +426,52 @@ pub fn run_detail(run: &crate::db::runs::RunRow) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::audit_change;
+
+    #[test]
+    fn audit_changes_read_as_old_to_new() {
+        let old = json!({"schedule": "every 5 minutes", "interval_count": 5,
+                         "interval_unit": "minutes", "active": true});
+        let new = json!({"schedule": "every 1 hour", "interval_count": 1,
+                         "interval_unit": "hours", "active": false});
+        assert_eq!(
+            audit_change(Some(&old), Some(&new)),
+            "schedule: every 5 minutes → every 1 hour; active: true → false"
+        );
+        let old = json!({"timeout_ms": 300000, "retry_max": 0, "tags": ["a"]});
+        let new = json!({"timeout_ms": null, "retry_max": 2, "tags": ["a", "b"]});
+        assert_eq!(
+            audit_change(Some(&old), Some(&new)),
+            "retry_max: 0 → 2; tags: [a] → [a, b]; timeout: 5m → none"
+        );
+        let old = json!({"failure_min_age_ms": 86400000});
+        let new = json!({"failure_min_age_ms": 0});
+        assert_eq!(
+            audit_change(Some(&old), Some(&new)),
+            "failure_min_age: 1 day → 0s"
+        );
+        assert_eq!(
+            audit_change(None, Some(&json!({"schedule": "manual", "name": "x"}))),
+            "created (schedule manual)"
+        );
+        assert_eq!(
+            audit_change(Some(&json!({"schedule": "manual"})), None),
+            "removed (schedule manual)"
+        );
+        let long = "x".repeat(100);
+        let change = audit_change(
+            Some(&json!({"command": "a"})),
+            Some(&json!({"command": long})),
+        );
+        assert!(
+            change.ends_with('…') && change.chars().count() < 80,
+            "{change}"
+        );
+    }
 }

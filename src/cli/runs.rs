@@ -26,9 +26,12 @@ pub struct RunArgs {
     /// success or 6 when it did not succeed
     #[arg(long)]
     pub wait: bool,
-    /// With --wait: give up waiting after this long (the run continues)
+    /// With --wait: give up waiting after this long and exit 7 (the run continues)
     #[arg(long, value_name = "DURATION", requires = "wait")]
     pub wait_timeout: Option<String>,
+    /// Run a paused job anyway (it stays paused)
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -41,7 +44,7 @@ pub struct CancelArgs {
     /// recorded `cancelled` (6 if it ended otherwise first)
     #[arg(long)]
     pub wait: bool,
-    /// With --wait: give up waiting after this long
+    /// With --wait: give up waiting after this long and exit 7
     #[arg(long, value_name = "DURATION", requires = "wait")]
     pub wait_timeout: Option<String>,
 }
@@ -91,6 +94,27 @@ pub struct SchedulerArgs {
 /// Exit code of `run --wait` when the run did not succeed.
 pub const RUN_FAILED: u8 = 6;
 
+/// Exit code of `run --wait` / `cancel --wait` when `--wait-timeout` expired
+/// before the run ended (the run itself goes on).
+pub const WAIT_TIMED_OUT: u8 = 7;
+
+/// `--wait-timeout` expired: not a failure of the run, which continues.
+#[derive(Debug, thiserror::Error)]
+#[error("gave up waiting after {waited} ({what})")]
+pub struct WaitTimedOut {
+    pub waited: String,
+    pub what: String,
+}
+
+impl WaitTimedOut {
+    fn new(limit: Option<Duration>, what: String) -> WaitTimedOut {
+        WaitTimedOut {
+            waited: limit.map_or_else(String::new, crate::timefmt::duration),
+            what,
+        }
+    }
+}
+
 /// A run that ended without succeeding (for `run --wait`'s exit code).
 #[derive(Debug, thiserror::Error)]
 #[error("run {run_id} of \"{job}\" ended {status}")]
@@ -102,7 +126,16 @@ pub struct RunDidNotSucceed {
 
 pub async fn run(db: &mut Database, args: &RunArgs) -> anyhow::Result<()> {
     let actor = Actor::current();
+    // Bad input is refused before a run is requested.
+    let limit = args
+        .wait_timeout
+        .as_deref()
+        .map(timespec::parse_duration)
+        .transpose()?;
     let job = job_get(&db.client, &args.name, false).await?;
+    if let (Some(pause), false) = (&job.pause, args.force) {
+        return Err(ops::OpsError::Invalid(paused_refusal(&job.spec.name, pause)).into());
+    }
     let request_id = ops::run_now(&mut db.client, &actor, &args.name).await?;
     let orphans = jobs_no_node_can_run(&db.client).await?;
     if orphans.contains(&job.id) {
@@ -141,11 +174,6 @@ pub async fn run(db: &mut Database, args: &RunArgs) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    let limit = args
-        .wait_timeout
-        .as_deref()
-        .map(timespec::parse_duration)
-        .transpose()?;
     let run = wait_for_run(db, request_id, limit).await?;
     out!("{}", output::run_detail(&run));
     if run.status == "succeeded" {
@@ -158,6 +186,31 @@ pub async fn run(db: &mut Database, args: &RunArgs) -> anyhow::Result<()> {
         }
         .into())
     }
+}
+
+/// Why `run` refuses a paused job: who paused it, when, why, and how to run
+/// it anyway.
+fn paused_refusal(name: &str, pause: &crate::job::Pause) -> String {
+    let mut text = format!(
+        "job \"{}\" is paused (since {}",
+        text::field(name),
+        crate::timefmt::local(pause.at)
+    );
+    if let Some(by) = &pause.by {
+        text.push_str(&format!(" by {}", text::field(by)));
+    }
+    text.push(')');
+    if let Some(reason) = &pause.reason {
+        text.push_str(&format!(": {}", text::field(reason)));
+    }
+    if let Some(until) = pause.until {
+        text.push_str(&format!("; it resumes at {}", crate::timefmt::local(until)));
+    }
+    text.push_str(&format!(
+        "; run it anyway with `crondeck run {} --force` (it stays paused), or resume it first",
+        text::field(name)
+    ));
+    text
 }
 
 /// Follow a request until its run ends. Listens for wake-ups (every start and
@@ -198,7 +251,13 @@ async fn wait_for_run(
         tokio::select! {
             _ = notes.recv() => {}
             () = tick => {}
-            () = expired => anyhow::bail!("gave up waiting (the run request {request_id} stays pending or running)"),
+            () = expired => {
+                return Err(WaitTimedOut::new(
+                    limit,
+                    format!("the run request {request_id} stays pending or running"),
+                )
+                .into())
+            }
         }
     }
 }
@@ -216,7 +275,7 @@ pub async fn cancel(db: &mut Database, args: &CancelArgs) -> anyhow::Result<()> 
         .context("the run disappeared")?;
     let node = run.node_name.as_deref().unwrap_or("?");
     if !args.wait {
-        println!(
+        outln!(
             "asked node {} to cancel run {run_id} of \"{}\"; it stops within a heartbeat",
             crate::text::field(node),
             crate::text::field(&args.name)
@@ -231,7 +290,7 @@ pub async fn cancel(db: &mut Database, args: &CancelArgs) -> anyhow::Result<()> 
             .await?
             .context("the run disappeared (was the job removed?)")?;
         if run.status != "running" {
-            print!("{}", output::run_detail(&run));
+            out!("{}", output::run_detail(&run));
             if run.status == "cancelled" {
                 return Ok(());
             }
@@ -251,7 +310,13 @@ pub async fn cancel(db: &mut Database, args: &CancelArgs) -> anyhow::Result<()> 
         tokio::select! {
             _ = notes.recv() => {}
             () = tokio::time::sleep(Duration::from_millis(500)) => {}
-            () = expired => anyhow::bail!("gave up waiting (run {run_id} is still running; the cancel request stands)"),
+            () = expired => {
+                return Err(WaitTimedOut::new(
+                    limit,
+                    format!("run {run_id} is still running; the cancel request stands"),
+                )
+                .into())
+            }
         }
     }
 }

@@ -388,6 +388,30 @@ pub async fn job_update_timeout(
     Ok(())
 }
 
+/// Replace a job's failure policy (`set --failure-threshold …`). The
+/// per-job notification threshold stays as it is.
+pub async fn job_update_failure_policy(
+    client: &impl GenericClient,
+    id: i64,
+    policy: &crate::job::FailurePolicy,
+) -> Result<(), DbError> {
+    client
+        .execute(
+            "UPDATE crondeck.jobs SET failure_threshold = $2, failure_min_age_ms = $3,
+                 retry_max = $4, retry_backoff_ms = $5, updated_at = now()
+             WHERE id = $1",
+            &[
+                &id,
+                &policy.threshold,
+                &millis(policy.min_age),
+                &policy.retry_max,
+                &millis(policy.retry_backoff),
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
 pub async fn job_delete(client: &impl GenericClient, id: i64) -> Result<(), DbError> {
     client
         .execute("DELETE FROM crondeck.jobs WHERE id = $1", &[&id])

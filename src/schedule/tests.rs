@@ -632,3 +632,42 @@ proptest! {
         prop_assert_eq!(a.next, up[k + 1]);
     }
 }
+
+#[test]
+fn cli_cron_takes_its_zone_in_the_expression_or_from_tz() {
+    let paris = Schedule::parse("0 9 * * MON Europe/Paris").unwrap();
+    assert_eq!(
+        Schedule::cron_with_zone("0 9 * * MON Europe/Paris", None).unwrap(),
+        paris
+    );
+    assert_eq!(
+        Schedule::cron_with_zone("0 9 * * MON", Some("Europe/Paris")).unwrap(),
+        paris
+    );
+    // The same zone twice is no conflict.
+    assert_eq!(
+        Schedule::cron_with_zone("0 9 * * MON Europe/Paris", Some("Europe/Paris")).unwrap(),
+        paris
+    );
+    assert_eq!(
+        Schedule::cron_with_zone("0 9 * * MON", None)
+            .unwrap()
+            .cron_tz(),
+        Some("UTC")
+    );
+    assert_eq!(
+        Schedule::cron_with_zone("0 9 * * MON Europe/Paris", Some("Asia/Tokyo")).unwrap_err(),
+        ScheduleError::ZoneConflict {
+            in_expr: "Europe/Paris".into(),
+            tz: "Asia/Tokyo".into()
+        }
+    );
+    assert_eq!(
+        Schedule::cron_with_zone("0 9 * * MON Europe/Pari", None).unwrap_err(),
+        ScheduleError::UnknownTimeZone("Europe/Pari".into())
+    );
+    assert_eq!(
+        Schedule::cron_with_zone("0 9 * * MON", Some("Mars/Base")).unwrap_err(),
+        ScheduleError::UnknownTimeZone("Mars/Base".into())
+    );
+}
