@@ -884,7 +884,12 @@ async fn a_node_with_a_shell_allow_list_runs_only_programs_inside_its_directorie
         "the admitted jobs to end",
         || async {
             let all = runs(&client).await;
-            let ended = |id| all.iter().any(|r| r.job_id == id && r.ended_at.is_some());
+            // A skipped row (the job's own tick, met while the requested run
+            // was going, on a loaded machine) is not the run we wait for.
+            let ended = |id| {
+                all.iter()
+                    .any(|r| r.job_id == id && r.ended_at.is_some() && r.status != "skipped")
+            };
             (ended(allowed) && ended(sql) && ended(symlink)).then_some(())
         },
     )
@@ -896,7 +901,7 @@ async fn a_node_with_a_shell_allow_list_runs_only_programs_inside_its_directorie
     let all = runs(&client).await;
     let status = |id| {
         all.iter()
-            .find(|r| r.job_id == id)
+            .find(|r| r.job_id == id && r.status != "skipped")
             .map(|r| r.status.clone())
     };
     assert_eq!(status(allowed).as_deref(), Some("succeeded"));
