@@ -96,6 +96,24 @@ pub struct Heartbeat {
     pub cancel: Vec<(i64, String)>,
 }
 
+/// The CTE that frees the jobs of the runs a statement just marked
+/// `abandoned` (CTE `runs`, returning id, job_id, started_at, ended_at):
+/// shared by the reconciling heartbeat, the clean stop and the rescue.
+/// Ends with the comma-less `freed AS (…)`.
+fn free_jobs_of(runs: &str) -> String {
+    format!(
+        "freed AS (
+             UPDATE crondeck.jobs j
+             SET running_run_id = NULL, running_node_id = NULL, running_since = NULL,
+                 last_status = 'abandoned', last_ended_at = l.ended_at,
+                 last_duration_ms = (extract(epoch FROM l.ended_at - l.started_at) * 1000)::bigint
+             FROM {runs} l
+             WHERE j.id = l.job_id AND j.running_run_id = l.id
+             RETURNING j.id
+         )"
+    )
+}
+
 /// Renew the lease, fenced: a registration whose lease already ran out by
 /// database time cannot renew it, even if nobody has rescued it yet.
 ///
@@ -128,24 +146,17 @@ pub async fn node_heartbeat(
              WHERE $3::int8[] IS NOT NULL AND r.status = 'running'
                AND r.node_id IN (SELECT id FROM me) AND r.id <> ALL($3::int8[])
              RETURNING r.id, r.job_id, r.started_at, r.ended_at
-         ), freed AS (
-             UPDATE crondeck.jobs j
-             SET running_run_id = NULL, running_node_id = NULL, running_since = NULL,
-                 last_status = 'abandoned', last_ended_at = l.ended_at,
-                 last_duration_ms = (extract(epoch FROM l.ended_at - l.started_at) * 1000)::bigint
-             FROM lost l
-             WHERE j.id = l.job_id AND j.running_run_id = l.id
-             RETURNING j.id
-         )
+         ), {freed}
          SELECT EXISTS (SELECT 1 FROM me), ARRAY(SELECT id FROM lost ORDER BY id),
-                (SELECT count(*) FROM freed),
-                ARRAY(SELECT r.id FROM crondeck.runs r
-                      WHERE r.node_id IN (SELECT id FROM me) AND r.status = 'running'
-                        AND r.cancel_requested_at IS NOT NULL ORDER BY r.id),
-                ARRAY(SELECT coalesce(r.cancel_requested_by, 'an operator') FROM crondeck.runs r
-                      WHERE r.node_id IN (SELECT id FROM me) AND r.status = 'running'
-                        AND r.cancel_requested_at IS NOT NULL ORDER BY r.id)",
-        alive = alive_at("now()")
+                c.ids, c.asked_by
+         FROM (SELECT coalesce(array_agg(r.id ORDER BY r.id), '{{}}') AS ids,
+                      coalesce(array_agg(coalesce(r.cancel_requested_by, 'an operator')
+                                         ORDER BY r.id), '{{}}') AS asked_by
+               FROM crondeck.runs r
+               WHERE r.node_id IN (SELECT id FROM me) AND r.status = 'running'
+                 AND r.cancel_requested_at IS NOT NULL) c",
+        alive = alive_at("now()"),
+        freed = free_jobs_of("lost")
     );
     let executing: Option<Vec<i64>> = executing.map(<[i64]>::to_vec);
     let row = client
@@ -158,8 +169,8 @@ pub async fn node_heartbeat(
             ],
         )
         .await?;
-    let cancel_ids: Vec<i64> = row.try_get(3)?;
-    let cancel_by: Vec<String> = row.try_get(4)?;
+    let cancel_ids: Vec<i64> = row.try_get(2)?;
+    let cancel_by: Vec<String> = row.try_get(3)?;
     Ok(Heartbeat {
         alive: row.try_get(0)?,
         reconciled: row.try_get(1)?,
@@ -173,32 +184,23 @@ pub async fn node_heartbeat(
 /// marked `abandoned` with that reason, and its job freed. A clean stop
 /// leaves nothing of its own `running`. Returns how many runs that was.
 pub async fn node_stop(client: &impl GenericClient, ids: &[String]) -> Result<u64, DbError> {
-    let row = client
-        .query_one(
-            "WITH me AS (
-                 UPDATE crondeck.nodes SET stopped_at = coalesce(stopped_at, now()), busy = 0
-                 WHERE id = ANY($1)
-                 RETURNING id
-             ), lost AS (
-                 UPDATE crondeck.runs r
-                 SET status = 'abandoned', ended_at = greatest(now(), r.started_at),
-                     error = 'abandoned: the node stopped cleanly but was not executing this \
-                              run (the answer to its claim was lost on the way)'
-                 WHERE r.status = 'running' AND r.node_id = ANY($1)
-                 RETURNING r.id, r.job_id, r.started_at, r.ended_at
-             ), freed AS (
-                 UPDATE crondeck.jobs j
-                 SET running_run_id = NULL, running_node_id = NULL, running_since = NULL,
-                     last_status = 'abandoned', last_ended_at = l.ended_at,
-                     last_duration_ms = (extract(epoch FROM l.ended_at - l.started_at) * 1000)::bigint
-                 FROM lost l
-                 WHERE j.id = l.job_id AND j.running_run_id = l.id
-                 RETURNING j.id
-             )
-             SELECT (SELECT count(*) FROM lost), (SELECT count(*) FROM freed)",
-            &[&ids],
-        )
-        .await?;
+    let sql = format!(
+        "WITH me AS (
+             UPDATE crondeck.nodes SET stopped_at = coalesce(stopped_at, now()), busy = 0
+             WHERE id = ANY($1)
+             RETURNING id
+         ), lost AS (
+             UPDATE crondeck.runs r
+             SET status = 'abandoned', ended_at = greatest(now(), r.started_at),
+                 error = 'abandoned: the node stopped cleanly but was not executing this \
+                          run (the answer to its claim was lost on the way)'
+             WHERE r.status = 'running' AND r.node_id = ANY($1)
+             RETURNING r.id, r.job_id, r.started_at, r.ended_at
+         ), {freed}
+         SELECT count(*) FROM lost",
+        freed = free_jobs_of("lost")
+    );
+    let row = client.query_one(&sql, &[&ids]).await?;
     let lost: i64 = row.try_get(0)?;
     Ok(u64::try_from(lost).unwrap_or(0))
 }
@@ -256,7 +258,7 @@ pub struct RescuedRun {
 pub async fn node_rescue_dead(client: &impl GenericClient) -> Result<Vec<RescuedRun>, DbError> {
     let rows = client
         .query(
-            "WITH dead AS (
+            &format!("WITH dead AS (
                  UPDATE crondeck.nodes SET stopped_at = now(), busy = 0
                  WHERE stopped_at IS NULL
                    AND heartbeat_at < now() - lease_ms * interval '1 millisecond'
@@ -273,15 +275,7 @@ pub async fn node_rescue_dead(client: &impl GenericClient) -> Result<Vec<Rescued
                         OR NOT EXISTS (SELECT 1 FROM crondeck.nodes n
                                        WHERE n.id = r.node_id AND n.stopped_at IS NULL))
                  RETURNING r.id, r.job_id, r.ended_at, r.started_at, r.backend_pid
-             ), freed AS (
-                 UPDATE crondeck.jobs j
-                 SET running_run_id = NULL, running_node_id = NULL, running_since = NULL,
-                     last_status = 'abandoned', last_ended_at = a.ended_at,
-                     last_duration_ms = (extract(epoch FROM a.ended_at - a.started_at) * 1000)::bigint
-                 FROM abandoned a
-                 WHERE j.id = a.job_id AND j.running_run_id = a.id
-                 RETURNING j.id
-             ), stopped AS (
+             ), {freed}, stopped AS (
                  SELECT pg_terminate_backend(s.pid) AS done
                  FROM pg_stat_activity s
                  JOIN abandoned a ON s.application_name = 'crondeck run ' || a.id
@@ -294,6 +288,8 @@ pub async fn node_rescue_dead(client: &impl GenericClient) -> Result<Vec<Rescued
                                  OR pg_has_role('pg_signal_backend', 'MEMBER'))))
              )
              SELECT id, job_id, (SELECT count(*) FROM stopped) FROM abandoned",
+                freed = free_jobs_of("abandoned")
+            ),
             &[],
         )
         .await?;
