@@ -213,17 +213,52 @@ fn paused_refusal(name: &str, pause: &crate::job::Pause) -> String {
     text
 }
 
-/// Follow a request until its run ends. Listens for wake-ups (every start and
-/// end of a run notifies) and also looks every second, in case a
-/// notification is missed.
+/// Wakes a waiting command whenever something may have changed: on every
+/// start and end of a run (they notify `crondeck_wake`), and at least every
+/// second in case a notification is missed. Gives up once `limit` expires.
+struct Follow {
+    _listener: tokio_postgres::Client,
+    notes: tokio::sync::mpsc::UnboundedReceiver<tokio_postgres::Notification>,
+    limit: Option<Duration>,
+    deadline: Option<tokio::time::Instant>,
+}
+
+impl Follow {
+    async fn start(db: &Database, limit: Option<Duration>) -> anyhow::Result<Follow> {
+        let (listener, notes) = db.spec.connect_with_notifications().await?;
+        listener.batch_execute("LISTEN crondeck_wake").await?;
+        Ok(Follow {
+            _listener: listener,
+            notes,
+            limit,
+            deadline: limit.map(|l| tokio::time::Instant::now() + l),
+        })
+    }
+
+    /// Waits for the next reason to look again; `WaitTimedOut` (saying
+    /// `still`) once the limit has expired.
+    async fn next(&mut self, still: impl FnOnce() -> String) -> Result<(), WaitTimedOut> {
+        let expired = async {
+            match self.deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = self.notes.recv() => Ok(()),
+            () = tokio::time::sleep(Duration::from_secs(1)) => Ok(()),
+            () = expired => Err(WaitTimedOut::new(self.limit, still())),
+        }
+    }
+}
+
+/// Follow a request until its run ends.
 async fn wait_for_run(
     db: &Database,
     request_id: i64,
     limit: Option<Duration>,
 ) -> anyhow::Result<RunRow> {
-    let (listener, mut notes) = db.spec.connect_with_notifications().await?;
-    listener.batch_execute("LISTEN crondeck_wake").await?;
-    let deadline = limit.map(|l| tokio::time::Instant::now() + l);
+    let mut follow = Follow::start(db, limit).await?;
     let mut said_waiting = false;
     loop {
         let request = request_get(&db.client, request_id)
@@ -241,24 +276,9 @@ async fn wait_for_run(
             errln!("waiting: the job is running (run {busy}); this run starts when that one ends");
             said_waiting = true;
         }
-        let tick = tokio::time::sleep(Duration::from_secs(1));
-        let expired = async {
-            match deadline {
-                Some(d) => tokio::time::sleep_until(d).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            _ = notes.recv() => {}
-            () = tick => {}
-            () = expired => {
-                return Err(WaitTimedOut::new(
-                    limit,
-                    format!("the run request {request_id} stays pending or running"),
-                )
-                .into())
-            }
-        }
+        follow
+            .next(|| format!("the run request {request_id} stays pending or running"))
+            .await?;
     }
 }
 
@@ -282,9 +302,7 @@ pub async fn cancel(db: &mut Database, args: &CancelArgs) -> anyhow::Result<()> 
         );
         return Ok(());
     }
-    let (listener, mut notes) = db.spec.connect_with_notifications().await?;
-    listener.batch_execute("LISTEN crondeck_wake").await?;
-    let deadline = limit.map(|l| tokio::time::Instant::now() + l);
+    let mut follow = Follow::start(db, limit).await?;
     loop {
         let run = run_get(&db.client, run_id)
             .await?
@@ -301,23 +319,9 @@ pub async fn cancel(db: &mut Database, args: &CancelArgs) -> anyhow::Result<()> 
             }
             .into());
         }
-        let expired = async {
-            match deadline {
-                Some(d) => tokio::time::sleep_until(d).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            _ = notes.recv() => {}
-            () = tokio::time::sleep(Duration::from_millis(500)) => {}
-            () = expired => {
-                return Err(WaitTimedOut::new(
-                    limit,
-                    format!("run {run_id} is still running; the cancel request stands"),
-                )
-                .into())
-            }
-        }
+        follow
+            .next(|| format!("run {run_id} is still running; the cancel request stands"))
+            .await?;
     }
 }
 

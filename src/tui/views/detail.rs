@@ -180,8 +180,8 @@ fn definition(app: &App, job: &Job) -> Vec<String> {
         out.push(text);
     } else if rt.failure_streak > 0 {
         out.push(format!(
-            " failing {} times in a row since {}",
-            rt.failure_streak,
+            " failing {} in a row since {}",
+            crate::text::count(rt.failure_streak, "time", "times"),
             relative(rt.failure_streak_since, app.as_of())
         ));
     }
