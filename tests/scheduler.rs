@@ -521,6 +521,108 @@ async fn failed_ticks_are_retried_with_backoff_before_the_next_tick() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_ticks_last_attempt_counts_toward_the_failure_streak() {
+    let db = TestDb::new().await;
+    let mut client = db.client().await;
+    let id = add(
+        &mut client,
+        "flaky-once",
+        "every 1h",
+        ActionKind::Sql,
+        "SELECT 1/0",
+    )
+    .await;
+    // Threshold 2: if retries counted, the first retry would auto-pause it.
+    client
+        .execute(
+            "UPDATE crondeck.jobs SET retry_max = 2, retry_backoff_ms = 100,
+                 failure_threshold = 2, failure_min_age_ms = 0 WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    let node = start_node(&db, fast_config("n")).await;
+    wait_for(Duration::from_secs(15), "the last retry", || async {
+        let n: i64 = scalar(
+            &client,
+            "SELECT count(*) FROM crondeck.runs WHERE job_id = $1 AND attempt = 2
+                 AND ended_at IS NOT NULL",
+            &[&id],
+        )
+        .await;
+        (n == 1).then_some(())
+    })
+    .await;
+    node.shutdown().await.unwrap();
+    let row = client
+        .query_one(
+            "SELECT active, failure_streak, paused_reason FROM crondeck.jobs WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    let (active, streak, reason): (bool, i32, Option<String>) =
+        (row.get(0), row.get(1), row.get(2));
+    assert_eq!(
+        (active, streak),
+        (true, 1),
+        "three failed attempts of one tick are one failure (paused: {reason:?})"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resuming_an_auto_paused_job_starts_a_fresh_streak() {
+    let db = TestDb::new().await;
+    let mut client = db.client().await;
+    let id = add(
+        &mut client,
+        "poison-2",
+        "every 1s",
+        ActionKind::Sql,
+        "SELECT 1/0",
+    )
+    .await;
+    client
+        .execute(
+            "UPDATE crondeck.jobs SET failure_threshold = 2, failure_min_age_ms = 0 WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    let node = start_node(&db, fast_config("n")).await;
+    wait_for(Duration::from_secs(15), "the auto-pause", || async {
+        let active: bool = scalar(
+            &client,
+            "SELECT active FROM crondeck.jobs WHERE id = $1",
+            &[&id],
+        )
+        .await;
+        (!active).then_some(())
+    })
+    .await;
+    node.shutdown().await.unwrap();
+    let before: i32 = scalar(
+        &client,
+        "SELECT failure_streak FROM crondeck.jobs WHERE id = $1",
+        &[&id],
+    )
+    .await;
+    assert_eq!(before, 2);
+    let (_, resumed) = ops::resume(&mut client, &Actor::current(), "poison-2")
+        .await
+        .unwrap();
+    assert!(resumed);
+    let row = client
+        .query_one(
+            "SELECT failure_streak, failure_streak_since IS NULL FROM crondeck.jobs WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    assert_eq!((row.get::<_, i32>(0), row.get::<_, bool>(1)), (0, true));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timeouts_stop_sql_and_shell_jobs() {
     let db = TestDb::new().await;
     let mut client = db.client().await;

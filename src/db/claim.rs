@@ -603,7 +603,7 @@ pub async fn finish(
         return Ok(FinishResult::Fenced);
     };
     let success = completion.status == RunStatus::Succeeded;
-    let counts_as_failure = matches!(completion.status, RunStatus::Failed | RunStatus::TimedOut);
+    let failed = matches!(completion.status, RunStatus::Failed | RunStatus::TimedOut);
     let duration_ms = (ended_at - started_at).num_milliseconds();
     let row = tx
         .query_typed_opt(
@@ -611,15 +611,10 @@ pub async fn finish(
                  running_since = NULL, last_ended_at = $3, last_status = $4,
                  last_duration_ms = $5,
                  last_success_at = CASE WHEN $6 THEN $3 ELSE last_success_at END,
-                 failure_streak = CASE WHEN $6 THEN 0 WHEN $7 THEN failure_streak + 1
-                                       ELSE failure_streak END,
-                 failure_streak_since = CASE WHEN $6 THEN NULL
-                                             WHEN $7 THEN coalesce(failure_streak_since, $8)
-                                             ELSE failure_streak_since END
+                 failure_streak = CASE WHEN $6 THEN 0 ELSE failure_streak END,
+                 failure_streak_since = CASE WHEN $6 THEN NULL ELSE failure_streak_since END
              WHERE id = $1 AND running_run_id = $2
-             RETURNING failure_streak, failure_streak_since, failure_threshold,
-                       failure_min_age_ms, retry_max, retry_backoff_ms, active, numbercall,
-                       nextcall, now()",
+             RETURNING retry_max, retry_backoff_ms, active, numbercall, nextcall",
             &[
                 (&run.job.id, Type::INT8),
                 (&run.run_id, Type::INT8),
@@ -627,8 +622,6 @@ pub async fn finish(
                 (&completion.status.as_str(), Type::TEXT),
                 (&duration_ms, Type::INT8),
                 (&success, Type::BOOL),
-                (&counts_as_failure, Type::BOOL),
-                (&started_at, Type::TIMESTAMPTZ),
             ],
         )
         .await?;
@@ -636,31 +629,21 @@ pub async fn finish(
         // The job was freed by someone else (rescue) after all: same as fenced.
         return Ok(FinishResult::Fenced);
     };
-    if !counts_as_failure {
+    if !failed {
         return Ok(FinishResult::Recorded {
             auto_paused: false,
             retry_at: None,
         });
     }
-    let streak: i32 = row.try_get(0)?;
-    let since: Option<DateTime<Utc>> = row.try_get(1)?;
-    let threshold: i32 = row.try_get(2)?;
-    let min_age_ms: i64 = row.try_get(3)?;
-    let retry_max: i32 = row.try_get(4)?;
-    let retry_backoff_ms: i64 = row.try_get(5)?;
-    let active: bool = row.try_get(6)?;
-    let numbercall: i32 = row.try_get(7)?;
-    let nextcall: Option<DateTime<Utc>> = row.try_get(8)?;
-    let now: DateTime<Utc> = row.try_get(9)?;
+    let retry_max: i32 = row.try_get(0)?;
+    let retry_backoff_ms: i64 = row.try_get(1)?;
+    let active: bool = row.try_get(2)?;
+    let numbercall: i32 = row.try_get(3)?;
+    let nextcall: Option<DateTime<Utc>> = row.try_get(4)?;
 
-    let old_enough = since.is_some_and(|s| (now - s).num_milliseconds() >= min_age_ms);
-    if active && threshold > 0 && streak >= threshold && old_enough {
-        auto_pause(tx, completion, actor, streak, since.unwrap_or(started_at)).await?;
-        return Ok(FinishResult::Recorded {
-            auto_paused: true,
-            retry_at: None,
-        });
-    }
+    // A failure that will be retried is not the tick's last word: only the
+    // tick's last attempt counts toward the failure streak (and so toward
+    // auto-pause and the failure notification).
     let retry_at =
         if run.trigger.is_retriable() && active && numbercall != 0 && run.attempt < retry_max {
             let factor = 1_i64 << run.attempt.clamp(0, 20);
@@ -673,19 +656,45 @@ pub async fn finish(
                 (Schedule::Manual, _) | (_, None) => true,
                 (_, Some(next)) => at < next,
             };
-            match at {
-                Some(at) if before_next_tick(at) => {
-                    request_retry(tx, run.job.id, at, run.scheduled_for, run.attempt + 1).await?;
-                    Some(at)
-                }
-                _ => None,
-            }
+            at.filter(|&at| before_next_tick(at))
         } else {
             None
         };
+    if let Some(at) = retry_at {
+        request_retry(tx, run.job.id, at, run.scheduled_for, run.attempt + 1).await?;
+        return Ok(FinishResult::Recorded {
+            auto_paused: false,
+            retry_at,
+        });
+    }
+
+    let row = tx
+        .query_typed_one(
+            "UPDATE crondeck.jobs SET failure_streak = failure_streak + 1,
+                 failure_streak_since = coalesce(failure_streak_since, $2)
+             WHERE id = $1
+             RETURNING failure_streak, failure_streak_since, failure_threshold,
+                       failure_min_age_ms, now()",
+            &[
+                (&run.job.id, Type::INT8),
+                (&run.scheduled_for, Type::TIMESTAMPTZ),
+            ],
+        )
+        .await?;
+    let streak: i32 = row.try_get(0)?;
+    let since: Option<DateTime<Utc>> = row.try_get(1)?;
+    let threshold: i32 = row.try_get(2)?;
+    let min_age_ms: i64 = row.try_get(3)?;
+    let now: DateTime<Utc> = row.try_get(4)?;
+
+    let old_enough = since.is_some_and(|s| (now - s).num_milliseconds() >= min_age_ms);
+    let auto_paused = active && threshold > 0 && streak >= threshold && old_enough;
+    if auto_paused {
+        auto_pause(tx, completion, actor, streak, since.unwrap_or(started_at)).await?;
+    }
     Ok(FinishResult::Recorded {
-        auto_paused: false,
-        retry_at,
+        auto_paused,
+        retry_at: None,
     })
 }
 
