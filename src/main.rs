@@ -32,11 +32,17 @@ fn main() -> ExitCode {
 
 /// Logs go to stderr: warnings and errors only for commands, so their output
 /// stays clean for scripts; more for the headless scheduler. RUST_LOG overrides.
+/// Colour only on a terminal (and never with NO_COLOR): stderr redirected to
+/// a file or a journal gets plain text, not escape codes.
 fn init_logging(default: &str) {
+    use std::io::IsTerminal as _;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr)
         .init();
 }

@@ -427,3 +427,34 @@ async fn a_shell_job_gets_a_scrubbed_environment_without_the_nodes_secrets() {
         "not on the documented list: {extra:?}\n{env}"
     );
 }
+
+/// Logs redirected to a file (a journal, `2> node.log`) are plain text: no
+/// colour escape codes, whatever the log level.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nodes_log_redirected_to_a_file_has_no_escape_codes() {
+    let db = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("node.log");
+    let file = std::fs::File::create(&log).unwrap();
+    let mut node = db
+        .cli()
+        .args(["scheduler", "--heartbeat", "500ms", "--lease", "2s"])
+        .env("RUST_LOG", "debug")
+        .env_remove("NO_COLOR")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(file)
+        .spawn()
+        .expect("spawn crondeck scheduler");
+    let logged = wait_for(Duration::from_secs(30), "log lines", || async {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        (text.lines().count() >= 3).then_some(text)
+    })
+    .await;
+    kill_9(&mut node);
+    assert!(
+        !logged.contains('\u{1b}'),
+        "escape codes in the log file:\n{}",
+        logged.escape_debug()
+    );
+}
