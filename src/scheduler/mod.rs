@@ -71,6 +71,7 @@ mod execute;
 mod heartbeat;
 mod lease;
 mod listen;
+pub(crate) mod live;
 mod node;
 mod prune;
 pub(crate) mod shell;
