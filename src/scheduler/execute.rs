@@ -25,7 +25,7 @@ pub(crate) async fn execute(
     lease_lost: &CancellationToken,
 ) {
     match run.job.spec.action {
-        ActionKind::Sql => sql::execute(shared, run, node_id, cancel).await,
+        ActionKind::Sql => sql::execute(shared, run, node_id, cancel, lease_lost).await,
         ActionKind::Shell => {
             let output = Arc::new(JobOutput::new(shared.config.output_limit));
             let stop_live = CancellationToken::new();

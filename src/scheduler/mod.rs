@@ -73,6 +73,7 @@ mod lease;
 mod listen;
 pub(crate) mod live;
 mod node;
+mod notices;
 mod prune;
 pub(crate) mod shell;
 mod sql;
