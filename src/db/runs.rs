@@ -392,6 +392,59 @@ pub struct RunRow {
     pub output_at: Option<DateTime<Utc>>,
 }
 
+impl Progress {
+    /// Share done, 0.0 to 1.0, when there is a total (an empty total is done).
+    pub fn fraction(self) -> Option<f64> {
+        self.total.map(|total| {
+            if total == 0 {
+                1.0
+            } else {
+                (self.done as f64 / total as f64).clamp(0.0, 1.0)
+            }
+        })
+    }
+
+    /// `4000/10000 (40%)`, or `4000` without a total.
+    pub fn describe(self) -> String {
+        match (self.total, self.fraction()) {
+            (Some(total), Some(f)) => format!("{}/{total} ({:.0}%)", self.done, (f * 100.0).floor()),
+            _ => self.done.to_string(),
+        }
+    }
+}
+
+impl RunRow {
+    /// The progress the job reported, if any.
+    pub fn progress(&self) -> Option<Progress> {
+        self.progress_done.map(|done| Progress {
+            done,
+            total: self.progress_total,
+        })
+    }
+
+    /// When a running run should end at the pace it reported so far:
+    /// `done` took `progress_at - started_at`, so the rest takes
+    /// proportionally long. `None` without a total, before any work was
+    /// done, or once the run ended.
+    pub fn estimated_end(&self) -> Option<DateTime<Utc>> {
+        if self.status != "running" {
+            return None;
+        }
+        let progress = self.progress()?;
+        let total = progress.total?;
+        let (started, at) = (self.started_at?, self.progress_at?);
+        if progress.done <= 0 || at <= started {
+            return None;
+        }
+        let spent_ms = (at - started).num_milliseconds() as f64;
+        let left_ms = spent_ms * (total - progress.done) as f64 / progress.done as f64;
+        if !left_ms.is_finite() || left_ms > 1e13 {
+            return None;
+        }
+        at.checked_add_signed(chrono::Duration::milliseconds(left_ms as i64))
+    }
+}
+
 const RUN_COLUMNS: &str = "id, job_id, trigger, requested_by, scheduled_for, ticks, status, reason,
     node_name, attempt, started_at, ended_at,
     (extract(epoch FROM ended_at - started_at) * 1000)::bigint AS duration_ms,
