@@ -407,7 +407,9 @@ impl Progress {
     /// `4000/10000 (40%)`, or `4000` without a total.
     pub fn describe(self) -> String {
         match (self.total, self.fraction()) {
-            (Some(total), Some(f)) => format!("{}/{total} ({:.0}%)", self.done, (f * 100.0).floor()),
+            (Some(total), Some(f)) => {
+                format!("{}/{total} ({:.0}%)", self.done, (f * 100.0).floor())
+            }
             _ => self.done.to_string(),
         }
     }

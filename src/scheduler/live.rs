@@ -342,7 +342,11 @@ async fn write_once(
     let object = tokio::time::timeout(deadline, shared.pool.get())
         .await
         .map_err(|_| anyhow::anyhow!("no database connection within {deadline:?}"))??;
-    match tokio::time::timeout(deadline, run_live_update(&**object, run_id, node_id, update)).await
+    match tokio::time::timeout(
+        deadline,
+        run_live_update(&**object, run_id, node_id, update),
+    )
+    .await
     {
         Ok(written) => Ok(written?),
         Err(_) => {

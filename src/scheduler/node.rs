@@ -14,8 +14,8 @@ use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::notices::{JobConnect, NoticeRouter};
 use super::lease::{Lease, Ledger};
+use super::notices::{JobConnect, NoticeRouter};
 use super::{alerts, execute, heartbeat, listen, prune, NodeConfig};
 use crate::db::audit::Actor;
 use crate::db::claim::{claim, next_wake, ClaimedRun, Claimer};

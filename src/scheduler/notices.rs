@@ -115,8 +115,11 @@ impl deadpool_postgres::Connect for JobConnect {
                             let output = own.lock().unwrap_or_else(PoisonError::into_inner).clone();
                             match output {
                                 Some(output) => deliver(&output, &notice),
-                                None => tracing::debug!(severity = notice.severity(),
-                                    message = notice.message(), "notice outside an SQL job"),
+                                None => tracing::debug!(
+                                    severity = notice.severity(),
+                                    message = notice.message(),
+                                    "notice outside an SQL job"
+                                ),
                             }
                         }
                         Some(Ok(_)) => {}

@@ -492,8 +492,15 @@ async fn run_with(
             _ = &mut readers, if !drained => drained = true,
         }
     };
-    if !drained && tokio::time::timeout(DRAIN_TIMEOUT, &mut readers).await.is_err() {
-        tracing::warn!(pid, "an escaped process holds the output of a finished shell job; no longer reading it");
+    if !drained
+        && tokio::time::timeout(DRAIN_TIMEOUT, &mut readers)
+            .await
+            .is_err()
+    {
+        tracing::warn!(
+            pid,
+            "an escaped process holds the output of a finished shell job; no longer reading it"
+        );
         stop_reading.cancel();
         readers.await;
     }
