@@ -433,18 +433,75 @@ impl RunRow {
             return None;
         }
         let progress = self.progress()?;
-        let total = progress.total?;
         let (started, at) = (self.started_at?, self.progress_at?);
-        if progress.done <= 0 || at <= started {
-            return None;
-        }
-        let spent_ms = (at - started).num_milliseconds() as f64;
-        let left_ms = spent_ms * (total - progress.done) as f64 / progress.done as f64;
-        if !left_ms.is_finite() || left_ms > 1e13 {
-            return None;
-        }
-        at.checked_add_signed(chrono::Duration::milliseconds(left_ms as i64))
+        estimate_end(started, at, progress)
     }
+}
+
+/// When work reported as `progress` at `at`, begun at `started`, should be
+/// done at the same pace: `done` took `at - started`, the rest takes
+/// proportionally long. `None` without a total or before any work was done.
+pub fn estimate_end(
+    started: DateTime<Utc>,
+    at: DateTime<Utc>,
+    progress: Progress,
+) -> Option<DateTime<Utc>> {
+    let total = progress.total?;
+    if progress.done <= 0 || at <= started {
+        return None;
+    }
+    let spent_ms = (at - started).num_milliseconds() as f64;
+    let left_ms = spent_ms * (total - progress.done) as f64 / progress.done as f64;
+    if !left_ms.is_finite() || left_ms > 1e13 {
+        return None;
+    }
+    at.checked_add_signed(chrono::Duration::milliseconds(left_ms as i64))
+}
+
+/// The progress of a running run, for the console's jobs table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunningProgress {
+    pub job_id: i64,
+    pub run_id: i64,
+    pub started_at: DateTime<Utc>,
+    pub progress: Progress,
+    pub progress_at: DateTime<Utc>,
+}
+
+impl RunningProgress {
+    pub fn estimated_end(&self) -> Option<DateTime<Utc>> {
+        estimate_end(self.started_at, self.progress_at, self.progress)
+    }
+}
+
+/// Every running run that reported progress (a partial-index scan: only
+/// running runs are looked at).
+pub async fn run_progress_running(
+    client: &impl GenericClient,
+) -> Result<Vec<RunningProgress>, DbError> {
+    let rows = client
+        .query(
+            "SELECT job_id, id, started_at, progress_done, progress_total, progress_at
+             FROM crondeck.runs
+             WHERE status = 'running' AND progress_done IS NOT NULL
+               AND started_at IS NOT NULL AND progress_at IS NOT NULL",
+            &[],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(RunningProgress {
+                job_id: r.try_get(0)?,
+                run_id: r.try_get(1)?,
+                started_at: r.try_get(2)?,
+                progress: Progress {
+                    done: r.try_get(3)?,
+                    total: r.try_get(4)?,
+                },
+                progress_at: r.try_get(5)?,
+            })
+        })
+        .collect()
 }
 
 const RUN_COLUMNS: &str = "id, job_id, trigger, requested_by, scheduled_for, ticks, status, reason,
