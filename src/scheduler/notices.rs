@@ -132,7 +132,9 @@ impl deadpool_postgres::Connect for JobConnect {
                 }
             });
             // On failure the client is dropped, which ends the task.
-            let row = client.query_one("SELECT pg_backend_pid()", &[]).await?;
+            let row = client
+                .query_typed_one("SELECT pg_backend_pid()", &[])
+                .await?;
             let pid: i32 = row.try_get(0)?;
             router.register(pid, &slot);
             Ok((client, task))

@@ -641,7 +641,11 @@ fn set_death_signal(signal: libc::c_int, parent: u32) -> io::Result<()> {
 
 /// Runs between fork and exec in the child: the progress pipe's write end
 /// `fd` (close-on-exec) becomes [`PROGRESS_FD`], inheritable. (If the node's
-/// `fd` already is that number, only close-on-exec is cleared.)
+/// `fd` already is that number, only close-on-exec is cleared.) Whatever the
+/// child had as fd 9 is replaced; it can only be a close-on-exec descriptor
+/// of the node, so the job loses nothing. Known edge: should that be the
+/// pipe on which the standard library reports a failed `exec`, such a
+/// failure shows as exit status 1 instead of "could not start".
 fn pass_progress_fd(fd: libc::c_int) -> io::Result<()> {
     // SAFETY: dup2 and fcntl are plain syscalls on descriptors of this
     // process.
