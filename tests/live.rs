@@ -606,3 +606,67 @@ async fn a_node_that_lost_its_lease_stops_writing_its_runs_output() {
     );
     node.shutdown().await.unwrap();
 }
+
+/// However fast a job prints and reports, its run is written at most about
+/// once a second while it runs (counted by a trigger on the runs table).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_writes_are_at_most_about_one_a_second() {
+    let db = TestDb::new().await;
+    let mut client = db.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE public.live_writes (run_id bigint, at timestamptz);
+             CREATE FUNCTION public.count_live_write() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+                 INSERT INTO public.live_writes VALUES (NEW.id, clock_timestamp());
+                 RETURN NEW;
+             END $$;
+             CREATE TRIGGER count_live_writes AFTER UPDATE ON crondeck.runs FOR EACH ROW
+             WHEN (OLD.status = 'running' AND NEW.status = 'running')
+             EXECUTE FUNCTION public.count_live_write();",
+        )
+        .await
+        .unwrap();
+    // About 300 lines and progress reports over 3 s or more.
+    let command = "i=0; while [ $i -lt 300 ]; do echo line $i; \
+                   echo \"progress $i/300\" >&$CRONDECK_PROGRESS_FD; i=$((i+1)); sleep 0.01; done";
+    add_job(
+        &mut client,
+        "fast",
+        "every 1h",
+        ActionKind::Shell,
+        command,
+        None,
+    )
+    .await;
+    let node = start_node(&db, "live-f").await;
+    let run = wait_for(WAIT, "the run to start", || async {
+        running_on(&client, "fast", "live-f").await
+    })
+    .await;
+    let end = wait_end(&client, run).await;
+    assert_eq!(end.status, "succeeded");
+    let (writes, span_ms): (i64, Option<f64>) = {
+        let row = client
+            .query_one(
+                "SELECT count(*),
+                        (extract(epoch FROM max(r.ended_at) - min(r.started_at)) * 1000)::float8
+                 FROM public.live_writes w JOIN crondeck.runs r ON r.id = w.run_id
+                 WHERE w.run_id = $1",
+                &[&run],
+            )
+            .await
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    let span_s = (span_ms.unwrap_or(0.0) / 1000.0).floor() as i64;
+    assert!(
+        writes >= 2,
+        "the output was not streamed: {writes} live writes"
+    );
+    assert!(
+        writes <= span_s + 2,
+        "{writes} live writes during a run of {span_s} s"
+    );
+    node.shutdown().await.unwrap();
+}
