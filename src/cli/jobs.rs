@@ -6,6 +6,7 @@ use super::output;
 use crate::database::Database;
 use crate::db::audit::{audit_list, Actor};
 use crate::db::jobs::{job_get_or_unreadable, job_list};
+use crate::db::runs::run_get;
 use crate::job::{ActionKind, Catchup, JobSpec};
 use crate::ops::{self, db_now, AddOptions, JobChanges, OpsError};
 use crate::schedule::Schedule;
@@ -254,15 +255,27 @@ pub async fn show(db: &Database, args: &ShowArgs) -> anyhow::Result<()> {
         .map(|n| job.spec.schedule.upcoming(n, 5))
         .unwrap_or_default();
     let audit = audit_list(&db.client, Some(&job.spec.name), 5).await?;
+    // A running run with its output and progress so far.
+    let running = match job.runtime.running_run_id {
+        Some(id) => run_get(&db.client, id)
+            .await?
+            .filter(|r| r.status == "running"),
+        None => None,
+    };
     if args.json {
         let json = serde_json::json!({
             "job": job.to_json(now),
             "upcoming": upcoming,
             "audit": audit,
+            "running": running,
         });
         outln!("{}", text::json(&serde_json::to_string_pretty(&json)?));
     } else {
         out!("{}", output::job_detail(&job, &upcoming, &audit, now));
+        if let Some(run) = &running {
+            outln!("\nrunning now:");
+            out!("{}", output::run_detail(run));
+        }
     }
     Ok(())
 }

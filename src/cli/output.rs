@@ -330,6 +330,12 @@ fn millis_short(ms: Option<i64>) -> String {
 }
 
 fn run_result(run: &crate::db::runs::RunRow) -> String {
+    if run.status == "running" {
+        return run
+            .progress()
+            .map(|p| format!("progress {}", p.describe()))
+            .unwrap_or_default();
+    }
     if let Some(code) = run.exit_code.filter(|c| *c != 0) {
         format!("exit {code}")
     } else if let Some(signal) = run.signal {
@@ -399,8 +405,22 @@ pub fn run_detail(run: &crate::db::runs::RunRow) -> String {
         run.node_name.as_deref().unwrap_or("-")
     );
     let result = run_result(run);
-    if !result.is_empty() {
+    if !result.is_empty() && run.status != "running" {
         let _ = writeln!(out, "result         {result}");
+    }
+    if let Some(progress) = run.progress() {
+        let _ = write!(out, "progress       {}", progress.describe());
+        if let Some(end) = run.estimated_end() {
+            let _ = write!(out, ", estimated end {}", local(end));
+        }
+        out.push('\n');
+    }
+    if run.status == "running" && (run.stdout.is_some() || run.stderr.is_some()) {
+        let _ = writeln!(
+            out,
+            "output so far  (as of {}; the record at the end is complete)",
+            local_or_dash(run.output_at)
+        );
     }
     if let Some(error) = &run.error {
         let _ = writeln!(out, "error          {}", crate::text::block(error));

@@ -57,8 +57,13 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 8,
+        name: "live_runs",
+        sql: include_str!("migrations/0008_live_runs.sql"),
+    },
+    Migration {
+        version: 9,
         name: "fresh_streak",
-        sql: include_str!("migrations/0008_fresh_streak.sql"),
+        sql: include_str!("migrations/0009_fresh_streak.sql"),
     },
 ];
 

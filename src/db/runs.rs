@@ -220,6 +220,77 @@ pub struct RunOutcome {
     pub stderr: Option<String>,
     pub stdout_dropped: i64,
     pub stderr_dropped: i64,
+    /// The latest progress the job reported, if any (kept as it was in the
+    /// row when `None`).
+    pub progress: Option<Progress>,
+}
+
+/// Progress a running job reported: `done` of `total` (no total: a count).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Progress {
+    pub done: i64,
+    pub total: Option<i64>,
+}
+
+/// What a running run produced so far, written while it runs
+/// ([`run_live_update`]). `None` fields are left as they are.
+#[derive(Debug, Clone, Default)]
+pub struct LiveUpdate {
+    pub stdout: Option<String>,
+    pub stderr: Option<String>,
+    pub stdout_dropped: i64,
+    pub stderr_dropped: i64,
+    pub progress: Option<Progress>,
+}
+
+/// Write the output so far and/or the progress of a run that is still
+/// running, fenced exactly like [`run_finish`]: only while the run is
+/// `running` and belongs to `node_id`, whose registration is alive by lease
+/// in database time. Returns whether the row was written (false: the run
+/// ended or was taken away; the caller stops writing).
+pub async fn run_live_update(
+    client: &impl GenericClient,
+    run_id: i64,
+    node_id: &str,
+    update: &LiveUpdate,
+) -> Result<bool, DbError> {
+    let has_output = update.stdout.is_some() || update.stderr.is_some();
+    let (done, total) = match update.progress {
+        Some(p) => (Some(p.done), p.total),
+        None => (None, None),
+    };
+    let has_progress = update.progress.is_some();
+    let written = client
+        .execute_typed(
+            &format!(
+                "UPDATE crondeck.runs SET
+                     stdout = CASE WHEN $3 THEN coalesce($4, stdout) ELSE stdout END,
+                     stderr = CASE WHEN $3 THEN coalesce($5, stderr) ELSE stderr END,
+                     stdout_dropped = CASE WHEN $3 THEN $6 ELSE stdout_dropped END,
+                     stderr_dropped = CASE WHEN $3 THEN $7 ELSE stderr_dropped END,
+                     output_at = CASE WHEN $3 THEN statement_timestamp() ELSE output_at END,
+                     progress_done = CASE WHEN $8 THEN $9 ELSE progress_done END,
+                     progress_total = CASE WHEN $8 THEN $10 ELSE progress_total END,
+                     progress_at = CASE WHEN $8 THEN statement_timestamp() ELSE progress_at END
+                 WHERE id = $1 AND status = 'running'
+                   AND node_id = (SELECT id FROM crondeck.nodes WHERE id = $2 AND {alive})",
+                alive = super::nodes::alive_at("statement_timestamp()")
+            ),
+            &[
+                (&run_id, Type::INT8),
+                (&node_id, Type::TEXT),
+                (&has_output, Type::BOOL),
+                (&update.stdout, Type::TEXT),
+                (&update.stderr, Type::TEXT),
+                (&update.stdout_dropped, Type::INT8),
+                (&update.stderr_dropped, Type::INT8),
+                (&has_progress, Type::BOOL),
+                (&done, Type::INT8),
+                (&total, Type::INT8),
+            ],
+        )
+        .await?;
+    Ok(written > 0)
 }
 
 /// What a fenced finish wrote.
@@ -246,7 +317,10 @@ pub async fn run_finish(
                 "UPDATE crondeck.runs SET status = $3,
                      ended_at = greatest(clock_timestamp(), started_at),
                      exit_code = $4, signal = $5, sqlstate = $6, rows_affected = $7, error = $8,
-                     stdout = $9, stderr = $10, stdout_dropped = $11, stderr_dropped = $12
+                     stdout = $9, stderr = $10, stdout_dropped = $11, stderr_dropped = $12,
+                     progress_done = CASE WHEN $13 THEN $14 ELSE progress_done END,
+                     progress_total = CASE WHEN $13 THEN $15 ELSE progress_total END,
+                     progress_at = CASE WHEN $13 THEN clock_timestamp() ELSE progress_at END
                  WHERE id = $1 AND status = 'running'
                    AND node_id = (SELECT id FROM crondeck.nodes WHERE id = $2 AND {alive})
                  RETURNING started_at, ended_at",
@@ -267,6 +341,9 @@ pub async fn run_finish(
                 (&outcome.stderr, Type::TEXT),
                 (&outcome.stdout_dropped, Type::INT8),
                 (&outcome.stderr_dropped, Type::INT8),
+                (&outcome.progress.is_some(), Type::BOOL),
+                (&outcome.progress.map(|p| p.done), Type::INT8),
+                (&outcome.progress.and_then(|p| p.total), Type::INT8),
             ],
         )
         .await?;
@@ -305,13 +382,134 @@ pub struct RunRow {
     pub stderr: Option<String>,
     pub stdout_dropped: i64,
     pub stderr_dropped: i64,
+    /// Progress the job reported (see [`Progress`]): done, total (absent if
+    /// the job gave none), and when the node recorded it.
+    pub progress_done: Option<i64>,
+    pub progress_total: Option<i64>,
+    pub progress_at: Option<DateTime<Utc>>,
+    /// When the node last wrote the output of this run while it was
+    /// running; `None` if it never did.
+    pub output_at: Option<DateTime<Utc>>,
+}
+
+impl Progress {
+    /// Share done, 0.0 to 1.0, when there is a total (an empty total is done).
+    pub fn fraction(self) -> Option<f64> {
+        self.total.map(|total| {
+            if total == 0 {
+                1.0
+            } else {
+                (self.done as f64 / total as f64).clamp(0.0, 1.0)
+            }
+        })
+    }
+
+    /// `4000/10000 (40%)`, or `4000` without a total.
+    pub fn describe(self) -> String {
+        match (self.total, self.fraction()) {
+            (Some(total), Some(f)) => {
+                format!("{}/{total} ({:.0}%)", self.done, (f * 100.0).floor())
+            }
+            _ => self.done.to_string(),
+        }
+    }
+}
+
+impl RunRow {
+    /// The progress the job reported, if any.
+    pub fn progress(&self) -> Option<Progress> {
+        self.progress_done.map(|done| Progress {
+            done,
+            total: self.progress_total,
+        })
+    }
+
+    /// When a running run should end at the pace it reported so far:
+    /// `done` took `progress_at - started_at`, so the rest takes
+    /// proportionally long. `None` without a total, before any work was
+    /// done, or once the run ended.
+    pub fn estimated_end(&self) -> Option<DateTime<Utc>> {
+        if self.status != "running" {
+            return None;
+        }
+        let progress = self.progress()?;
+        let (started, at) = (self.started_at?, self.progress_at?);
+        estimate_end(started, at, progress)
+    }
+}
+
+/// When work reported as `progress` at `at`, begun at `started`, should be
+/// done at the same pace: `done` took `at - started`, the rest takes
+/// proportionally long. `None` without a total or before any work was done.
+pub fn estimate_end(
+    started: DateTime<Utc>,
+    at: DateTime<Utc>,
+    progress: Progress,
+) -> Option<DateTime<Utc>> {
+    let total = progress.total?;
+    if progress.done <= 0 || at <= started {
+        return None;
+    }
+    let spent_ms = (at - started).num_milliseconds() as f64;
+    let left_ms = spent_ms * (total - progress.done) as f64 / progress.done as f64;
+    if !left_ms.is_finite() || left_ms > 1e13 {
+        return None;
+    }
+    at.checked_add_signed(chrono::Duration::milliseconds(left_ms as i64))
+}
+
+/// The progress of a running run, for the console's jobs table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunningProgress {
+    pub job_id: i64,
+    pub run_id: i64,
+    pub started_at: DateTime<Utc>,
+    pub progress: Progress,
+    pub progress_at: DateTime<Utc>,
+}
+
+impl RunningProgress {
+    pub fn estimated_end(&self) -> Option<DateTime<Utc>> {
+        estimate_end(self.started_at, self.progress_at, self.progress)
+    }
+}
+
+/// Every running run that reported progress (a partial-index scan: only
+/// running runs are looked at).
+pub async fn run_progress_running(
+    client: &impl GenericClient,
+) -> Result<Vec<RunningProgress>, DbError> {
+    let rows = client
+        .query(
+            "SELECT job_id, id, started_at, progress_done, progress_total, progress_at
+             FROM crondeck.runs
+             WHERE status = 'running' AND progress_done IS NOT NULL
+               AND started_at IS NOT NULL AND progress_at IS NOT NULL",
+            &[],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(RunningProgress {
+                job_id: r.try_get(0)?,
+                run_id: r.try_get(1)?,
+                started_at: r.try_get(2)?,
+                progress: Progress {
+                    done: r.try_get(3)?,
+                    total: r.try_get(4)?,
+                },
+                progress_at: r.try_get(5)?,
+            })
+        })
+        .collect()
 }
 
 const RUN_COLUMNS: &str = "id, job_id, trigger, requested_by, scheduled_for, ticks, status, reason,
     node_name, attempt, started_at, ended_at,
     (extract(epoch FROM ended_at - started_at) * 1000)::bigint AS duration_ms,
     (extract(epoch FROM started_at - scheduled_for) * 1000)::bigint AS lateness_ms,
-    exit_code, signal, sqlstate, rows_affected, error, stdout, stderr, stdout_dropped, stderr_dropped";
+    exit_code, signal, sqlstate, rows_affected, error, stdout, stderr, stdout_dropped, stderr_dropped,
+    progress_done, progress_total, progress_at, output_at";
 
 fn run_from_row(r: &Row) -> Result<RunRow, DbError> {
     Ok(RunRow {
@@ -338,6 +536,10 @@ fn run_from_row(r: &Row) -> Result<RunRow, DbError> {
         stderr: r.try_get("stderr")?,
         stdout_dropped: r.try_get("stdout_dropped")?,
         stderr_dropped: r.try_get("stderr_dropped")?,
+        progress_done: r.try_get("progress_done")?,
+        progress_total: r.try_get("progress_total")?,
+        progress_at: r.try_get("progress_at")?,
+        output_at: r.try_get("output_at")?,
     })
 }
 

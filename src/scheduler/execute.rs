@@ -2,15 +2,17 @@
 //! own transaction (`sql`); everything else is recorded here, in a short
 //! transaction of its own, retried while the lease could still be ours.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
+use super::live::{self, JobOutput, Streams};
 use super::node::Shared;
 use super::shell::{run_shell, LeaseWatch, ShellCommand, ShellOutcome, ShellResult};
 use super::sql;
 use crate::db::claim::{finish, ClaimedRun, Completion, FinishResult};
-use crate::db::runs::{RunOutcome, RunStatus};
+use crate::db::runs::{Progress, RunOutcome, RunStatus};
 use crate::job::ActionKind;
 
 /// Execute `run` and record the result. Never panics, never returns early
@@ -23,10 +25,28 @@ pub(crate) async fn execute(
     lease_lost: &CancellationToken,
 ) {
     match run.job.spec.action {
-        ActionKind::Sql => sql::execute(shared, run, node_id, cancel).await,
+        ActionKind::Sql => sql::execute(shared, run, node_id, cancel, lease_lost).await,
         ActionKind::Shell => {
-            let (status, outcome) = match execute_shell(shared, run, cancel, lease_lost).await {
-                Ok(result) => shell_result(result),
+            let output = Arc::new(JobOutput::new(shared.config.output_limit));
+            let stop_live = CancellationToken::new();
+            let (result, ()) = tokio::join!(
+                async {
+                    let result = execute_shell(shared, run, &output, cancel, lease_lost).await;
+                    stop_live.cancel();
+                    result
+                },
+                live::write_while_running(
+                    shared,
+                    run.run_id,
+                    node_id,
+                    &output,
+                    Streams::Both,
+                    &stop_live,
+                    lease_lost,
+                ),
+            );
+            let (status, outcome) = match result {
+                Ok(result) => shell_result(result, output.progress()),
                 Err(error) => (
                     RunStatus::Failed,
                     RunOutcome {
@@ -43,6 +63,7 @@ pub(crate) async fn execute(
 async fn execute_shell(
     shared: &Shared,
     run: &ClaimedRun,
+    output: &Arc<JobOutput>,
     cancel: &CancellationToken,
     lease_lost: &CancellationToken,
 ) -> Result<ShellResult, String> {
@@ -78,12 +99,15 @@ async fn execute_shell(
             heartbeat: shared.config.heartbeat,
             lost: lease_lost.clone(),
         }),
+        output: Some(output.clone()),
+        progress_fd: true,
     };
     run_shell(&command, cancel).await.map_err(|e| e.to_string())
 }
 
-fn shell_result(result: ShellResult) -> (RunStatus, RunOutcome) {
+fn shell_result(result: ShellResult, progress: Option<Progress>) -> (RunStatus, RunOutcome) {
     let mut outcome = RunOutcome {
+        progress,
         stdout: Some(result.stdout.text),
         stderr: Some(result.stderr.text),
         stdout_dropped: i64::try_from(result.stdout.dropped_bytes).unwrap_or(i64::MAX),

@@ -15,6 +15,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::lease::{Lease, Ledger};
+use super::notices::{JobConnect, NoticeRouter};
 use super::{alerts, execute, heartbeat, listen, prune, NodeConfig};
 use crate::db::audit::Actor;
 use crate::db::claim::{claim, next_wake, ClaimedRun, Claimer};
@@ -31,6 +32,8 @@ pub(crate) struct Shared {
     /// Connections that run SQL jobs, and only those: the node's bookkeeping
     /// never shares a session with job statements (`sql`, "Sessions").
     pub(crate) job_pool: Pool,
+    /// Routes the job pool's notices to the SQL run using the connection.
+    pub(crate) notices: NoticeRouter,
     pub(crate) actor: Actor,
     /// Owned by the heartbeat service; read by everyone else.
     pub(crate) lease: Lease,
@@ -136,9 +139,14 @@ impl NodeHandle {
             })
             .build()
             .context("building the connection pool")?;
-        let job_manager = Manager::from_config(
+        // Its own connect: the job's notices go to its run (`notices`).
+        let notices = NoticeRouter::default();
+        let job_manager = Manager::from_connect(
             spec.config().clone(),
-            spec.make_tls()?,
+            JobConnect {
+                tls: spec.make_tls()?,
+                router: notices.clone(),
+            },
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -161,6 +169,7 @@ impl NodeHandle {
             spec,
             pool,
             job_pool,
+            notices,
             actor: Actor::current(),
             busy: AtomicUsize::new(0),
             finished_since_prune: AtomicU64::new(0),

@@ -87,6 +87,20 @@
 //! long as the runtime), never inside `spawn_blocking`, whose threads exit when
 //! idle and would kill the job.
 //!
+//! # Progress channel
+//! With `progress_fd` set, the job gets the write end of a pipe as file
+//! descriptor [`PROGRESS_FD`] (9; single-digit so that `dash` can name it),
+//! and its number in `CRONDECK_PROGRESS_FD`. Lines it writes there
+//! (`progress 4000/10000`, `done=4000 remaining=6000`) are parsed by the
+//! node (`live::parse_progress`), bounded in length, and recorded on the
+//! run; anything else is ignored. The node reads the pipe for as long as the
+//! job runs, so a write never blocks the job nor gets it a SIGPIPE, and a job
+//! that ignores the descriptor is not affected. The descriptor is opened
+//! close-on-exec in the node and made inheritable only in the job's child
+//! between fork and exec: no other process the node starts gets it (the
+//! lease watchdog's loop closes its copy). The job's own children inherit it
+//! like stdout, and may report too.
+//!
 //! # Environment
 //! A job does not inherit the node's environment, which holds the database
 //! URL, `PGPASSWORD` and whatever else the node was started with. It gets
@@ -96,7 +110,7 @@
 //!
 //! Linux only (`prctl`, `/proc`).
 
-mod capture;
+pub(crate) mod capture;
 #[cfg(test)]
 mod tests;
 
@@ -107,9 +121,10 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use capture::Capture;
+use super::live::{JobOutput, ProgressLines, Stream};
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::sys::signal::{killpg, Signal};
@@ -124,6 +139,11 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 /// Added to timeout + grace for the `timeout` wrapper's own backstop timer.
 pub const BACKSTOP_SLACK: Duration = Duration::from_secs(5);
 const READ_BUF: usize = 64 * 1024;
+/// The job's file descriptor for progress lines (see "Progress channel").
+/// The watchdog script below closes it by this number.
+pub const PROGRESS_FD: libc::c_int = 9;
+/// The variable that tells the job [`PROGRESS_FD`].
+pub const PROGRESS_FD_ENV: &str = "CRONDECK_PROGRESS_FD";
 /// The job's wrapper when it has a lease watchdog: `$1` the window, `$2` the
 /// first window, the rest the job's argv (`sh -c <command>`, or the program
 /// and its arguments). The pipe from the node arrives as stdin and moves to
@@ -138,7 +158,7 @@ shift 2
   while [ -n "$(timeout --foreground "$t" head -c 1 <&3)" ]; do t=$window; done
   echo "crondeck: job stopped: its node did not renew its lease in time" >&2
   kill -s KILL 0
-} &
+} 9>&- &
 exec 3<&- "$@""#;
 const CUT_SHORT_NOTE: &str =
     "\n[output cut short: a process that left the job's process group still held the pipe open]";
@@ -190,6 +210,11 @@ pub struct ShellCommand {
     /// Tie the job's life to the node's lease (see "Lease watchdog").
     /// `None`: the job may outlive a frozen node.
     pub lease: Option<LeaseWatch>,
+    /// Where the output and progress go while the job runs (shared with
+    /// the live writer). `None`: a private one of `output_limit`.
+    pub output: Option<Arc<JobOutput>>,
+    /// Open the progress channel (see "Progress channel").
+    pub progress_fd: bool,
 }
 
 /// The node's lease, as a shell job's watchdog needs it.
@@ -296,6 +321,10 @@ async fn run_with(
             });
         }
     }
+    let output = cmd
+        .output
+        .clone()
+        .unwrap_or_else(|| Arc::new(JobOutput::new(cmd.output_limit)));
     let backstop = cmd.timeout.map(|t| t + cmd.kill_grace + BACKSTOP_SLACK);
     let shell;
     let job_argv: &[String] = match &cmd.argv {
@@ -347,15 +376,33 @@ async fn run_with(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
+    // Close-on-exec in the node: only this job's child inherits it.
+    let (progress_read, progress_write) = if cmd.progress_fd {
+        let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
+            .map_err(|e| ShellError::Spawn(io::Error::from(e)))?;
+        command.env(PROGRESS_FD_ENV, PROGRESS_FD.to_string());
+        (Some(read), Some(write))
+    } else {
+        (None, None)
+    };
+    let progress_raw = progress_write.as_ref().map(AsRawFd::as_raw_fd);
     let parent = std::process::id();
     // SAFETY: the closure only makes async-signal-safe syscalls and does not
     // allocate, as required between fork and exec.
     unsafe {
-        command.pre_exec(move || set_death_signal(death_signal, parent));
+        command.pre_exec(move || {
+            set_death_signal(death_signal, parent)?;
+            match progress_raw {
+                Some(fd) => pass_progress_fd(fd),
+                None => Ok(()),
+            }
+        });
     }
     let mut child = command.spawn().map_err(ShellError::Spawn)?;
-    // Our copy of the pipe's read end goes with the Command.
+    // Our copy of the pipe's read end goes with the Command; the progress
+    // pipe's write end must be the job's alone (EOF when it is done).
     drop(command);
+    drop(progress_write);
     let pid = child
         .id()
         .ok_or_else(|| ShellError::Spawn(io::Error::other("the spawned process has no pid")))?;
@@ -370,8 +417,9 @@ async fn run_with(
     let (out_pipe, err_pipe) = (child.stdout.take(), child.stderr.take());
     let readers = async {
         tokio::join!(
-            read_stream(out_pipe, cmd.output_limit, &stop_reading),
-            read_stream(err_pipe, cmd.output_limit, &stop_reading),
+            read_stream(out_pipe, &output, Stream::Stdout, &stop_reading),
+            read_stream(err_pipe, &output, Stream::Stderr, &stop_reading),
+            read_progress(progress_read, &output, &stop_reading),
         )
     };
     let never = CancellationToken::new();
@@ -437,28 +485,29 @@ async fn run_with(
     };
 
     tokio::pin!(readers, supervise);
-    let mut captured = None;
+    let mut drained = false;
     let outcome = loop {
         tokio::select! {
             outcome = &mut supervise => break outcome,
-            c = &mut readers, if captured.is_none() => captured = Some(c),
+            _ = &mut readers, if !drained => drained = true,
         }
     };
-    let (stdout, stderr) = match captured {
-        Some(c) => c,
-        None => match tokio::time::timeout(DRAIN_TIMEOUT, &mut readers).await {
-            Ok(c) => c,
-            Err(_) => {
-                tracing::warn!(pid, "an escaped process holds the output of a finished shell job; no longer reading it");
-                stop_reading.cancel();
-                readers.await
-            }
-        },
-    };
+    if !drained
+        && tokio::time::timeout(DRAIN_TIMEOUT, &mut readers)
+            .await
+            .is_err()
+    {
+        tracing::warn!(
+            pid,
+            "an escaped process holds the output of a finished shell job; no longer reading it"
+        );
+        stop_reading.cancel();
+        readers.await;
+    }
     Ok(ShellResult {
         outcome: outcome.map_err(ShellError::Wait)?,
-        stdout: stdout.finish(),
-        stderr: stderr.finish(),
+        stdout: output.snapshot(Stream::Stdout),
+        stderr: output.snapshot(Stream::Stderr),
         elapsed: started.elapsed(),
     })
 }
@@ -590,14 +639,69 @@ fn set_death_signal(signal: libc::c_int, parent: u32) -> io::Result<()> {
     Ok(())
 }
 
+/// Runs between fork and exec in the child: the progress pipe's write end
+/// `fd` (close-on-exec) becomes [`PROGRESS_FD`], inheritable. (If the node's
+/// `fd` already is that number, only close-on-exec is cleared.) Whatever the
+/// child had as fd 9 is replaced; it can only be a close-on-exec descriptor
+/// of the node, so the job loses nothing. Known edge: should that be the
+/// pipe on which the standard library reports a failed `exec`, such a
+/// failure shows as exit status 1 instead of "could not start".
+fn pass_progress_fd(fd: libc::c_int) -> io::Result<()> {
+    // SAFETY: dup2 and fcntl are plain syscalls on descriptors of this
+    // process.
+    let done = if fd == PROGRESS_FD {
+        unsafe { libc::fcntl(fd, libc::F_SETFD, 0) }
+    } else {
+        unsafe { libc::dup2(fd, PROGRESS_FD) }
+    };
+    if done == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Reads the progress pipe until the job (and whatever inherited the pipe)
+/// closed it, or `stop`. Never closes it early: a job writing to a closed
+/// pipe would get SIGPIPE.
+async fn read_progress(pipe: Option<OwnedFd>, output: &JobOutput, stop: &CancellationToken) {
+    let Some(fd) = pipe else { return };
+    let mut pipe = match tokio::net::unix::pipe::Receiver::from_owned_fd(fd) {
+        Ok(pipe) => pipe,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the progress of a shell job");
+            return;
+        }
+    };
+    let mut lines = ProgressLines::default();
+    let mut buf = vec![0u8; 4096];
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.cancelled() => break,
+            read = pipe.read(&mut buf) => match read {
+                Ok(0) => break,
+                Ok(n) => lines.push(&buf[..n], output),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not read the progress of a shell job");
+                    // Keep the pipe open while the job may still write.
+                    stop.cancelled().await;
+                    break;
+                }
+            },
+        }
+    }
+    lines.finish(output);
+}
+
 async fn read_stream<R: AsyncRead + Unpin>(
     pipe: Option<R>,
-    limit: usize,
+    output: &JobOutput,
+    stream: Stream,
     stop: &CancellationToken,
-) -> Capture {
-    let mut capture = Capture::new(limit);
+) {
     let Some(mut pipe) = pipe else {
-        return capture;
+        return;
     };
     let mut buf = vec![0u8; READ_BUF];
     loop {
@@ -605,22 +709,21 @@ async fn read_stream<R: AsyncRead + Unpin>(
             // Checked first: a pipe that is always readable must not starve it.
             biased;
             _ = stop.cancelled() => {
-                capture.set_note(CUT_SHORT_NOTE);
+                output.set_note(stream, CUT_SHORT_NOTE);
                 break;
             }
             read = pipe.read(&mut buf) => match read {
                 Ok(0) => break,
-                Ok(n) => capture.push(&buf[..n]),
+                Ok(n) => output.push(stream, &buf[..n]),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "could not read shell job output");
-                    capture.set_note("\n[output cut short: read error]");
+                    output.set_note(stream, "\n[output cut short: read error]");
                     break;
                 }
             },
         }
     }
-    capture
 }
 
 async fn sleep_opt(duration: Option<Duration>) {

@@ -43,6 +43,16 @@
 //! becomes the job's role again before `COMMIT`, so anything the job left to
 //! run at commit runs as the job.
 //!
+//! # Execution log and progress
+//!
+//! Notices the statements raise (`RAISE NOTICE`, `INFO`, `WARNING`, as far
+//! as the job's `client_min_messages` lets them through) are captured while
+//! they run (`notices`) as the run's output, `SEVERITY: message` per line,
+//! bounded like a shell job's stdout, written to the running run at most
+//! once a second (`live`) and recorded with the run's end, failure
+//! included. A notice `crondeck:progress 4000/10000` (any progress line
+//! after `crondeck:`) is the job's progress instead, not part of its log.
+//!
 //! # Sessions
 //!
 //! SQL jobs run on connections of their own (`Shared::job_pool`), never on
@@ -52,6 +62,7 @@
 //! locks); a connection that could not be reset, or whose statement was
 //! cancelled, is closed instead of returned to the pool.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_postgres::error::SqlState;
@@ -59,6 +70,7 @@ use tokio_postgres::types::{ToSql, Type};
 use tokio_util::sync::CancellationToken;
 
 use super::execute::{log_result, record};
+use super::live::{self, JobOutput, Stream, Streams};
 use super::node::Shared;
 use crate::db::claim::{finish, ClaimedRun, Completion, FinishResult};
 use crate::db::runs::{RunOutcome, RunStatus};
@@ -74,23 +86,54 @@ enum Failure {
     Node(String),
 }
 
-pub async fn execute(shared: &Shared, run: &ClaimedRun, node_id: &str, cancel: &CancellationToken) {
+pub async fn execute(
+    shared: &Shared,
+    run: &ClaimedRun,
+    node_id: &str,
+    cancel: &CancellationToken,
+    lease_lost: &CancellationToken,
+) {
     let mut interrupted = false;
     let mut timed_out = false;
-    let failure = match run_on_job_connection(
-        shared,
-        run,
-        node_id,
-        cancel,
-        &mut interrupted,
-        &mut timed_out,
-    )
-    .await
-    {
+    let output = Arc::new(JobOutput::new(shared.config.output_limit));
+    let stop_live = CancellationToken::new();
+    let (result, ()) = tokio::join!(
+        async {
+            let result = run_on_job_connection(
+                shared,
+                run,
+                node_id,
+                cancel,
+                &output,
+                &stop_live,
+                &mut interrupted,
+                &mut timed_out,
+            )
+            .await;
+            stop_live.cancel();
+            result
+        },
+        live::write_while_running(
+            shared,
+            run.run_id,
+            node_id,
+            &output,
+            Streams::StdoutOnly,
+            &stop_live,
+            lease_lost,
+        ),
+    );
+    let failure = match result {
         Ok(()) => return,
         Err(failure) => failure,
     };
-    let mut outcome = RunOutcome::default();
+    let (stdout, stdout_dropped) = notice_log(&output);
+    let mut outcome = RunOutcome {
+        stdout,
+        stdout_dropped,
+        progress: output.progress(),
+        ..RunOutcome::default()
+    };
     let status = match failure {
         Failure::Db(error) => {
             let code = error.code().cloned();
@@ -119,6 +162,13 @@ pub async fn execute(shared: &Shared, run: &ClaimedRun, node_id: &str, cancel: &
         }
     };
     record(shared, run, node_id, status, outcome).await;
+}
+
+/// The run's notices as its recorded output: `None` if it raised none.
+fn notice_log(output: &JobOutput) -> (Option<String>, i64) {
+    let log = output.snapshot(Stream::Stdout);
+    let dropped = i64::try_from(log.dropped_bytes).unwrap_or(i64::MAX);
+    ((log.total_bytes > 0).then_some(log.text), dropped)
 }
 
 fn describe(error: &tokio_postgres::Error) -> String {
@@ -172,11 +222,14 @@ pub const DEFAULT_JOB_ROLE: &str = "crondeck_job";
 
 /// Run the job on a connection of the job pool, then reset that connection
 /// (or discard it).
+#[allow(clippy::too_many_arguments)]
 async fn run_on_job_connection(
     shared: &Shared,
     run: &ClaimedRun,
     node_id: &str,
     cancel: &CancellationToken,
+    output: &Arc<JobOutput>,
+    stop_live: &CancellationToken,
     interrupted: &mut bool,
     timed_out: &mut bool,
 ) -> Result<(), Failure> {
@@ -191,6 +244,8 @@ async fn run_on_job_connection(
         run,
         node_id,
         cancel,
+        output,
+        stop_live,
         interrupted,
         timed_out,
     )
@@ -227,18 +282,21 @@ fn wrapper_name(run_id: i64) -> String {
     format!("pg_temp.crondeck_job_{run_id}")
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run_in_transaction(
     shared: &Shared,
     client: &mut tokio_postgres::Client,
     run: &ClaimedRun,
     node_id: &str,
     cancel: &CancellationToken,
+    output: &Arc<JobOutput>,
+    stop_live: &CancellationToken,
     interrupted: &mut bool,
     timed_out: &mut bool,
 ) -> Result<(), Failure> {
     let spec = &run.job.spec;
     let cancel_token = client.cancel_token();
-    publish_backend_pid(shared, client, run.run_id).await;
+    let backend_pid = publish_backend_pid(shared, client, run.run_id).await;
     let tx = client.transaction().await.map_err(Failure::Db)?;
     let timeout_ms = spec
         .timeout
@@ -285,6 +343,15 @@ async fn run_in_transaction(
     tokio::pin!(deadline);
     let mut cancelled = false;
     let call = format!("SELECT {wrapper}($1)");
+    // The job's notices go to its output while its statements run, and no
+    // longer (see `notices`).
+    let notices = backend_pid.and_then(|pid| shared.notices.attach(pid, output));
+    if notices.is_none() {
+        tracing::debug!(
+            run = run.run_id,
+            "the SQL job's connection was not found; its notices are not captured"
+        );
+    }
     // The statements' future borrows the transaction; end it in this block.
     let result = {
         // Unnamed statement: nothing of it outlives the call.
@@ -307,6 +374,9 @@ async fn run_in_transaction(
             }
         }
     };
+    drop(notices);
+    // No live write after this: the record below is the run's last word.
+    stop_live.cancel();
     let row = match result {
         Ok(row) => row,
         Err(error) => {
@@ -328,9 +398,15 @@ async fn run_in_transaction(
         run,
         node_id,
         status: RunStatus::Succeeded,
-        outcome: RunOutcome {
-            rows_affected: Some(rows_affected.unwrap_or(0)),
-            ..RunOutcome::default()
+        outcome: {
+            let (stdout, stdout_dropped) = notice_log(output);
+            RunOutcome {
+                rows_affected: Some(rows_affected.unwrap_or(0)),
+                stdout,
+                stdout_dropped,
+                progress: output.progress(),
+                ..RunOutcome::default()
+            }
         },
     };
     let result = finish(&tx, &completion, &shared.actor)
@@ -360,15 +436,17 @@ async fn run_in_transaction(
 /// terminate it even if the job changes its own `application_name`. Written
 /// from another connection (the job's transaction commits only at its end);
 /// best effort: until it lands, the rescue finds the session by name.
-async fn publish_backend_pid(shared: &Shared, client: &tokio_postgres::Client, run_id: i64) {
+/// Returns the pid, if it could be read.
+async fn publish_backend_pid(
+    shared: &Shared,
+    client: &tokio_postgres::Client,
+    run_id: i64,
+) -> Option<i32> {
     let pid: i32 = match client.query_typed_one("SELECT pg_backend_pid()", &[]).await {
-        Ok(row) => match row.try_get(0) {
-            Ok(pid) => pid,
-            Err(_) => return,
-        },
+        Ok(row) => row.try_get(0).ok()?,
         Err(error) => {
             tracing::debug!(%error, "could not read the job session's pid");
-            return;
+            return None;
         }
     };
     let pool = shared.pool.clone();
@@ -384,6 +462,7 @@ async fn publish_backend_pid(shared: &Shared, client: &tokio_postgres::Client, r
             tracing::debug!(%error, run = run_id, "could not publish the job session's pid");
         }
     });
+    Some(pid)
 }
 
 async fn cancel_query(shared: &Shared, token: &tokio_postgres::CancelToken) {

@@ -9,7 +9,7 @@ use crossterm::event::KeyEvent;
 
 use crate::db::audit::AuditRecord;
 use crate::db::nodes::NodeRow;
-use crate::db::runs::RunRow;
+use crate::db::runs::{RunRow, RunningProgress};
 use crate::job::Job;
 use crate::schedule::Schedule;
 use crate::scheduler::NodeStatus;
@@ -46,6 +46,8 @@ pub enum DataEvent {
         run: Option<Box<RunRow>>,
     },
     Audit(Vec<AuditRecord>),
+    /// Progress of the running runs that reported some.
+    Progress(Vec<RunningProgress>),
     /// A mutation finished: the message to show, or why it failed.
     Done(Result<String, String>),
 }
@@ -78,6 +80,9 @@ pub enum Effect {
     Refresh,
     LoadRuns(i64),
     LoadRun(i64),
+    /// The progress of running runs (a small request of its own, after a
+    /// refresh that found jobs running).
+    LoadProgress,
     LoadAudit,
     Mutate(Mutation),
     Quit,

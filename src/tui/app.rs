@@ -15,7 +15,7 @@ use super::scroll;
 use super::theme::Theme;
 use crate::db::audit::AuditRecord;
 use crate::db::nodes::NodeRow;
-use crate::db::runs::RunRow;
+use crate::db::runs::{RunRow, RunningProgress};
 use crate::health::{job_health, ClusterHealth, JobHealth, State, Thresholds};
 use crate::job::Job;
 use crate::scheduler::NodeStatus;
@@ -99,6 +99,26 @@ pub struct RunState {
     /// `None` while loading; `Some(None)` when the run no longer exists.
     pub run: Option<Option<Box<RunRow>>>,
     pub scroll: usize,
+    /// Pinned to the bottom like `tail -f`: new output scrolls into view.
+    /// Scrolling up unpins; scrolling back to the bottom pins again. A run
+    /// that was already over when the view opened starts at the top.
+    pub follow: bool,
+}
+
+impl RunState {
+    pub fn new(run_id: i64) -> RunState {
+        RunState {
+            run_id,
+            run: None,
+            scroll: 0,
+            follow: true,
+        }
+    }
+
+    /// The run is loaded and still running.
+    pub fn is_running(&self) -> bool {
+        matches!(&self.run, Some(Some(run)) if run.status == "running")
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -148,6 +168,8 @@ pub struct App {
     pub typical_ms: HashMap<i64, i64>,
     /// Jobs no live node may run.
     pub unrunnable: HashSet<i64>,
+    /// Progress of running runs, by job id (`Effect::LoadProgress`).
+    pub progress: HashMap<i64, RunningProgress>,
     pub nodes: Vec<NodeRow>,
     /// Indices into `jobs`: filtered and sorted.
     pub view: Vec<usize>,
@@ -191,6 +213,7 @@ impl App {
             haystack: Vec::new(),
             typical_ms: HashMap::new(),
             unrunnable: HashSet::new(),
+            progress: HashMap::new(),
             nodes: Vec::new(),
             view: Vec::new(),
             cursor: 0,

@@ -27,7 +27,7 @@ use crate::db::audit::{audit_list, Actor};
 use crate::db::connect::ConnectionSpec;
 use crate::db::jobs::job_list;
 use crate::db::nodes::{jobs_no_node_can_run, node_list_live};
-use crate::db::runs::{run_get, run_list, run_typical_durations};
+use crate::db::runs::{run_get, run_list, run_progress_running, run_typical_durations};
 use crate::db::DbError;
 use crate::ops::{self, JobChanges, OpsError};
 
@@ -50,6 +50,7 @@ struct Pending {
     runs: Option<i64>,
     run: Option<i64>,
     audit: bool,
+    progress: bool,
 }
 
 enum Work {
@@ -58,6 +59,7 @@ enum Work {
     Runs(i64),
     Run(i64),
     Audit,
+    Progress,
 }
 
 impl Pending {
@@ -69,6 +71,7 @@ impl Pending {
             Effect::LoadRuns(id) => self.runs = Some(id),
             Effect::LoadRun(id) => self.run = Some(id),
             Effect::LoadAudit => self.audit = true,
+            Effect::LoadProgress => self.progress = true,
             Effect::Mutate(m) => self.mutations.push_back(m),
         }
         true
@@ -86,6 +89,9 @@ impl Pending {
         }
         if let Some(id) = self.run.take() {
             return Some(Work::Run(id));
+        }
+        if std::mem::take(&mut self.progress) {
+            return Some(Work::Progress);
         }
         std::mem::take(&mut self.audit).then_some(Work::Audit)
     }
@@ -290,6 +296,9 @@ async fn perform(
             run_id,
             run: run_get(&*client, run_id).await.map_err(lost)?.map(Box::new),
         }),
+        Work::Progress => Ok(DataEvent::Progress(
+            run_progress_running(&*client).await.map_err(lost)?,
+        )),
         Work::Audit => Ok(DataEvent::Audit(
             audit_list(&*client, None, AUDIT_LIMIT)
                 .await

@@ -250,6 +250,47 @@ pub fn json_short(value: &serde_json::Value) -> String {
     }
 }
 
+/// A progress bar `width` cells wide, in eighths of a cell: `███▌░░░░`.
+pub fn bar(fraction: f64, width: usize) -> String {
+    const PARTS: [char; 8] = [' ', '▏', '▎', '▍', '▌', '▋', '▊', '▉'];
+    let eighths = (fraction.clamp(0.0, 1.0) * (width * 8) as f64).floor() as usize;
+    let (full, part) = (eighths / 8, eighths % 8);
+    let mut out = "█".repeat(full);
+    if full < width {
+        if part > 0 {
+            out.push(PARTS[part]);
+        } else {
+            out.push('░');
+        }
+        out.push_str(&"░".repeat(width - full - 1));
+    }
+    out
+}
+
+/// A running job's progress in `width` columns (at least 12): a bar, the
+/// percentage and the time left at its pace so far (`██▌░░ 40% 3m`), or
+/// the count when the job gives no total (`#4000 2m`).
+pub fn progress_cell(
+    progress: crate::db::runs::Progress,
+    estimated_end: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    width: usize,
+) -> String {
+    let left = estimated_end.map(|end| compact((end - now).max(chrono::Duration::zero())));
+    match progress.fraction() {
+        Some(f) => {
+            let pct = format!("{:.0}%", (f * 100.0).floor());
+            let tail = match &left {
+                Some(left) => format!(" {pct} {left}"),
+                None => format!(" {pct}"),
+            };
+            let bar_width = width.saturating_sub(tail.chars().count()).clamp(3, 10);
+            format!("{}{tail}", bar(f, bar_width))
+        }
+        None => format!("#{}", progress.done),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

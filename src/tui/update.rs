@@ -33,7 +33,7 @@ fn apply(app: &mut App, action: Action) -> Vec<Effect> {
             if app.set_wall_clock(wall) {
                 refresh_effects(app)
             } else {
-                Vec::new()
+                follow_running_run(app)
             }
         }
         Action::OwnNode(status) => {
@@ -46,6 +46,31 @@ fn apply(app: &mut App, action: Action) -> Vec<Effect> {
             vec![Effect::Quit]
         }
     }
+}
+
+/// Between refreshes, a running run on screen is reloaded every tick, so
+/// its output follows like `tail -f` (a small request of its own).
+fn follow_running_run(app: &App) -> Vec<Effect> {
+    match app.stack.last() {
+        Some(Screen::Run(r)) if r.is_running() => vec![Effect::LoadRun(r.run_id)],
+        _ => Vec::new(),
+    }
+}
+
+/// How far the run view can scroll: its lines beyond the body's height.
+/// `None` before the run is loaded.
+fn run_max_scroll(app: &App) -> Option<usize> {
+    let Some(Screen::Run(r)) = app.stack.last() else {
+        return None;
+    };
+    let Some(Some(run)) = &r.run else { return None };
+    let body = app
+        .height
+        .saturating_sub(super::app::HEADER_ROWS + app.footer_rows());
+    let (head, output) = super::views::run::parts(app, run);
+    let rows =
+        usize::from(body).saturating_sub(head.len().min(usize::from(body).saturating_sub(1)));
+    Some(output.len().saturating_sub(rows))
 }
 
 /// A refresh of what is on screen: the table, and the open detail or run.
@@ -97,6 +122,13 @@ fn on_data(app: &mut App, event: DataEvent) -> Vec<Effect> {
                 s.db_now,
                 s.wall,
             );
+            // Progress bars: only worth a request when something runs.
+            if app.jobs.iter().any(|j| j.runtime.running_run_id.is_some()) {
+                return vec![Effect::LoadProgress];
+            }
+        }
+        DataEvent::Progress(progress) => {
+            app.progress = progress.into_iter().map(|p| (p.job_id, p)).collect();
         }
         DataEvent::Runs { job_id, runs } => {
             if let Some(Screen::Detail(d)) = app.stack.last_mut() {
@@ -109,6 +141,11 @@ fn on_data(app: &mut App, event: DataEvent) -> Vec<Effect> {
         DataEvent::Run { run_id, run } => {
             if let Some(Screen::Run(r)) = app.stack.last_mut() {
                 if r.run_id == run_id {
+                    // A run already over opens at its top; a running one
+                    // follows its output.
+                    if r.run.is_none() && run.as_ref().is_some_and(|r| r.status != "running") {
+                        r.follow = false;
+                    }
                     r.run = Some(run);
                 }
             }
@@ -274,8 +311,21 @@ fn move_by(app: &mut App, delta: isize) {
             let len = d.runs.as_ref().map_or(0, Vec::len);
             d.cursor = step(d.cursor, delta, len);
         }
-        // The run view clamps when drawing: it alone knows the wrapped length.
-        Some(Screen::Run(r)) => r.scroll = step(r.scroll, delta, usize::MAX / 4),
+        Some(Screen::Run(_)) => {
+            let max = run_max_scroll(app);
+            if let Some(Screen::Run(r)) = app.stack.last_mut() {
+                match max {
+                    Some(max) => {
+                        let from = if r.follow { max } else { r.scroll.min(max) };
+                        r.scroll = step(from, delta, max + 1);
+                        // Back at the bottom: follow again.
+                        r.follow = r.scroll >= max;
+                    }
+                    // Not loaded yet: the view clamps when drawing.
+                    None => r.scroll = step(r.scroll, delta, usize::MAX / 4),
+                }
+            }
+        }
         Some(Screen::Audit(a)) => {
             let len = a.records.as_ref().map_or(0, Vec::len);
             a.cursor = step(a.cursor, delta, len);
@@ -301,11 +351,7 @@ fn open(app: &mut App) -> Vec<Effect> {
                 return Vec::new();
             };
             let run_id = run.id;
-            app.stack.push(Screen::Run(RunState {
-                run_id,
-                run: None,
-                scroll: 0,
-            }));
+            app.stack.push(Screen::Run(RunState::new(run_id)));
             vec![Effect::LoadRun(run_id)]
         }
         _ => Vec::new(),

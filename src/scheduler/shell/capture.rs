@@ -20,7 +20,7 @@ pub struct CapturedOutput {
 
 /// Head buffer plus tail ring for one stream.
 #[derive(Debug)]
-pub(super) struct Capture {
+pub(crate) struct Capture {
     limit: usize,
     head: Vec<u8>,
     /// Ring of the last bytes after the head; `tail.len() <= limit`.
@@ -33,7 +33,7 @@ pub(super) struct Capture {
 }
 
 impl Capture {
-    pub(super) fn new(limit: usize) -> Self {
+    pub(crate) fn new(limit: usize) -> Self {
         // No preallocation: most jobs print little, and a node runs many.
         Capture {
             limit,
@@ -45,7 +45,7 @@ impl Capture {
         }
     }
 
-    pub(super) fn push(&mut self, mut data: &[u8]) {
+    pub(crate) fn push(&mut self, mut data: &[u8]) {
         self.total = self.total.saturating_add(data.len() as u64);
         if self.head.len() < self.limit {
             let n = (self.limit - self.head.len()).min(data.len());
@@ -78,11 +78,17 @@ impl Capture {
     }
 
     /// Records why the stream was not read to its end.
-    pub(super) fn set_note(&mut self, note: &'static str) {
+    pub(crate) fn set_note(&mut self, note: &'static str) {
         self.note = Some(note);
     }
 
-    pub(super) fn finish(self) -> CapturedOutput {
+    #[cfg(test)]
+    pub(crate) fn finish(self) -> CapturedOutput {
+        self.snapshot()
+    }
+
+    /// What was kept so far, as it would be stored (the capture goes on).
+    pub(crate) fn snapshot(&self) -> CapturedOutput {
         let mut tail = Vec::with_capacity(self.tail.len());
         tail.extend_from_slice(&self.tail[self.tail_start..]);
         tail.extend_from_slice(&self.tail[..self.tail_start]);
@@ -91,7 +97,7 @@ impl Capture {
         let mut text = if dropped == 0 {
             // Head and tail are contiguous: convert them together so a
             // character split across the boundary survives.
-            let mut all = self.head;
+            let mut all = self.head.clone();
             all.extend_from_slice(&tail);
             clean_text(&all)
         } else {

@@ -17,6 +17,8 @@ fn job(command: &str) -> ShellCommand {
         kill_grace: Duration::from_millis(500),
         output_limit: 16 * 1024,
         lease: None,
+        output: None,
+        progress_fd: false,
     }
 }
 

@@ -260,6 +260,10 @@ pub fn run_row(id: i64, job_id: i64, status: &str, ago: i64, ms: Option<i64>) ->
         stderr: None,
         stdout_dropped: 0,
         stderr_dropped: 0,
+        progress_done: None,
+        progress_total: None,
+        progress_at: None,
+        output_at: None,
     }
 }
 

@@ -4,6 +4,7 @@
 
 mod fixtures;
 mod incident;
+mod live;
 mod screens;
 mod update_events;
 mod update_keys;

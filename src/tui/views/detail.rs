@@ -11,7 +11,7 @@ use crate::db::runs::RunRow;
 use crate::job::Job;
 use crate::timespec::format_duration_short;
 use crate::tui::app::{App, DetailState};
-use crate::tui::format::{millis, millis_or_dash, next_run, one_line, relative};
+use crate::tui::format::{millis, millis_or_dash, next_run, one_line, progress_cell, relative};
 
 const RUN_COLUMNS: [Column; 9] = [
     Column {
@@ -266,7 +266,10 @@ fn history(frame: &mut Frame, area: Rect, app: &App, d: &DetailState) {
 }
 
 fn run_cells(app: &App, r: &RunRow) -> [String; 9] {
-    let result = if let Some(code) = r.exit_code {
+    let progress = r.progress().filter(|_| r.status == "running");
+    let result = if let Some(p) = progress {
+        progress_cell(p, r.estimated_end(), app.as_of(), 16)
+    } else if let Some(code) = r.exit_code {
         format!("exit {code}")
     } else if let Some(sig) = r.signal {
         format!("signal {sig}")

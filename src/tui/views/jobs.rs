@@ -11,7 +11,7 @@ use crate::job::Job;
 use crate::tui::app::{App, Conn, SortKey};
 use crate::tui::format::{
     cells as cells_of, compact, compact_ago, compact_millis, compact_next, ellipsize_middle,
-    one_line, short_result, short_schedule,
+    one_line, progress_cell, short_result, short_schedule,
 };
 use crate::tui::scroll;
 
@@ -72,6 +72,7 @@ const COLUMNS: [Column; 10] = [
 ];
 
 const NAME: usize = 1;
+const RESULT: usize = 5;
 /// The name column asks for its longest name, between these widths; it
 /// takes whatever the kept columns leave.
 const NAME_MIN: usize = 8;
@@ -208,8 +209,18 @@ fn status(frame: &mut Frame, area: Rect, app: &App) {
 fn cells(app: &App, job: &Job, state: State) -> [String; 10] {
     let rt = &job.runtime;
     let now = app.as_of();
-    let result = match rt.running_since {
-        Some(since) if rt.running_run_id.is_some() => {
+    let progress = app
+        .progress
+        .get(&job.id)
+        .filter(|p| rt.running_run_id == Some(p.run_id));
+    let result = match (rt.running_since, progress) {
+        (Some(_), Some(p)) if rt.running_run_id.is_some() => progress_cell(
+            p.progress,
+            p.estimated_end(),
+            now,
+            usize::from(COLUMNS[RESULT].width),
+        ),
+        (Some(since), None) if rt.running_run_id.is_some() => {
             format!("running {}", compact(now - since))
         }
         _ => short_result(rt),
