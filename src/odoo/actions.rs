@@ -68,9 +68,7 @@ pub fn parse_interval(text: &str, version: OdooVersion) -> Result<(i32, String),
             "the interval type never exists only from Odoo 19 (this is {version})"
         )));
     }
-    let split = t
-        .find(|ch: char| !ch.is_ascii_digit())
-        .unwrap_or(t.len());
+    let split = t.find(|ch: char| !ch.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let unit = unit.trim();
     let number: i32 = num.parse().map_err(|_| {
@@ -114,7 +112,10 @@ pub async fn resolve_uid(odoo: &Odoo, login: Option<&str>) -> Result<i32, OdooEr
 }
 
 fn ts(t: Option<NaiveDateTime>) -> String {
-    t.map_or_else(|| "-".into(), |t| format!("{} UTC", t.format("%Y-%m-%d %H:%M:%S")))
+    t.map_or_else(
+        || "-".into(),
+        |t| format!("{} UTC", t.format("%Y-%m-%d %H:%M:%S")),
+    )
 }
 
 /// Apply `action` to cron `key` (id or name), audited; one transaction.
@@ -158,14 +159,11 @@ pub async fn apply(
             );
         }
         if cron.running.is_some() {
-            notes.push(if version.consumes_triggers_at_end() {
-                format!(
-                    "it is running now: Odoo {version} deletes past triggers when this run \
-                     ends, so this request is absorbed by the current run"
-                )
-            } else {
-                "it is running now: it runs again after this run".to_string()
-            });
+            notes.push(
+                "it is running now: the worker deletes only triggers older than its own \
+                 transaction, so this one makes it run again after this run"
+                    .to_string(),
+            );
         }
         format!("trigger at {}", ts(Some(at)))
     } else {
@@ -225,9 +223,7 @@ pub async fn apply(
             Action::SetNextcall(at) => {
                 // Odoo's datetimes have no microseconds.
                 let at = at.naive_utc();
-                let at = at
-                    .with_nanosecond_zero()
-                    .unwrap_or(at);
+                let at = at.with_nanosecond_zero().unwrap_or(at);
                 tx.execute(&set("nextcall = $3"), &[&cron.id, &uid, &at])
                     .await?;
                 format!("nextcall {} → {}", ts(Some(old_next)), ts(Some(at)))
@@ -281,8 +277,9 @@ pub async fn notify(odoo: &Odoo) -> String {
     }
     .await;
     match result {
-        Ok(_) => "Odoo's cron workers were notified (NOTIFY cron_trigger on database postgres)"
-            .into(),
+        Ok(_) => {
+            "Odoo's cron workers were notified (NOTIFY cron_trigger on database postgres)".into()
+        }
         Err(e) => format!(
             "could not notify Odoo's cron workers through the postgres database ({e}); \
              the run starts at the workers' next poll, within about a minute"
@@ -291,7 +288,10 @@ pub async fn notify(odoo: &Odoo) -> String {
 }
 
 /// Odoo's audit rows written by crondeck, newest first.
-pub async fn audit_rows(odoo: &Odoo, limit: i64) -> Result<Vec<(DateTime<Utc>, String)>, OdooError> {
+pub async fn audit_rows(
+    odoo: &Odoo,
+    limit: i64,
+) -> Result<Vec<(DateTime<Utc>, String)>, OdooError> {
     Ok(odoo
         .client
         .query(

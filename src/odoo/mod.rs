@@ -63,6 +63,7 @@
 //!   superuser is `__system__`, id 1, an *inactive* user.
 
 pub mod actions;
+pub mod console;
 pub mod model;
 
 use std::fmt;
@@ -110,12 +111,6 @@ impl OdooVersion {
         } else {
             &["minutes", "hours", "days", "weeks", "months"]
         }
-    }
-
-    /// Does the worker delete a trigger only at the end of a run (16-18), so
-    /// that a run-now request made during a run is consumed by that run?
-    pub fn consumes_triggers_at_end(self) -> bool {
-        self <= OdooVersion::V18
     }
 }
 

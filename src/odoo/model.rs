@@ -344,7 +344,10 @@ async fn read_progress(
 pub async fn overview(odoo: &super::Odoo) -> Result<Overview, OdooError> {
     let client = &odoo.client;
     let now: NaiveDateTime = client
-        .query_one("SELECT (clock_timestamp() AT TIME ZONE 'UTC')::timestamp", &[])
+        .query_one(
+            "SELECT (clock_timestamp() AT TIME ZONE 'UTC')::timestamp",
+            &[],
+        )
         .await?
         .get(0);
     let now = utc(now);
@@ -577,7 +580,10 @@ mod tests {
         let now = Utc::now();
         let mut c = cron(now);
         c.nextcall = now - Duration::minutes(10);
-        assert!(matches!(worker_sign(&[c.clone()], &[], 0, now), WorkerSign::Dead(_)));
+        assert!(matches!(
+            worker_sign(&[c.clone()], &[], 0, now),
+            WorkerSign::Dead(_)
+        ));
         assert!(matches!(
             worker_sign(&[c], &["sale (to upgrade)".into()], 1, now),
             WorkerSign::Skipped(_)
