@@ -436,3 +436,27 @@ async fn check_reports_failing_overdue_and_a_dead_worker() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["worker"]["state"], "skipped", "{v}");
 }
+
+#[tokio::test]
+async fn odoo_url_in_the_config_file_selects_odoo_mode() {
+    let db = OdooDb::new(Version::V19).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    // key=value with single quotes: a TOML basic string holds it as is.
+    let url = db.db.url();
+    std::fs::write(
+        &config,
+        format!("odoo_url = \"{url}\"\nodoo_login = \"admin\"\n"),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_crondeck"))
+        .arg("--config")
+        .arg(&config)
+        .args(["list", "--json"])
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out).1);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["odoo_version"], "19.0");
+}

@@ -75,6 +75,20 @@ pub async fn run(
         return crate::odoo::console::run(odoo, target.login, settings.read_only).await;
     };
     if let Command::Check(a) = &command {
+        if a.tag.is_some()
+            || a.job.is_some()
+            || a.late_grace.is_some()
+            || a.overdue_intervals.is_some()
+            || a.failing_streak.is_some()
+            || a.min_nodes.is_some()
+            || a.no_notify
+        {
+            return Err(refused(
+                "with --odoo, check takes only --json and --timeout (Odoo's thresholds are fixed: \
+                 late = due for more than the 60 s poll + 60 s, overdue = not run for twice the \
+                 interval)",
+            ));
+        }
         return check(&target, a).await;
     }
     let mutates = matches!(
@@ -447,14 +461,21 @@ async fn check(target: &OdooTarget, args: &super::operations::CheckArgs) -> anyh
         let odoo = odoo::connect(&target.spec).await?;
         Ok::<_, anyhow::Error>(model::overview(&odoo).await?)
     };
-    let o = match tokio::time::timeout(std::time::Duration::from_secs(10), result).await {
+    let limit = match &args.timeout {
+        Some(t) => crate::timespec::parse_duration(t).context("--timeout")?,
+        None => std::time::Duration::from_secs(10),
+    };
+    let o = match tokio::time::timeout(limit, result).await {
         Ok(Ok(o)) => o,
         Ok(Err(e)) => {
             outln!("ODOO UNKNOWN: {}", crate::check::unknown_line(&e));
             return Err(CheckExit(Status::Unknown).into());
         }
         Err(_) => {
-            outln!("ODOO UNKNOWN: no answer within 10s");
+            outln!(
+                "ODOO UNKNOWN: no answer within {}",
+                crate::timefmt::duration(limit)
+            );
             return Err(CheckExit(Status::Unknown).into());
         }
     };
