@@ -266,7 +266,11 @@ async fn odoo_console_end_to_end() {
         t.trim_end_matches("/60").parse().unwrap_or(0)
     };
     let d0 = done(&first);
-    tmux.wait("the progress to move", |s| done(s) > d0).await;
+    let moved = tmux.wait("the progress to move", |s| done(s) > d0).await;
+    // For docs/console.md: ODOO_E2E_CAPTURE=path writes this screen there.
+    if let Ok(path) = std::env::var("ODOO_E2E_CAPTURE") {
+        std::fs::write(path, &moved).expect("write the capture");
+    }
 
     // An edit while it runs is refused, with Odoo's reason.
     tmux.keys(&["P"]);

@@ -456,7 +456,7 @@ pub fn draw(frame: &mut Frame, app: &OdooApp) {
                 r.pid
             ));
         }
-        if c.queued {
+        if c.queued && c.running.is_none() {
             facts.push("a run-now trigger waits".into());
         }
         if model::overdue(c, o.now) {

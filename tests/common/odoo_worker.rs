@@ -552,10 +552,12 @@ async fn process_job_18(
     // _reschedule_later
     let number: i32 = job.get("interval_number");
     let unit: String = job.get("interval_type");
+    // 19: cr.now().replace(microsecond=0), the pick-up; 18: utcnow() at
+    // full precision (the end of the run), seconds dropped only when written.
     let now = if v == Version::V19 {
-        trunc(cr_now(cron_cr).await?) // the pick-up
+        trunc(cr_now(cron_cr).await?)
     } else {
-        trunc(utcnow(cron_cr).await?) // the end of the run
+        utcnow(cron_cr).await?
     };
     let mut next: NaiveDateTime = job.get("nextcall");
     while next <= now {
@@ -564,7 +566,7 @@ async fn process_job_18(
     cron_cr
         .execute(
             "UPDATE ir_cron SET nextcall = $1, lastcall = $2 WHERE id = $3",
-            &[&next, &now, &id],
+            &[&trunc(next), &trunc(now), &id],
         )
         .await?;
     if v == Version::V18 {
