@@ -147,7 +147,15 @@ async fn edits_are_written_like_the_orm_and_audited_in_ir_logging() {
     assert!(text(&out).1.contains("paused"), "{}", text(&out).1);
     let triggers: i64 = scalar(&client, "SELECT count(*) FROM ir_cron_trigger", &[]).await;
     assert_eq!(triggers, 0);
-    // Run now: one trigger, call_at in whole seconds UTC (as the ORM writes).
+    // Run now: one trigger, call_at in whole seconds UTC (as the ORM writes),
+    // even when the sessions' TimeZone is far from UTC.
+    client
+        .batch_execute(&format!(
+            "ALTER DATABASE {} SET timezone = 'Pacific/Kiritimati'",
+            db.db.name
+        ))
+        .await
+        .unwrap();
     let out = db.run(&["run", "3"]);
     assert!(out.status.success(), "{}", text(&out).1);
     let whole: i64 = scalar(
@@ -459,4 +467,89 @@ async fn odoo_url_in_the_config_file_selects_odoo_mode() {
     assert!(out.status.success(), "{}", text(&out).1);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["odoo_version"], "19.0");
+}
+
+#[tokio::test]
+async fn an_idle_worker_is_seen_by_its_listening_session() {
+    let db = OdooDb::new(Version::V18).await;
+    // (Other tests' workers share the server's `postgres` database, as
+    // Odoo's workers serve every database: only "after" is deterministic.
+    // Its listener's last statement is the COMMIT after LISTEN, as in Odoo.)
+    let o = odoo::connect(&db.db.spec).await.unwrap();
+    let _worker = db.worker(SLOW_POLL).await;
+    let after = model::overview(&o).await.unwrap();
+    assert!(
+        matches!(after.worker, model::WorkerSign::Alive(_)),
+        "{:?}",
+        after.worker
+    );
+}
+
+/// The README's privileges are enough, and without CONNECT on `postgres`
+/// run now says the workers will pick it up at their poll (and they do).
+#[tokio::test]
+async fn a_role_with_the_documented_privileges_works_and_notify_falls_back_to_the_poll() {
+    let db = OdooDb::new(Version::V18).await;
+    let admin = db.client().await;
+    let role = format!("odoo_op_{}", std::process::id());
+    admin
+        .batch_execute(&format!(
+            "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN; \
+             GRANT SELECT ON ir_cron, ir_cron_trigger, ir_cron_progress, ir_act_server, ir_model, \
+                             res_users, ir_module_module TO {role}; \
+             GRANT UPDATE ON ir_cron TO {role}; \
+             GRANT INSERT ON ir_cron_trigger, ir_logging TO {role}; \
+             GRANT USAGE ON SEQUENCE ir_cron_trigger_id_seq, ir_logging_id_seq TO {role}; \
+             REVOKE CONNECT ON DATABASE postgres FROM PUBLIC;"
+        ))
+        .await
+        .unwrap();
+    let me = db.db.spec.config().get_user().unwrap().to_owned();
+    let url = db
+        .db
+        .url()
+        .replace(&format!("user='{me}'"), &format!("user='{role}'"));
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_crondeck"))
+            .arg("--odoo")
+            .arg(&url)
+            .args(args)
+            .env_remove("DATABASE_URL")
+            .output()
+            .unwrap()
+    };
+    let worker = db.worker(Duration::from_secs(1)).await;
+    worker
+        .control
+        .set(3, Behavior::Sleep(Duration::from_secs(3)));
+    let out = run(&["run", "3"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("next poll"), "{stdout}");
+    // The poll picks it up; the restricted role still sees it running.
+    wait_for(LIMIT, "cron 3 running, seen by the role", || async {
+        let out = run(&["list", "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        (cron(&v, 3)["state"] == "running").then_some(())
+    })
+    .await;
+    let out = run(&["pause", "3"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out).1);
+    assert!(text(&out).1.contains("running"));
+    let out = run(&["resume", "4"]);
+    assert!(out.status.success(), "{}", text(&out).1);
+    admin
+        .batch_execute(&format!(
+            "GRANT CONNECT ON DATABASE postgres TO PUBLIC; \
+             REASSIGN OWNED BY {role} TO CURRENT_USER; DROP OWNED BY {role}"
+        ))
+        .await
+        .unwrap();
+    let audited: i64 = scalar(
+        &admin,
+        "SELECT count(*) FROM ir_logging WHERE name = 'crondeck.odoo'",
+        &[],
+    )
+    .await;
+    assert_eq!(audited, 2, "run now and resume");
 }

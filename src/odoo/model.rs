@@ -118,7 +118,10 @@ pub struct Overview {
     pub now: DateTime<Utc>,
     /// Modules in a `to install/upgrade/remove` state.
     pub modules_pending: Vec<String>,
-    /// Sessions in `pg_stat_activity` that last ran `LISTEN cron_trigger`.
+    /// Sessions on the `postgres` database that look like Odoo's cron
+    /// listeners: their last statement was `LISTEN cron_trigger`, or their
+    /// `application_name` is Odoo's `odoo-<pid>` (the listener's last
+    /// statement is usually the `COMMIT` after the `LISTEN`).
     pub listeners: i64,
     pub worker: WorkerSign,
     pub crons: Vec<Cron>,
@@ -364,7 +367,9 @@ pub async fn overview(odoo: &super::Odoo) -> Result<Overview, OdooError> {
     let listeners: i64 = client
         .query_one(
             "SELECT count(*) FROM pg_stat_activity \
-              WHERE datname = 'postgres' AND lower(btrim(query)) LIKE 'listen cron_trigger%'",
+              WHERE datname = 'postgres' AND pid <> pg_backend_pid() \
+                AND (lower(btrim(query)) LIKE 'listen cron_trigger%' \
+                     OR application_name LIKE 'odoo-%')",
             &[],
         )
         .await?

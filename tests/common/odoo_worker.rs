@@ -126,15 +126,32 @@ impl Worker {
         let control = Control::default();
         let mut listen_spec = spec.clone();
         listen_spec.config_mut().dbname("postgres");
+        // Odoo names its sessions odoo-<pid> (sql_db.py).
+        listen_spec
+            .config_mut()
+            .application_name(format!("odoo-{}", std::process::id()));
         let dbname = spec.config().get_dbname().unwrap_or_default().to_owned();
         let (listener, mut notes) = listen_spec
             .connect_with_notifications()
             .await
             .expect("worker: connect to postgres");
+        // server.py: in a psycopg2 transaction, then commit.
+        listener
+            .batch_execute("BEGIN")
+            .await
+            .expect("worker: BEGIN");
+        listener
+            .query_one("SELECT pg_is_in_recovery()", &[])
+            .await
+            .expect("worker: recovery");
         listener
             .batch_execute("LISTEN cron_trigger")
             .await
             .expect("worker: LISTEN");
+        listener
+            .batch_execute("COMMIT")
+            .await
+            .expect("worker: COMMIT");
         let cron_cr = spec.connect().await.expect("worker: cron_cr");
         let job_cr = spec.connect().await.expect("worker: job_cr");
         let c = control.clone();
@@ -144,15 +161,16 @@ impl Worker {
             loop {
                 if !first {
                     // Wait for a notification naming this database, or the poll.
-                    let woke = tokio::select! {
+                    let mut woke = tokio::select! {
                         note = notes.recv() => match note {
                             Some(n) => n.payload() == dbname,
                             None => return,
                         },
                         _ = tokio::time::sleep(poll) => false,
                     };
+                    // Odoo polls every pending notification, then runs a pass.
                     while let Ok(n) = notes.try_recv() {
-                        let _ = n;
+                        woke |= n.payload() == dbname;
                     }
                     c.push(Event::Woke(woke));
                 }
