@@ -61,6 +61,15 @@
 //!   crondeck audits its actions the same way (see [`actions`]).
 //! - Odoo stores datetimes as UTC `timestamp without time zone`; the
 //!   superuser is `__system__`, id 1, an *inactive* user.
+//!
+//! How sure each fact is: the master copy of `ir_cron.py` (after 19.0) and an
+//! 18.0 copy (with `MAX_BATCH_PER_CRON_JOB`) were read in full, as was a
+//! pre-17 copy with `numbercall` and the related `cron_name` (taken as 16.0:
+//! the jsonb storage of translated names is 16's); `server.py`'s cron thread
+//! and `ir_logging.py` were read in master. Not read from a tagged file and
+//! taken from the issue instead: that 17.0 has `numbercall` with a plain-text
+//! `cron_name`, and that `never` and the `_clear_schedule`-first order arrived
+//! exactly in 19.0 (they are in master).
 
 pub mod actions;
 pub mod console;
@@ -162,6 +171,11 @@ pub async fn is_odoo_database(client: &Client) -> Result<bool, tokio_postgres::E
 pub async fn connect(spec: &ConnectionSpec) -> anyhow::Result<Odoo> {
     let client = spec.connect().await?;
     let target = spec.target();
+    // Never hang the console or a command on a stuck statement. (Edits take
+    // their row lock with NOWAIT; this bounds everything else.)
+    client
+        .batch_execute("SET statement_timeout = '10s'")
+        .await?;
     if !is_odoo_database(&client).await? {
         return Err(OdooError::NotOdoo { target }.into());
     }

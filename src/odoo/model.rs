@@ -250,7 +250,7 @@ async fn read_running(client: &Client) -> Result<Vec<(i32, Running)>, OdooError>
         .collect();
     let rows = client
         .query(
-            "SELECT id, xmax::text FROM ir_cron WHERE xmax <> '0'::xid",
+            "SELECT id, xmax::text FROM ir_cron WHERE xmax::text <> '0'",
             &[],
         )
         .await?;
