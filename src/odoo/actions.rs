@@ -158,6 +158,13 @@ pub async fn apply(
                     .to_string(),
             );
         }
+        if cron.numbercall == Some(0) {
+            notes.push(
+                "numbercall is 0: Odoo selects only crons with calls left, so it will not run \
+                 this one (set numbercall in Odoo first)"
+                    .to_string(),
+            );
+        }
         if cron.running.is_some() {
             notes.push(
                 "it is running now: the worker deletes only triggers older than its own \
