@@ -77,6 +77,20 @@ async fn an_odoo_database_never_gets_crondecks_schema() {
             "{err}"
         );
     }
+    // And --odoo on a database that is not Odoo's says so (exit 3).
+    let plain = common::TestDb::new().await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_crondeck"))
+        .arg("--odoo")
+        .arg(plain.url())
+        .arg("list")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out).1);
+    assert!(
+        text(&out).1.contains("not an Odoo database"),
+        "{}",
+        text(&out).1
+    );
     let client = db.client().await;
     let schema: bool = scalar(
         &client,

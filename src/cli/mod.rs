@@ -313,6 +313,15 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
         if cause.downcast_ref::<crate::config::ConfigError>().is_some() {
             return exit::REFUSED;
         }
+        match cause.downcast_ref::<crate::odoo::OdooError>() {
+            Some(crate::odoo::OdooError::NotFound(_)) => return exit::NOT_FOUND,
+            Some(
+                crate::odoo::OdooError::NotOdoo { .. }
+                | crate::odoo::OdooError::UnknownVersion { .. }
+                | crate::odoo::OdooError::Refused(_),
+            ) => return exit::REFUSED,
+            _ => {}
+        }
         if let Some(e) = cause.downcast_ref::<ConnectError>() {
             if matches!(e, ConnectError::Parse { .. }) {
                 return exit::REFUSED;
