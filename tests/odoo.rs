@@ -270,6 +270,21 @@ async fn running_state_and_progress_are_read_without_disturbing_the_worker() {
     assert!(c["running"].is_null());
     // Now the edit goes through.
     assert!(db.run(&["set", "2", "--priority", "9"]).status.success());
+    // history (18+): one progress row per batch; their done add up to the run.
+    let out = db.run(&["history", "2", "--json"]);
+    assert!(out.status.success(), "{}", text(&out).1);
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let done: i64 = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["done"].as_i64().unwrap_or(0))
+        .sum();
+    assert_eq!(done, 40, "{rows}");
+    assert!(
+        rows.as_array().unwrap().len() >= 2,
+        "one row per batch: {rows}"
+    );
     assert!(!worker
         .control
         .events()
@@ -566,4 +581,62 @@ async fn a_role_with_the_documented_privileges_works_and_notify_falls_back_to_th
     )
     .await;
     assert_eq!(audited, 2, "run now and resume");
+}
+
+#[tokio::test]
+async fn failures_count_up_and_lastcall_means_last_attempted() {
+    // 18: a failed run counts (failure_count, first_failure_date), writes
+    // lastcall anyway, and a success resets the count.
+    let db = OdooDb::new(Version::V18).await;
+    let worker = db.worker(Duration::from_millis(200)).await;
+    worker.control.set(2, Behavior::Fail);
+    let before = cron(&db.list(), 2);
+    assert!(db.run(&["run", "2"]).status.success());
+    wait_for(LIMIT, "cron 2 to fail", || async {
+        worker
+            .control
+            .events()
+            .contains(&Event::Finished(2, "failed"))
+            .then_some(())
+    })
+    .await;
+    let after = cron(&db.list(), 2);
+    assert_eq!(after["failure_count"], 1);
+    assert_eq!(after["state"], "failing");
+    assert!(!after["first_failure_date"].is_null());
+    assert_ne!(
+        after["lastcall"], before["lastcall"],
+        "lastcall is written on failure too"
+    );
+    worker.control.set(2, Behavior::Succeed);
+    assert!(db.run(&["run", "2"]).status.success());
+    wait_for(LIMIT, "cron 2 to succeed", || async {
+        worker
+            .control
+            .events()
+            .contains(&Event::Finished(2, "fully done"))
+            .then_some(())
+    })
+    .await;
+    let healed = cron(&db.list(), 2);
+    assert_eq!(healed["failure_count"], 0);
+    assert_eq!(healed["state"], "ok");
+
+    // 16: no failure count at all; the failed run still moves lastcall.
+    let db = OdooDb::new(Version::V16).await;
+    let worker = db.worker(Duration::from_millis(200)).await;
+    worker.control.set(2, Behavior::Fail);
+    let before = cron(&db.list(), 2);
+    assert!(db.run(&["run", "2"]).status.success());
+    wait_for(LIMIT, "cron 2 to fail on 16", || async {
+        worker
+            .control
+            .events()
+            .contains(&Event::Finished(2, "failed"))
+            .then_some(())
+    })
+    .await;
+    let after = cron(&db.list(), 2);
+    assert!(after["failure_count"].is_null());
+    assert_ne!(after["lastcall"], before["lastcall"]);
 }

@@ -708,6 +708,24 @@ mod tests {
     }
 
     #[test]
+    fn odoo_header_warnings_snapshot() {
+        let mut app = OdooApp::new(true, Theme::MONO);
+        let mut o = overview();
+        o.worker = WorkerSign::Skipped(
+            "Odoo skips this database while modules wait: sale (to upgrade)".into(),
+        );
+        app.set_overview(o);
+        app.error = Some("connection lost".into());
+        let terminal = render(&app, 100, 12);
+        insta::assert_snapshot!("odoo_header_skipped_stale_read_only", terminal.backend());
+        let mut o = overview();
+        o.worker = WorkerSign::Dead("#3 Base: Auto-vacuum internal data due for 4h".into());
+        app.set_overview(o);
+        let screen = format!("{:?}", render(&app, 100, 12).backend());
+        assert!(screen.contains("NONE ALIVE"), "{screen}");
+    }
+
+    #[test]
     fn actions_are_confirmed_first() {
         let mut app = OdooApp::new(false, Theme::MONO);
         app.set_overview(overview());
