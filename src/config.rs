@@ -45,6 +45,10 @@ pub struct FileConfig {
     /// taken relative to the config file's directory.
     pub data_dir: Option<PathBuf>,
     pub read_only: Option<bool>,
+    /// Odoo mode (`--odoo`): an Odoo database's URL.
+    pub odoo_url: Option<String>,
+    /// Odoo mode: the Odoo login recorded as `write_uid` (`--odoo-login`).
+    pub odoo_login: Option<String>,
     pub scheduler: SchedulerFile,
     pub retention: RetentionFile,
     /// `[notifications]`: channels and thresholds (see `crate::notify`).
@@ -65,6 +69,8 @@ impl fmt::Debug for FileConfig {
             .field("database_url", &self.database_url.as_ref().map(|_| "<set>"))
             .field("data_dir", &self.data_dir)
             .field("read_only", &self.read_only)
+            .field("odoo_url", &self.odoo_url.as_ref().map(|_| "<set>"))
+            .field("odoo_login", &self.odoo_login)
             .field("scheduler", &self.scheduler)
             .field("retention", &self.retention)
             .field("notifications", &self.notifications)

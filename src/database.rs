@@ -47,6 +47,19 @@ async fn open_with(settings: &Settings, migrate_external: bool) -> anyhow::Resul
     match &settings.database {
         DatabaseTarget::External(spec) => {
             let mut client = spec.connect().await?;
+            // An Odoo database must never get crondeck's schema by accident.
+            if crate::odoo::is_odoo_database(&client)
+                .await
+                .with_context(|| format!("inspecting {}", spec.target()))?
+            {
+                return Err(crate::ops::OpsError::Invalid(format!(
+                    "{} is an Odoo database (it has ir_cron): crondeck does not create its \
+                     schema there nor run its jobs commands on it; to see and control Odoo's \
+                     scheduled actions use `crondeck --odoo URL …` (or odoo_url in the config file)",
+                    spec.target()
+                ))
+                .into());
+            }
             let migrations = if migrate_external {
                 migrate(&mut client)
                     .await

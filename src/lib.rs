@@ -40,6 +40,7 @@ pub mod job;
 pub mod jobfile;
 pub mod metrics;
 pub mod notify;
+pub mod odoo;
 pub mod ops;
 pub mod schedule;
 pub mod scheduler;

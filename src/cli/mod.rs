@@ -2,6 +2,7 @@
 //! group. Arguments become validated domain values here, at the edge.
 
 mod jobs;
+pub mod odoo;
 mod operations;
 mod output;
 mod runs;
@@ -54,6 +55,15 @@ pub struct GlobalOpts {
     /// Refuse every change (console and commands)
     #[arg(long, global = true)]
     pub read_only: bool,
+    /// Odoo mode: an Odoo database (libpq URL) whose scheduled actions
+    /// (ir_cron) the console and list/show/run/pause/resume/set/check/history
+    /// work on [config: odoo_url]
+    #[arg(long, global = true, value_name = "URL")]
+    pub odoo: Option<String>,
+    /// Odoo mode: the Odoo login recorded as write_uid of edits
+    /// [config: odoo_login] [default: the superuser, id 1]
+    #[arg(long, global = true, value_name = "LOGIN")]
+    pub odoo_login: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -142,6 +152,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let env = |key: &str| std::env::var(key).ok();
     let settings = config::resolve(&args, &env, || Ok(crate::embedded::default_data_dir()?))?;
+    // Odoo mode (issue 13): its own commands, never crondeck's schema.
+    if let Some(target) = odoo::target(
+        cli.global.odoo.as_deref(),
+        cli.global.odoo_login.as_deref(),
+        &settings,
+    )? {
+        return odoo::run(cli.command, &settings, target).await;
+    }
     let Some(command) = cli.command else {
         return console(&settings, cli.no_scheduler).await;
     };
@@ -294,6 +312,15 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
         }
         if cause.downcast_ref::<crate::config::ConfigError>().is_some() {
             return exit::REFUSED;
+        }
+        match cause.downcast_ref::<crate::odoo::OdooError>() {
+            Some(crate::odoo::OdooError::NotFound(_)) => return exit::NOT_FOUND,
+            Some(
+                crate::odoo::OdooError::NotOdoo { .. }
+                | crate::odoo::OdooError::UnknownVersion { .. }
+                | crate::odoo::OdooError::Refused(_),
+            ) => return exit::REFUSED,
+            _ => {}
         }
         if let Some(e) = cause.downcast_ref::<ConnectError>() {
             if matches!(e, ConnectError::Parse { .. }) {
