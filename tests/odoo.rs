@@ -186,6 +186,54 @@ async fn edits_are_written_like_the_orm_and_audited_in_ir_logging() {
     assert_eq!(db.run(&["show", "nope"]).status.code(), Some(4));
 }
 
+/// `set` with several options is one transaction: when the database refuses
+/// the second change, the first is not left applied, and nothing is audited.
+#[tokio::test]
+async fn a_set_refused_halfway_changes_nothing() {
+    let db = OdooDb::new(Version::V18).await;
+    let client = db.client().await;
+    // Stands for any refusal the database may make of the later change.
+    client
+        .batch_execute(
+            "CREATE FUNCTION refuse_priority() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN RAISE EXCEPTION 'priority is frozen here'; END $$;
+             CREATE TRIGGER refuse_priority BEFORE UPDATE OF priority ON ir_cron
+                 FOR EACH ROW EXECUTE FUNCTION refuse_priority();",
+        )
+        .await
+        .unwrap();
+    let out = db.run(&["set", "2", "--every", "3 days", "--priority", "7"]);
+    assert!(!out.status.success(), "{:?}", text(&out));
+    assert!(
+        text(&out).1.contains("priority is frozen"),
+        "{:?}",
+        text(&out)
+    );
+    let row = client
+        .query_one(
+            "SELECT interval_number, interval_type, priority FROM ir_cron WHERE id = 2",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            row.get::<_, i32>(0),
+            row.get::<_, String>(1),
+            row.get::<_, i32>(2)
+        ),
+        (1, "hours".to_string(), 3),
+        "the interval was changed although the set failed"
+    );
+    let audited: i64 = scalar(
+        &client,
+        "SELECT count(*) FROM ir_logging WHERE name = 'crondeck.odoo'",
+        &[],
+    )
+    .await;
+    assert_eq!(audited, 0);
+}
+
 #[tokio::test]
 async fn run_now_through_notify_starts_the_cron_on_the_workers_next_wakeup() {
     let db = OdooDb::new(Version::V18).await;

@@ -117,7 +117,7 @@ pub async fn run(
                     "--wait/--force are not available with --odoo (Odoo runs the action itself)",
                 ));
             }
-            act(&mut odoo, &target, &a.name, Action::RunNow).await
+            act(&mut odoo, &target, &a.name, &[Action::RunNow]).await
         }
         Command::Pause(a) => {
             if a.reason.is_some() || a.for_.is_some() {
@@ -125,9 +125,9 @@ pub async fn run(
                     "--reason/--for are not available with --odoo (pause = active off)",
                 ));
             }
-            act(&mut odoo, &target, &a.name, Action::SetActive(false)).await
+            act(&mut odoo, &target, &a.name, &[Action::SetActive(false)]).await
         }
-        Command::Resume(a) => act(&mut odoo, &target, &a.name, Action::SetActive(true)).await,
+        Command::Resume(a) => act(&mut odoo, &target, &a.name, &[Action::SetActive(true)]).await,
         Command::Set(a) => {
             if a.cron.is_some()
                 || a.tz.is_some()
@@ -161,10 +161,8 @@ pub async fn run(
                     "nothing to change (expected one of --every, --next, --priority)",
                 ));
             }
-            for action in todo {
-                act(&mut odoo, &target, &a.name, action).await?;
-            }
-            Ok(())
+            // One transaction: every change or none.
+            act(&mut odoo, &target, &a.name, &todo).await
         }
         Command::Migrate(_) => Err(refused(
             "--odoo: crondeck never creates its schema in an Odoo database",
@@ -180,12 +178,12 @@ async fn act(
     odoo: &mut Odoo,
     target: &OdooTarget,
     key: &str,
-    action: Action,
+    actions: &[Action],
 ) -> anyhow::Result<()> {
     let uid = actions::resolve_uid(odoo, target.login.as_deref())
         .await
         .map_err(classify)?;
-    let outcome = actions::apply(odoo, key, &action, &Actor::current(), uid)
+    let outcome = actions::apply(odoo, key, actions, &Actor::current(), uid)
         .await
         .map_err(classify)?;
     outln!(

@@ -118,61 +118,37 @@ fn ts(t: Option<NaiveDateTime>) -> String {
     )
 }
 
-/// Apply `action` to cron `key` (id or name), audited; one transaction.
+/// Apply `actions` to cron `key` (id or name) in one transaction, each
+/// audited: all of them or none. Run now cannot be combined with edits.
 pub async fn apply(
     odoo: &mut Odoo,
     key: &str,
-    action: &Action,
+    actions: &[Action],
     actor: &Actor,
     uid: i32,
 ) -> Result<Outcome, OdooError> {
+    let run_now = actions.contains(&Action::RunNow);
+    if actions.is_empty() || (run_now && actions.len() > 1) {
+        return Err(OdooError::Refused(
+            "run now is one action on its own; edits are applied together".to_string(),
+        ));
+    }
     let crons = model::read_crons(&odoo.client, odoo.version).await?;
     let cron = model::find(&crons, key)?.clone();
     let version = odoo.version;
     let dbname = odoo.dbname.clone();
     let tx = odoo.client.transaction().await?;
     let mut notes = Vec::new();
-    if *action == Action::RunNow && !cron.active && version.has_progress() {
-        return Err(OdooError::Refused(format!(
-            "#{} {} is paused: Odoo {version} ignores immediate triggers of an inactive cron \
-             (its _trigger() does not even create them); resume it to run it",
-            cron.id, cron.name
-        )));
-    }
-    let change = if *action == Action::RunNow {
-        // As `_trigger()`: no lock on the cron row; whole-second UTC now.
-        let row = tx
-            .query_one(
-                "INSERT INTO ir_cron_trigger (cron_id, call_at, create_uid, create_date, write_uid, write_date) \
-                 VALUES ($1, date_trunc('second', now() AT TIME ZONE 'UTC'), $2, \
-                         now() AT TIME ZONE 'UTC', $2, now() AT TIME ZONE 'UTC') \
-                 RETURNING call_at",
-                &[&cron.id, &uid],
-            )
-            .await?;
-        let at: NaiveDateTime = row.get(0);
-        if !cron.active {
-            notes.push(
-                "the cron is paused: Odoo runs only active crons; the trigger waits until it is \
-                 resumed"
-                    .to_string(),
-            );
+    let mut changes = Vec::new();
+    if run_now {
+        if !cron.active && version.has_progress() {
+            return Err(OdooError::Refused(format!(
+                "#{} {} is paused: Odoo {version} ignores immediate triggers of an inactive \
+                 cron (its _trigger() does not even create them); resume it to run it",
+                cron.id, cron.name
+            )));
         }
-        if cron.numbercall == Some(0) {
-            notes.push(
-                "numbercall is 0: Odoo selects only crons with calls left, so it will not run \
-                 this one (set numbercall in Odoo first)"
-                    .to_string(),
-            );
-        }
-        if cron.running.is_some() {
-            notes.push(
-                "it is running now: the worker deletes only triggers older than its own \
-                 transaction, so this one makes it run again after this run"
-                    .to_string(),
-            );
-        }
-        format!("trigger at {}", ts(Some(at)))
+        changes.push((&Action::RunNow, trigger(&tx, &cron, uid, &mut notes).await?));
     } else {
         // As `write()`: NO KEY UPDATE, NOWAIT; a worker running it holds the row.
         let lock = tx
@@ -193,80 +169,156 @@ pub async fn apply(
             }
             Err(e) => return Err(e.into()),
         };
-        let old_active: bool = row.get::<_, Option<bool>>(0).unwrap_or(false);
-        let old_number: i32 = row.get::<_, Option<i32>>(1).unwrap_or(1);
-        let old_unit: String = row.get::<_, Option<String>>(2).unwrap_or_default();
-        let old_next: NaiveDateTime = row.get(3);
-        let old_priority: i32 = row.get::<_, Option<i32>>(4).unwrap_or(5);
-        let set = |sql: &str| {
-            format!(
-                "UPDATE ir_cron SET {sql}, write_uid = $2, write_date = (now() AT TIME ZONE 'UTC') \
-                 WHERE id = $1"
-            )
+        let old = Current {
+            active: row.get::<_, Option<bool>>(0).unwrap_or(false),
+            number: row.get::<_, Option<i32>>(1).unwrap_or(1),
+            unit: row.get::<_, Option<String>>(2).unwrap_or_default(),
+            next: row.get(3),
+            priority: row.get::<_, Option<i32>>(4).unwrap_or(5),
         };
-        match action {
-            Action::SetActive(on) => {
-                tx.execute(&set("active = $3"), &[&cron.id, &uid, on])
-                    .await?;
-                format!("active {old_active} → {on}")
-            }
-            Action::SetInterval { number, unit } => {
-                if *number <= 0 || !version.interval_units().contains(&unit.as_str()) {
-                    return Err(OdooError::Refused(format!(
-                        "invalid interval for Odoo {version}: {number} {unit}"
-                    )));
-                }
-                tx.execute(
-                    &set("interval_number = $3, interval_type = $4"),
-                    &[&cron.id, &uid, number, unit],
-                )
-                .await?;
-                format!(
-                    "interval {} → {}",
-                    describe_interval(old_number, &old_unit),
-                    describe_interval(*number, unit)
-                )
-            }
-            Action::SetNextcall(at) => {
-                // Odoo's datetimes have no microseconds.
-                let at = at.naive_utc();
-                let at = at.with_nanosecond_zero().unwrap_or(at);
-                tx.execute(&set("nextcall = $3"), &[&cron.id, &uid, &at])
-                    .await?;
-                format!("nextcall {} → {}", ts(Some(old_next)), ts(Some(at)))
-            }
-            Action::SetPriority(p) => {
-                tx.execute(&set("priority = $3"), &[&cron.id, &uid, p])
-                    .await?;
-                format!("priority {old_priority} → {p}")
-            }
-            Action::RunNow => unreachable!("handled above"),
+        for action in actions {
+            changes.push((
+                action,
+                edit(&tx, cron.id, version, uid, &old, action).await?,
+            ));
         }
-    };
-    let message = format!(
-        "crondeck: {}@{} {} scheduled action #{} {:?}: {}",
-        actor.os_user,
-        actor.host,
-        action.word(),
-        cron.id,
-        cron.name,
-        change
-    );
-    tx.execute(
-        "INSERT INTO ir_logging (create_date, create_uid, name, type, dbname, level, message, path, func, line) \
-         VALUES (now() AT TIME ZONE 'UTC', $1, 'crondeck.odoo', 'server', $2, 'INFO', $3, 'crondeck', $4, '0')",
-        &[&uid, &dbname, &message, &action.word()],
-    )
-    .await?;
+    }
+    for (action, change) in &changes {
+        let message = format!(
+            "crondeck: {}@{} {} scheduled action #{} {:?}: {}",
+            actor.os_user,
+            actor.host,
+            action.word(),
+            cron.id,
+            cron.name,
+            change
+        );
+        tx.execute(
+            "INSERT INTO ir_logging (create_date, create_uid, name, type, dbname, level, message, path, func, line) \
+             VALUES (now() AT TIME ZONE 'UTC', $1, 'crondeck.odoo', 'server', $2, 'INFO', $3, 'crondeck', $4, '0')",
+            &[&uid, &dbname, &message, &action.word()],
+        )
+        .await?;
+    }
     tx.commit().await?;
-    if *action == Action::RunNow {
+    if run_now {
         notes.push(notify(odoo).await);
     }
     Ok(Outcome {
         cron_id: cron.id,
         name: cron.name,
-        change,
+        change: changes
+            .into_iter()
+            .map(|(_, change)| change)
+            .collect::<Vec<_>>()
+            .join("; "),
         notes,
+    })
+}
+
+/// The cron's editable fields as locked, for the audit's old → new.
+struct Current {
+    active: bool,
+    number: i32,
+    unit: String,
+    next: NaiveDateTime,
+    priority: i32,
+}
+
+/// Run now as Odoo's `_trigger()`: no lock on the cron row; whole-second UTC now.
+async fn trigger(
+    tx: &tokio_postgres::Transaction<'_>,
+    cron: &model::Cron,
+    uid: i32,
+    notes: &mut Vec<String>,
+) -> Result<String, OdooError> {
+    let row = tx
+        .query_one(
+            "INSERT INTO ir_cron_trigger (cron_id, call_at, create_uid, create_date, write_uid, write_date) \
+             VALUES ($1, date_trunc('second', now() AT TIME ZONE 'UTC'), $2, \
+                     now() AT TIME ZONE 'UTC', $2, now() AT TIME ZONE 'UTC') \
+             RETURNING call_at",
+            &[&cron.id, &uid],
+        )
+        .await?;
+    let at: NaiveDateTime = row.get(0);
+    if !cron.active {
+        notes.push(
+            "the cron is paused: Odoo runs only active crons; the trigger waits until it is \
+             resumed"
+                .to_string(),
+        );
+    }
+    if cron.numbercall == Some(0) {
+        notes.push(
+            "numbercall is 0: Odoo selects only crons with calls left, so it will not run \
+             this one (set numbercall in Odoo first)"
+                .to_string(),
+        );
+    }
+    if cron.running.is_some() {
+        notes.push(
+            "it is running now: the worker deletes only triggers older than its own \
+             transaction, so this one makes it run again after this run"
+                .to_string(),
+        );
+    }
+    Ok(format!("trigger at {}", ts(Some(at))))
+}
+
+/// One edit as `write()` makes it, on the row the caller has locked.
+async fn edit(
+    tx: &tokio_postgres::Transaction<'_>,
+    id: i32,
+    version: OdooVersion,
+    uid: i32,
+    old: &Current,
+    action: &Action,
+) -> Result<String, OdooError> {
+    let set = |sql: &str| {
+        format!(
+            "UPDATE ir_cron SET {sql}, write_uid = $2, write_date = (now() AT TIME ZONE 'UTC') \
+             WHERE id = $1"
+        )
+    };
+    Ok(match action {
+        Action::SetActive(on) => {
+            tx.execute(&set("active = $3"), &[&id, &uid, on]).await?;
+            format!("active {} → {on}", old.active)
+        }
+        Action::SetInterval { number, unit } => {
+            if *number <= 0 || !version.interval_units().contains(&unit.as_str()) {
+                return Err(OdooError::Refused(format!(
+                    "invalid interval for Odoo {version}: {number} {unit}"
+                )));
+            }
+            tx.execute(
+                &set("interval_number = $3, interval_type = $4"),
+                &[&id, &uid, number, unit],
+            )
+            .await?;
+            format!(
+                "interval {} → {}",
+                describe_interval(old.number, &old.unit),
+                describe_interval(*number, unit)
+            )
+        }
+        Action::SetNextcall(at) => {
+            // Odoo's datetimes have no microseconds.
+            let at = at.naive_utc();
+            let at = at.with_nanosecond_zero().unwrap_or(at);
+            tx.execute(&set("nextcall = $3"), &[&id, &uid, &at]).await?;
+            format!("nextcall {} → {}", ts(Some(old.next)), ts(Some(at)))
+        }
+        Action::SetPriority(p) => {
+            tx.execute(&set("priority = $3"), &[&id, &uid, p]).await?;
+            format!("priority {} → {p}", old.priority)
+        }
+        Action::RunNow => {
+            return Err(OdooError::Refused(
+                "run now is one action on its own; edits are applied together".to_string(),
+            ))
+        }
     })
 }
 

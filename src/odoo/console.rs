@@ -562,7 +562,9 @@ pub async fn run(mut odoo: Odoo, login: Option<String>, read_only: bool) -> anyh
         if let Effect::Apply(cron_id, action) = &effect {
             let key = cron_id.to_string();
             app.message = Some(
-                match actions::apply(&mut odoo, &key, action, &actor, uid).await {
+                match actions::apply(&mut odoo, &key, std::slice::from_ref(action), &actor, uid)
+                    .await
+                {
                     Ok(o) => {
                         let mut m = format!("#{} {}: {}", o.cron_id, o.name, o.change);
                         for n in &o.notes {
