@@ -18,22 +18,32 @@ use crondeck::scheduler::{NodeConfig, NodeHandle};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// A webhook receiver on 127.0.0.1 that records every JSON body it gets.
-async fn receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
+/// One request a receiver got.
+#[derive(Debug, Clone)]
+struct Hit {
+    idempotency_key: Option<String>,
+    attempt: Option<String>,
+    body: Value,
+}
+
+/// A webhook receiver on 127.0.0.1 that records every request it gets. The
+/// first `hang` requests are recorded and then never answered (the sender
+/// waits), as a receiver that got the message while its sender died would.
+async fn receiver_hanging(hang: usize) -> (String, Arc<Mutex<Vec<Hit>>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!(
         "http://{}/hook/secret-token",
         listener.local_addr().unwrap()
     );
-    let bodies = Arc::new(Mutex::new(Vec::new()));
-    let seen = bodies.clone();
+    let hits = Arc::new(Mutex::new(Vec::new()));
+    let seen = hits.clone();
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
             let seen = seen.clone();
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 4096];
-                let body = loop {
+                let (head, body) = loop {
                     let n = stream.read(&mut chunk).await.unwrap_or(0);
                     if n == 0 {
                         return;
@@ -50,12 +60,34 @@ async fn receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
                             })
                             .unwrap_or(0);
                         if buf.len() >= end + 4 + length {
-                            break buf[end + 4..end + 4 + length].to_vec();
+                            break (
+                                text[..end].to_string(),
+                                buf[end + 4..end + 4 + length].to_vec(),
+                            );
                         }
                     }
                 };
-                if let Ok(value) = serde_json::from_slice(&body) {
-                    seen.lock().unwrap().push(value);
+                let header = |name: &str| {
+                    head.lines().find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+                    })
+                };
+                let Ok(body) = serde_json::from_slice::<Value>(&body) else {
+                    return;
+                };
+                let hanging = {
+                    let mut seen = seen.lock().unwrap();
+                    seen.push(Hit {
+                        idempotency_key: header("idempotency-key"),
+                        attempt: header("x-crondeck-attempt"),
+                        body,
+                    });
+                    seen.len() <= hang
+                };
+                if hanging {
+                    // Hold the connection open, unanswered, for good.
+                    std::future::pending::<()>().await;
                 }
                 let _ = stream
                     .write_all(
@@ -65,16 +97,19 @@ async fn receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
             });
         }
     });
-    (url, bodies)
+    (url, hits)
 }
 
-fn events(bodies: &Arc<Mutex<Vec<Value>>>, event: &str) -> Vec<Value> {
-    bodies
-        .lock()
+async fn receiver() -> (String, Arc<Mutex<Vec<Hit>>>) {
+    receiver_hanging(0).await
+}
+
+fn events(hits: &Arc<Mutex<Vec<Hit>>>, event: &str) -> Vec<Value> {
+    hits.lock()
         .unwrap()
         .iter()
-        .filter(|b| b["event"] == event)
-        .cloned()
+        .filter(|h| h.body["event"] == event)
+        .map(|h| h.body.clone())
         .collect()
 }
 
@@ -228,6 +263,20 @@ async fn check_sends_no_live_node_once_per_episode() {
         let output = db.run(&["--config", config.to_str().unwrap(), "check"]);
         assert_eq!(output.status.code(), Some(2), "{:?}", text(&output));
     }
+    // `check` recorded it; its background delivery process sends it.
+    let client = db.client().await;
+    wait_for(Duration::from_secs(30), "the page delivered", || async {
+        let delivered: i64 = scalar(
+            &client,
+            "SELECT count(*) FROM crondeck.notification_deliveries WHERE status = 'delivered'",
+            &[],
+        )
+        .await;
+        (delivered == 1).then_some(())
+    })
+    .await;
+    let output = db.run(&["--config", config.to_str().unwrap(), "check"]);
+    assert_eq!(output.status.code(), Some(2), "{:?}", text(&output));
     let pages = std::fs::read_to_string(&out).unwrap();
     assert_eq!(pages.lines().count(), 1, "{pages}");
     let page: Value = serde_json::from_str(pages.lines().next().unwrap()).unwrap();
@@ -236,4 +285,255 @@ async fn check_sends_no_live_node_once_per_episode() {
         .as_str()
         .unwrap()
         .contains("no live scheduler node"));
+    let rows: i64 = scalar(&client, "SELECT count(*) FROM crondeck.notifications", &[]).await;
+    assert_eq!(rows, 1);
+}
+
+/// A config file with one webhook channel.
+fn webhook_config(dir: &std::path::Path, url: &str, extra: &str) -> std::path::PathBuf {
+    let config = dir.join("config.toml");
+    std::fs::write(
+        &config,
+        format!("[[notifications.channel]]\nname = \"hook\"\nwebhook = \"{url}\"\n{extra}"),
+    )
+    .unwrap();
+    config
+}
+
+/// A scheduler process that is SIGKILLed when dropped (if still running).
+struct Process(std::process::Child);
+
+impl Process {
+    fn kill9(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn scheduler(db: &TestDb, config: &std::path::Path, name: &str) -> Process {
+    Process(
+        db.cli()
+            .args(["--config", config.to_str().unwrap(), "scheduler"])
+            .args(["--node-name", name, "--heartbeat", "200ms", "--lease", "2s"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start a scheduler"),
+    )
+}
+
+/// The node delivering a notification is killed with SIGKILL while the
+/// receiver holds its request: the delivery is claimed again after its lease
+/// by another node and delivered, with the same idempotency key, so the
+/// receiver (deduplicating by key) sees exactly one delivery.
+#[tokio::test]
+async fn a_delivery_survives_kill_9_of_its_node_and_the_receiver_sees_it_once() {
+    let db = TestDb::new().await;
+    let (url, hits) = receiver_hanging(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = webhook_config(
+        dir.path(),
+        &url,
+        "timeout = \"8s\"\nretries = 3\nevents = [\"failure_streak\"]\n",
+    );
+    let mut client = db.client().await;
+    let mut spec = JobSpec::new(
+        "broken",
+        Schedule::parse("every 1s").unwrap(),
+        ActionKind::Sql,
+        "SELECT 1 / 0",
+    );
+    spec.failure.threshold = 0;
+    spec.failure.notify_after = Some(1);
+    ops::add(
+        &mut client,
+        &Actor::current(),
+        &spec,
+        &AddOptions::default(),
+    )
+    .await
+    .unwrap();
+
+    let mut first = scheduler(&db, &config, "first");
+    wait_for(Duration::from_secs(30), "the first POST", || async {
+        (!events(&hits, "failure_streak").is_empty()).then_some(())
+    })
+    .await;
+    // The receiver has the message and has not answered: kill the sender.
+    first.kill9();
+    let (attempts, status, claimed_by): (i32, String, Option<String>) = {
+        let row = client
+            .query_one(
+                "SELECT attempts, status, claimed_by FROM crondeck.notification_deliveries",
+                &[],
+            )
+            .await
+            .unwrap();
+        (row.get(0), row.get(1), row.get(2))
+    };
+    assert_eq!(
+        (attempts, status.as_str(), claimed_by.as_deref()),
+        (1, "pending", Some("first")),
+        "the attempt was in progress when the node died"
+    );
+
+    let _second = scheduler(&db, &config, "second");
+    wait_for(
+        Duration::from_secs(60),
+        "the delivery completed",
+        || async {
+            let status: String = scalar(
+                &client,
+                "SELECT status FROM crondeck.notification_deliveries",
+                &[],
+            )
+            .await;
+            (status == "delivered").then_some(())
+        },
+    )
+    .await;
+    let hits = hits.lock().unwrap().clone();
+    let streak: Vec<&Hit> = hits
+        .iter()
+        .filter(|h| h.body["event"] == "failure_streak")
+        .collect();
+    // At least once: the receiver got it twice (once from each node)...
+    assert_eq!(streak.len(), 2, "{streak:?}");
+    assert_eq!(streak[0].attempt.as_deref(), Some("1"));
+    assert_eq!(streak[1].attempt.as_deref(), Some("2"));
+    // ...with one idempotency key, in the header and in the body: one
+    // delivery for a receiver that drops repeated keys.
+    let keys: std::collections::BTreeSet<Option<String>> =
+        streak.iter().map(|h| h.idempotency_key.clone()).collect();
+    assert_eq!(keys.len(), 1, "{streak:?}");
+    let key = streak[0]
+        .idempotency_key
+        .clone()
+        .expect("an Idempotency-Key header");
+    assert!(streak
+        .iter()
+        .all(|h| h.body["idempotency_key"] == key.as_str()));
+    let (attempts, claimed): (i32, Option<String>) = {
+        let row = client
+            .query_one(
+                "SELECT attempts, claimed_by FROM crondeck.notification_deliveries",
+                &[],
+            )
+            .await
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!((attempts, claimed), (2, None));
+    let status: String = scalar(
+        &client,
+        "SELECT status FROM crondeck.notifications WHERE event = 'failure_streak'",
+        &[],
+    )
+    .await;
+    assert_eq!(status, "sent");
+    // One episode: the streak goes on, and one outbox row (the channel takes
+    // only failure_streak; the overdue episode has none).
+    let episodes: i64 = scalar(
+        &client,
+        "SELECT count(*) FROM crondeck.notifications WHERE event = 'failure_streak'",
+        &[],
+    )
+    .await;
+    assert_eq!(episodes, 1);
+    let outbox: i64 = scalar(
+        &client,
+        "SELECT count(*) FROM crondeck.notification_deliveries",
+        &[],
+    )
+    .await;
+    assert_eq!(outbox, 1);
+}
+
+/// `check` only records: against a webhook that never answers it returns
+/// at once (the webhook still has the request open), its background process
+/// delivers, retries with backoff, and gives up after the channel's attempts
+/// with the error kept.
+#[tokio::test]
+async fn check_never_waits_for_a_dead_webhook_and_the_outbox_gives_up_with_the_error() {
+    let db = TestDb::new().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(Mutex::new(Vec::new()));
+    let held = accepted.clone();
+    let acceptor = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            held.lock().unwrap().push(stream); // never answered
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = webhook_config(
+        dir.path(),
+        &format!("http://{addr}/hook/secret-token"),
+        "timeout = \"60s\"\nretries = 1\n",
+    );
+    let started = std::time::Instant::now();
+    let output = db.run(&["--config", config.to_str().unwrap(), "check"]);
+    let took = started.elapsed();
+    assert_eq!(output.status.code(), Some(2), "{:?}", text(&output));
+    assert!(
+        took < Duration::from_secs(30),
+        "check waited for the webhook ({took:?})"
+    );
+    let client = db.client().await;
+    wait_for(
+        Duration::from_secs(30),
+        "the background attempt",
+        || async { (!accepted.lock().unwrap().is_empty()).then_some(()) },
+    )
+    .await;
+    let (status, attempts): (String, i32) = {
+        let row = client
+            .query_one(
+                "SELECT status, attempts FROM crondeck.notification_deliveries",
+                &[],
+            )
+            .await
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!((status.as_str(), attempts), ("pending", 1));
+    // The webhook dies: open connections drop, new ones are refused.
+    acceptor.abort();
+    let _ = acceptor.await;
+    accepted.lock().unwrap().clear();
+    wait_for(Duration::from_secs(60), "the delivery given up", || async {
+        let status: String = scalar(
+            &client,
+            "SELECT status FROM crondeck.notification_deliveries",
+            &[],
+        )
+        .await;
+        (status == "failed").then_some(())
+    })
+    .await;
+    let row = client
+        .query_one(
+            "SELECT attempts, max_attempts, last_error, delivered_at IS NULL
+             FROM crondeck.notification_deliveries",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (attempts, max, error, undelivered): (i32, i32, Option<String>, bool) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
+    assert_eq!((attempts, max, undelivered), (2, 2, true));
+    let error = error.expect("the last error is kept");
+    assert!(
+        !error.is_empty() && !error.contains("secret-token"),
+        "{error}"
+    );
+    let status: String = scalar(&client, "SELECT status FROM crondeck.notifications", &[]).await;
+    assert_eq!(status, "failed");
 }

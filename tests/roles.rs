@@ -455,11 +455,30 @@ async fn viewers_and_operators_send_the_no_live_node_alert_but_cannot_forge_or_s
     let out = db.run_as(&viewer, &["--config", config, "check"]);
     assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
     assert!(!text(&out).1.contains("could not"), "{:?}", text(&out));
+    // `check` records; its background process (as the viewer) delivers.
+    let client = db.client().await;
+    let delivered = |n: i64| {
+        let client = &client;
+        move || async move {
+            let done: i64 = scalar(
+                client,
+                "SELECT count(*) FROM crondeck.notification_deliveries WHERE status = 'delivered'",
+                &[],
+            )
+            .await;
+            (done == n).then_some(())
+        }
+    };
+    wait_for(
+        Duration::from_secs(30),
+        "the viewer's page delivered",
+        delivered(1),
+    )
+    .await;
     assert_eq!(page_count(), 1, "the viewer's check sent the alert");
     let out = db.run_as(&viewer, &["--config", config, "check"]);
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(page_count(), 1, "once per episode");
-    let client = db.client().await;
     let status: String = scalar(
         &client,
         "SELECT status FROM crondeck.notifications WHERE event = 'no_live_node'",
@@ -479,6 +498,12 @@ async fn viewers_and_operators_send_the_no_live_node_alert_but_cannot_forge_or_s
     let out = db.run_as(&operator, &["--config", config, "check"]);
     assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
     assert!(!text(&out).1.contains("could not"), "{:?}", text(&out));
+    wait_for(
+        Duration::from_secs(30),
+        "the operator's page delivered",
+        delivered(2),
+    )
+    .await;
     assert_eq!(page_count(), 2, "the operator's check sent the new episode");
     let page: Value = serde_json::from_str(
         std::fs::read_to_string(&pages)
@@ -500,6 +525,10 @@ async fn viewers_and_operators_send_the_no_live_node_alert_but_cannot_forge_or_s
              VALUES ('failure_streak/1/x', 'failure_streak', 'forged', '{}', 'x')",
             "UPDATE crondeck.notifications SET resolved_at = now(), status = 'sent'",
             "DELETE FROM crondeck.notifications",
+            // The outbox: only nodes claim and report other deliveries.
+            "UPDATE crondeck.notification_deliveries SET status = 'delivered'",
+            "SELECT * FROM crondeck.outbox_claim('x', ARRAY['pager'], 60000, 10)",
+            "SELECT crondeck.outbox_finish(1, 'x', 1, NULL)",
         ] {
             sql_denied(&db, user, statement).await;
         }
@@ -515,7 +544,10 @@ async fn viewers_and_operators_send_the_no_live_node_alert_but_cannot_forge_or_s
     let before: i64 = scalar(&client, "SELECT count(*) FROM crondeck.notifications", &[]).await;
     let conn = db.spec_as(&operator).connect().await.unwrap();
     let rows = conn
-        .query("SELECT * FROM crondeck.record_no_live_node('forger')", &[])
+        .query(
+            "SELECT * FROM crondeck.record_no_live_node('forger', '[]')",
+            &[],
+        )
         .await
         .unwrap();
     assert!(rows.is_empty());

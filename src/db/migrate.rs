@@ -55,6 +55,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "shell_allow_dirs",
         sql: include_str!("migrations/0007_shell_allow_dirs.sql"),
     },
+    Migration {
+        version: 9,
+        name: "outbox",
+        sql: include_str!("migrations/0009_outbox.sql"),
+    },
 ];
 
 /// Arbitrary but fixed key for `pg_advisory_lock`; "crondeck" in ASCII.

@@ -16,7 +16,7 @@ use crate::health::{job_health, Thresholds};
 use crate::job::Job;
 use crate::timespec::format_duration_short;
 
-/// An event this process recorded first, and so must send.
+/// An event this process recorded first (with its outbox rows).
 #[derive(Debug, Clone)]
 pub struct Pending {
     pub id: i64,
@@ -136,9 +136,11 @@ async fn record(
     found: &Found,
     job: Option<&Job>,
     now: DateTime<Utc>,
-    sender: &str,
+    notifier: &Notifier,
 ) -> Result<Option<Pending>, DbError> {
+    let sender = notifier.sender.as_str();
     let payload = payload(found, job, now, sender);
+    let deliveries = notifier.deliveries_for(found.event);
     let new = NewNotification {
         dedup_key: &found.key,
         event: found.event,
@@ -147,6 +149,7 @@ async fn record(
         message: &found.message,
         payload: &payload,
         created_by: sender,
+        deliveries: &deliveries,
     };
     Ok(notification_insert(client, &new).await?.map(|id| Pending {
         id,
@@ -162,7 +165,7 @@ async fn close_with_recovered(
     client: &mut impl GenericClient,
     job: Option<&Job>,
     now: DateTime<Utc>,
-    sender: &str,
+    notifier: &Notifier,
 ) -> Result<Option<Pending>, DbError> {
     let tx = client.transaction().await?;
     let closed = notification_resolve_open(&tx, job.map(|j| j.id)).await?;
@@ -183,7 +186,7 @@ async fn close_with_recovered(
         message,
         details: json!({ "closes": closed }),
     };
-    let pending = record(&tx, &found, job, now, sender).await?;
+    let pending = record(&tx, &found, job, now, notifier).await?;
     tx.commit().await?;
     Ok(pending)
 }
@@ -198,22 +201,22 @@ pub async fn scan(
     let mut pending = Vec::new();
     for job in notification_scan_jobs(&*client, FAILURE_POLICY_PAUSER).await? {
         for found in job_problems(&job, now, notifier) {
-            pending.extend(record(&*client, &found, Some(&job), now, &notifier.sender).await?);
+            pending.extend(record(&*client, &found, Some(&job), now, notifier).await?);
         }
         if recovered(&job, now) {
-            pending.extend(close_with_recovered(client, Some(&job), now, &notifier.sender).await?);
+            pending.extend(close_with_recovered(client, Some(&job), now, notifier).await?);
         }
     }
     // This node is alive, so a "no live node" episode, if open, is over.
     if notification_has_open(&*client, None).await? {
-        pending.extend(close_with_recovered(client, None, now, &notifier.sender).await?);
+        pending.extend(close_with_recovered(client, None, now, notifier).await?);
     }
     Ok(pending)
 }
 
 /// The dead man's switch, for a process that is not itself a node (`check`):
 /// with no live node, record the episode (keyed by the last heartbeat any
-/// node sent) and return it to send. The database checks that no node is
+/// node sent) with its outbox rows, and return it. The database checks that no node is
 /// alive and writes the message itself (`crondeck.record_no_live_node`), so
 /// anyone who may read (a viewer, an operator) can record it, and nobody can
 /// forge it.
@@ -225,7 +228,8 @@ pub async fn check_cluster(
     if live_nodes > 0 {
         return Ok(None);
     }
-    notification_record_no_live_node(client, &notifier.sender)
+    let deliveries = notifier.deliveries_for("no_live_node");
+    notification_record_no_live_node(client, &notifier.sender, &deliveries)
         .await
         .map(|recorded| {
             recorded.map(|(id, payload)| Pending {
