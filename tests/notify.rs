@@ -537,3 +537,227 @@ async fn check_never_waits_for_a_dead_webhook_and_the_outbox_gives_up_with_the_e
     let status: String = scalar(&client, "SELECT status FROM crondeck.notifications", &[]).await;
     assert_eq!(status, "failed");
 }
+
+/// What a test SMTP server received in one session.
+#[derive(Debug, Clone, Default)]
+struct Mail {
+    auth: Option<String>,
+    from: String,
+    to: Vec<String>,
+    data: String,
+}
+
+/// A local SMTP server speaking just enough SMTP (EHLO, AUTH PLAIN, MAIL,
+/// RCPT, DATA, QUIT) to accept messages, recording each.
+async fn smtp_server() -> (u16, Arc<Mutex<Vec<Mail>>>) {
+    use tokio::io::AsyncBufReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mails = Arc::new(Mutex::new(Vec::new()));
+    let seen = mails.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let (read, mut write) = stream.into_split();
+                let mut lines = tokio::io::BufReader::new(read);
+                let mut mail = Mail::default();
+                let _ = write.write_all(b"220 test.local ESMTP\r\n").await;
+                let mut line = String::new();
+                loop {
+                    line.clear();
+                    if lines.read_line(&mut line).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let command = line.trim_end().to_string();
+                    let upper = command.to_ascii_uppercase();
+                    let reply: &[u8] = if upper.starts_with("EHLO") {
+                        b"250-test.local\r\n250-AUTH PLAIN\r\n250 8BITMIME\r\n"
+                    } else if upper.starts_with("AUTH PLAIN") {
+                        mail.auth = Some(command[10..].trim().to_string());
+                        b"235 2.7.0 ok\r\n"
+                    } else if upper.starts_with("MAIL FROM:") {
+                        mail.from = command[10..].to_string();
+                        b"250 ok\r\n"
+                    } else if upper.starts_with("RCPT TO:") {
+                        mail.to.push(command[8..].to_string());
+                        b"250 ok\r\n"
+                    } else if upper == "DATA" {
+                        let _ = write.write_all(b"354 go ahead\r\n").await;
+                        let mut data = String::new();
+                        loop {
+                            line.clear();
+                            if lines.read_line(&mut line).await.unwrap_or(0) == 0 {
+                                return;
+                            }
+                            if line == ".\r\n" {
+                                break;
+                            }
+                            data.push_str(&line);
+                        }
+                        mail.data = data;
+                        seen.lock().unwrap().push(mail.clone());
+                        b"250 2.0.0 queued\r\n"
+                    } else if upper == "QUIT" {
+                        let _ = write.write_all(b"221 bye\r\n").await;
+                        return;
+                    } else {
+                        b"250 ok\r\n"
+                    };
+                    let _ = write.write_all(reply).await;
+                }
+            });
+        }
+    });
+    (port, mails)
+}
+
+/// The SMTP channel against a real (local) SMTP listener: a subject that
+/// names the job and the event, a plain-text body with the exit code, the
+/// first lines of the error, the output's tail, the node and the commands
+/// to look closer; AUTH with the password from the environment, which
+/// appears nowhere else.
+#[tokio::test]
+async fn smtp_mail_says_what_failed_where_and_how_to_look_closer() {
+    let db = TestDb::new().await;
+    let (port, mails) = smtp_server().await;
+    let config: NotificationsFile = toml::from_str(&format!(
+        "[[channel]]\nname = \"mail\"\nevents = [\"failure_streak\"]\n\
+         [channel.smtp]\nserver = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\n\
+         from = \"crondeck <crondeck@example.com>\"\nto = [\"oncall@example.com\", \"dba@example.com\"]\n\
+         username = \"crondeck\"\npassword_env = \"TEST_SMTP_PASSWORD\"\n"
+    ))
+    .unwrap();
+    let env = |key: &str| (key == "TEST_SMTP_PASSWORD").then(|| "s3cr3t-pw".to_string());
+    let notifier = Arc::new(
+        Notifier::from_file_with_env(&config, "mailer", &env)
+            .unwrap()
+            .unwrap(),
+    );
+    assert!(!format!("{notifier:?}").contains("s3cr3t"));
+    let mut client = db.client().await;
+    let mut spec = JobSpec::new(
+        "nightly export",
+        Schedule::parse("every 1s").unwrap(),
+        ActionKind::Shell,
+        "for i in 1 2 3 4 5 6 7 8 9 10 11 12; do echo \"row $i\"; done; \
+         echo 'export: disk full' >&2; echo 'hint: free /var' >&2; exit 3",
+    );
+    spec.failure.threshold = 0;
+    spec.failure.notify_after = Some(2);
+    ops::add(
+        &mut client,
+        &Actor::current(),
+        &spec,
+        &AddOptions::default(),
+    )
+    .await
+    .unwrap();
+    let node = NodeHandle::start(
+        db.spec.clone(),
+        NodeConfig {
+            allow_shell: true,
+            ..node_config("mail-node", &notifier)
+        },
+    )
+    .await
+    .unwrap();
+    wait_for(Duration::from_secs(30), "a mail", || async {
+        (!mails.lock().unwrap().is_empty()).then_some(())
+    })
+    .await;
+    wait_for(Duration::from_secs(30), "the delivery recorded", || async {
+        let status: String = scalar(
+            &client,
+            "SELECT status FROM crondeck.notification_deliveries",
+            &[],
+        )
+        .await;
+        (status == "delivered").then_some(())
+    })
+    .await;
+    node.shutdown().await.unwrap();
+
+    let mails = mails.lock().unwrap().clone();
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    let mail = &mails[0];
+    // AUTH PLAIN is base64("\0user\0password").
+    let auth = mail.auth.clone().expect("the client authenticated");
+    let decoded = String::from_utf8(base64_decode(&auth)).unwrap();
+    assert_eq!(decoded, "\0crondeck\0s3cr3t-pw");
+    assert!(mail.from.contains("crondeck@example.com"), "{mail:?}");
+    assert_eq!(mail.to.len(), 2, "{mail:?}");
+    // Headers, unfolded.
+    let (head, body) = mail.data.split_once("\r\n\r\n").expect("headers and body");
+    let head = head.replace("\r\n ", " ").replace("\r\n\t", " ");
+    let header = |name: &str| {
+        head.lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+            })
+            .unwrap_or_else(|| panic!("no {name} header in:\n{head}"))
+    };
+    assert_eq!(header("Subject"), "[crondeck] job nightly export failing");
+    assert!(header("To").contains("oncall@example.com"));
+    assert!(header("Content-Type").starts_with("text/plain"));
+    let delivery_id: i64 = scalar(
+        &client,
+        "SELECT id FROM crondeck.notification_deliveries",
+        &[],
+    )
+    .await;
+    assert_eq!(
+        header("Message-ID"),
+        format!("<crondeck-{delivery_id}@crondeck>")
+    );
+    assert_eq!(
+        header("X-Crondeck-Idempotency-Key"),
+        format!("crondeck-{delivery_id}")
+    );
+    // The body (7bit or quoted-printable for plain ASCII lines: undo soft breaks).
+    let body = body.replace("=\r\n", "").replace("\r\n", "\n");
+    for expected in [
+        "crondeck: job \"nightly export\" failed 2 times in a row (last: failed (exit 3): export: disk full)",
+        "Job:      nightly export",
+        "Event:    failure_streak",
+        "Node:     mail-node",
+        "Result:   failed (exit 3)",
+        "Last error:\n    export: disk full\n    hint: free /var\n",
+        "    row 12\n",
+        "crondeck show 'nightly export'",
+        "crondeck history 'nightly export'",
+    ] {
+        assert!(body.contains(expected), "no {expected:?} in:\n{body}");
+    }
+    // The tail, not the head: 10 lines of 12.
+    assert!(!body.contains("    row 2\n"), "{body}");
+    assert!(body.contains("    row 3\n"), "{body}");
+    // The password is nowhere in the record.
+    let recorded: String = scalar(
+        &client,
+        "SELECT (SELECT string_agg(payload::text || deliveries::text, '') FROM crondeck.notifications)
+             || (SELECT string_agg(coalesce(last_error, ''), '') FROM crondeck.notification_deliveries)",
+        &[],
+    )
+    .await;
+    assert!(!recorded.contains("s3cr3t"));
+}
+
+fn base64_decode(text: &str) -> Vec<u8> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut bits = 0u32;
+    let mut count = 0;
+    let mut out = Vec::new();
+    for c in text.bytes().filter(|c| *c != b'=') {
+        let value = ALPHABET.iter().position(|a| *a == c).expect("base64") as u32;
+        bits = (bits << 6) | value;
+        count += 6;
+        if count >= 8 {
+            count -= 8;
+            out.push((bits >> count) as u8);
+            bits &= (1 << count) - 1;
+        }
+    }
+    out
+}

@@ -140,6 +140,62 @@ pub async fn notification_record_no_live_node(
     row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
 }
 
+/// What a notification says about a job's last run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunDetail {
+    pub status: String,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub sqlstate: Option<String>,
+    pub error: Option<String>,
+    /// The last 4 KiB of each stream (lines cut later).
+    pub stdout_tail: Option<String>,
+    pub stderr_tail: Option<String>,
+    pub stderr_head: Option<String>,
+    pub node_name: Option<String>,
+}
+
+/// The details of run `run_id` for a notification, if it exists.
+pub async fn run_detail(
+    client: &impl GenericClient,
+    run_id: i64,
+) -> Result<Option<RunDetail>, DbError> {
+    let row = client
+        .query_opt(
+            "SELECT status, exit_code, signal, sqlstate, left(error, 4000) AS error,
+                    right(stdout, 4000) AS stdout_tail, right(stderr, 4000) AS stderr_tail,
+                    left(stderr, 4000) AS stderr_head, node_name
+             FROM crondeck.runs WHERE id = $1",
+            &[&run_id],
+        )
+        .await?;
+    row.map(|r| {
+        Ok(RunDetail {
+            status: r.try_get("status")?,
+            exit_code: r.try_get("exit_code")?,
+            signal: r.try_get("signal")?,
+            sqlstate: r.try_get("sqlstate")?,
+            error: r.try_get("error")?,
+            stdout_tail: r.try_get("stdout_tail")?,
+            stderr_tail: r.try_get("stderr_tail")?,
+            stderr_head: r.try_get("stderr_head")?,
+            node_name: r.try_get("node_name")?,
+        })
+    })
+    .transpose()
+}
+
+/// Whether an episode is recorded already.
+pub async fn notification_exists(client: &impl GenericClient, key: &str) -> Result<bool, DbError> {
+    let row = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM crondeck.notifications WHERE dedup_key = $1)",
+            &[&key],
+        )
+        .await?;
+    Ok(row.try_get(0)?)
+}
+
 /// One attempt at one delivery, claimed from the outbox.
 #[derive(Debug, Clone)]
 pub struct ClaimedDelivery {

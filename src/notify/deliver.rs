@@ -45,6 +45,10 @@ pub async fn attempt(channel: &Channel, delivery: &ClaimedDelivery) -> Result<()
             Some(command) => run_command(command, &body, delivery, channel.timeout).await,
             None => Err("this channel has no command here".into()),
         },
+        "smtp" => match &channel.smtp {
+            Some(smtp) => super::smtp::send(smtp, delivery, channel.timeout).await,
+            None => Err("this channel has no SMTP server here".into()),
+        },
         other => Err(format!("unknown delivery kind \"{other}\"")),
     }
 }

@@ -8,8 +8,9 @@ use tokio_postgres::GenericClient;
 use super::Notifier;
 use crate::check::FAILURE_POLICY_PAUSER;
 use crate::db::notifications::{
-    notification_has_open, notification_insert, notification_record_no_live_node,
-    notification_resolve_open, notification_scan_jobs, NewNotification,
+    notification_exists, notification_has_open, notification_insert,
+    notification_record_no_live_node, notification_resolve_open, notification_scan_jobs,
+    run_detail, NewNotification, RunDetail,
 };
 use crate::db::DbError;
 use crate::health::{job_health, Thresholds};
@@ -84,7 +85,11 @@ fn job_problems(job: &Job, now: DateTime<Utc>, notifier: &Notifier) -> Vec<Found
                 "crondeck: job \"{name}\" was paused by its failure policy: {}",
                 pause.reason.as_deref().unwrap_or("too many failures")
             ),
-            details: json!({ "paused_at": pause.at, "reason": pause.reason }),
+            details: json!({
+                "paused_at": pause.at,
+                "reason": pause.reason,
+                "last_run_id": rt.last_run_id,
+            }),
         });
     }
     if job_health(job, now, &Thresholds::default()).overdue {
@@ -107,6 +112,116 @@ fn job_problems(job: &Job, now: DateTime<Utc>, notifier: &Notifier) -> Vec<Found
         });
     }
     found
+}
+
+/// Lines of error text a notification carries at most.
+pub const ERROR_LINES: usize = 5;
+/// Lines of output tail a notification carries at most.
+pub const TAIL_LINES: usize = 10;
+/// Characters one such line keeps at most.
+const LINE_CHARS: usize = 300;
+
+fn cut(line: &str) -> String {
+    if line.chars().count() > LINE_CHARS {
+        let mut s: String = line.chars().take(LINE_CHARS).collect();
+        s.push('…');
+        s
+    } else {
+        line.to_string()
+    }
+}
+
+fn head_lines(text: Option<&str>, n: usize) -> Vec<String> {
+    text.unwrap_or("")
+        .lines()
+        .map(str::trim_end)
+        .filter(|l| !l.is_empty())
+        .take(n)
+        .map(cut)
+        .collect()
+}
+
+fn tail_lines(text: Option<&str>, n: usize) -> Option<String> {
+    let lines: Vec<String> = text
+        .unwrap_or("")
+        .lines()
+        .map(str::trim_end)
+        .filter(|l| !l.is_empty())
+        .map(cut)
+        .collect();
+    let start = lines.len().saturating_sub(n);
+    (!lines.is_empty()).then(|| lines[start..].join("\n"))
+}
+
+/// "failed (exit 3)", "failed (SQLSTATE 22012)", "timed_out", ...
+fn result_words(run: &RunDetail) -> String {
+    if let Some(code) = run.exit_code.filter(|c| *c != 0) {
+        format!("{} (exit {code})", run.status)
+    } else if let Some(signal) = run.signal {
+        format!("{} (signal {signal})", run.status)
+    } else if let Some(state) = &run.sqlstate {
+        format!("{} (SQLSTATE {state})", run.status)
+    } else {
+        run.status.clone()
+    }
+}
+
+/// The first lines of what went wrong: an SQL job's error (its message, then
+/// DETAIL/HINT lines), a shell job's standard error (its `error` only says
+/// "exited with status N", which the exit code already tells).
+fn error_lines(run: &RunDetail) -> Vec<String> {
+    if run.sqlstate.is_none() {
+        let stderr = head_lines(run.stderr_head.as_deref(), ERROR_LINES);
+        if !stderr.is_empty() {
+            return stderr;
+        }
+    }
+    head_lines(run.error.as_deref(), ERROR_LINES)
+}
+
+/// Add what the last run says to a failure event: its result (exit code,
+/// signal or SQLSTATE), the first lines of its error, the tail of its output
+/// and the node that ran it.
+fn with_last_run(found: &mut Found, job: &Job, run: &RunDetail) {
+    let result = result_words(run);
+    let lines = error_lines(run);
+    let first = lines.first().map(|l| format!(": {l}")).unwrap_or_default();
+    let name = &job.spec.name;
+    match found.event {
+        "failure_streak" => {
+            found.message = format!(
+                "crondeck: job \"{name}\" failed {} in a row (last: {result}{first})",
+                crate::text::count(job.runtime.failure_streak, "time", "times")
+            );
+        }
+        "auto_paused" => {
+            let reason = job
+                .pause
+                .as_ref()
+                .and_then(|p| p.reason.as_deref())
+                .unwrap_or("too many failures");
+            found.message = format!(
+                "crondeck: job \"{name}\" was paused by its failure policy: {reason} (last: {result}{first})"
+            );
+        }
+        _ => return,
+    }
+    if let Value::Object(details) = &mut found.details {
+        details.insert("last_result".into(), result.into());
+        details.insert("exit_code".into(), json!(run.exit_code));
+        details.insert("signal".into(), json!(run.signal));
+        details.insert("sqlstate".into(), json!(run.sqlstate));
+        details.insert("error_lines".into(), json!(lines));
+        details.insert(
+            "stdout_tail".into(),
+            json!(tail_lines(run.stdout_tail.as_deref(), TAIL_LINES)),
+        );
+        details.insert(
+            "stderr_tail".into(),
+            json!(tail_lines(run.stderr_tail.as_deref(), TAIL_LINES)),
+        );
+        details.insert("node".into(), json!(run.node_name));
+    }
 }
 
 /// Healthy again: last run succeeded, no streak, active, not overdue.
@@ -200,7 +315,19 @@ pub async fn scan(
     let now: DateTime<Utc> = client.query_one("SELECT now()", &[]).await?.try_get(0)?;
     let mut pending = Vec::new();
     for job in notification_scan_jobs(&*client, FAILURE_POLICY_PAUSER).await? {
-        for found in job_problems(&job, now, notifier) {
+        for mut found in job_problems(&job, now, notifier) {
+            // Most scans see episodes recorded already: skip them before
+            // reading the last run.
+            if notification_exists(&*client, &found.key).await? {
+                continue;
+            }
+            if matches!(found.event, "failure_streak" | "auto_paused") {
+                if let Some(run_id) = job.runtime.last_run_id {
+                    if let Some(run) = run_detail(&*client, run_id).await? {
+                        with_last_run(&mut found, &job, &run);
+                    }
+                }
+            }
             pending.extend(record(&*client, &found, Some(&job), now, notifier).await?);
         }
         if recovered(&job, now) {

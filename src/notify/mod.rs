@@ -45,6 +45,7 @@
 mod deliver;
 mod detect;
 pub mod outbox;
+pub mod smtp;
 
 use std::time::Duration;
 
@@ -101,6 +102,8 @@ pub struct ChannelFile {
     pub name: String,
     pub webhook: Option<String>,
     pub command: Option<String>,
+    /// `[notifications.channel.smtp]`: mail through an SMTP server.
+    pub smtp: Option<smtp::SmtpFile>,
     pub timeout: Option<String>,
     pub retries: Option<u32>,
     /// Only these events (default: all).
@@ -113,6 +116,7 @@ impl std::fmt::Debug for ChannelFile {
             .field("name", &self.name)
             .field("webhook", &self.webhook.as_ref().map(|_| "<secret>"))
             .field("command", &self.command)
+            .field("smtp", &self.smtp)
             .field("timeout", &self.timeout)
             .field("retries", &self.retries)
             .field("events", &self.events)
@@ -126,6 +130,7 @@ pub struct Channel {
     pub name: String,
     pub webhook: Option<String>,
     pub command: Option<String>,
+    pub smtp: Option<smtp::Smtp>,
     pub timeout: Duration,
     pub retries: u32,
     pub events: Vec<String>,
@@ -137,6 +142,7 @@ impl std::fmt::Debug for Channel {
             .field("name", &self.name)
             .field("webhook", &self.webhook.as_ref().map(|_| "<secret>"))
             .field("command", &self.command)
+            .field("smtp", &self.smtp)
             .field("timeout", &self.timeout)
             .field("retries", &self.retries)
             .field("events", &self.events)
@@ -162,6 +168,9 @@ impl Channel {
         }
         if self.command.is_some() {
             kinds.push("command");
+        }
+        if self.smtp.is_some() {
+            kinds.push("smtp");
         }
         kinds
     }
@@ -207,6 +216,15 @@ impl Notifier {
     /// Check `[notifications]`; `None` when no channel is configured (then
     /// nothing is detected, recorded or sent). Errors say which key is wrong.
     pub fn from_file(file: &NotificationsFile, sender: &str) -> Result<Option<Notifier>, String> {
+        Self::from_file_with_env(file, sender, &|key| std::env::var(key).ok())
+    }
+
+    /// [`Notifier::from_file`] with the environment given (SMTP passwords).
+    pub fn from_file_with_env(
+        file: &NotificationsFile,
+        sender: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Option<Notifier>, String> {
         if file.channels.is_empty() {
             return Ok(None);
         }
@@ -228,9 +246,16 @@ impl Notifier {
                     "{at}: two channels have this name (the outbox delivers by name)"
                 ));
             }
-            if c.webhook.is_none() && c.command.is_none() {
-                return Err(format!("{at}: give a `webhook`, a `command`, or both"));
+            if c.webhook.is_none() && c.command.is_none() && c.smtp.is_none() {
+                return Err(format!(
+                    "{at}: give a `webhook`, a `command`, an `smtp` section, or several"
+                ));
             }
+            let smtp = c
+                .smtp
+                .as_ref()
+                .map(|f| smtp::Smtp::from_file(f, &at, env))
+                .transpose()?;
             if let Some(url) = &c.webhook {
                 if !(url.starts_with("https://") || url.starts_with("http://")) {
                     return Err(format!(
@@ -268,6 +293,7 @@ impl Notifier {
                 name,
                 webhook: c.webhook.clone(),
                 command: c.command.clone(),
+                smtp,
                 timeout,
                 retries,
                 events,
