@@ -216,6 +216,16 @@ async fn three_nodes_send_one_post_per_episode_and_recovered_follows_a_fix() {
             .contains("\"flaky\" failed"),
         "{streaks:?}"
     );
+    // It says why: the SQLSTATE and the error's first line, in the text and
+    // in the details.
+    let text = streaks[0]["text"].as_str().unwrap();
+    assert!(
+        text.contains("(last: failed (SQLSTATE 22012): division by zero)"),
+        "{text}"
+    );
+    assert_eq!(streaks[0]["details"]["sqlstate"], "22012");
+    assert_eq!(streaks[0]["details"]["error_lines"][0], "division by zero");
+    assert!(streaks[0]["details"]["node"].is_string(), "{streaks:?}");
     // Failing every second for 5 s without a success also made it overdue:
     // a separate episode, sent once too; one "recovered" closes both.
     assert_eq!(events(&bodies, "overdue").len(), 1);
@@ -760,4 +770,138 @@ fn base64_decode(text: &str) -> Vec<u8> {
         }
     }
     out
+}
+
+/// Runs of 5 s every 2 s: the job is always either running or just done.
+/// Measured from the last success alone it would be overdue 4 s into every
+/// run and "recovered" at its end (issue 14.5); a run in progress that
+/// started in time holds overdue off.
+#[tokio::test]
+async fn a_job_slow_by_design_does_not_flap_overdue_and_recovered() {
+    let db = TestDb::new().await;
+    let (url, hits) = receiver().await;
+    let config: NotificationsFile = toml::from_str(&format!(
+        "[[channel]]\nname = \"hook\"\nwebhook = \"{url}\"\n"
+    ))
+    .unwrap();
+    let notifier = Arc::new(Notifier::from_file(&config, "test").unwrap().unwrap());
+    let mut client = db.client().await;
+    let spec = JobSpec::new(
+        "slow",
+        Schedule::parse("every 2s").unwrap(),
+        ActionKind::Sql,
+        "SELECT pg_sleep(5)",
+    );
+    ops::add(
+        &mut client,
+        &Actor::current(),
+        &spec,
+        &AddOptions::default(),
+    )
+    .await
+    .unwrap();
+    let node = NodeHandle::start(db.spec.clone(), node_config("n1", &notifier))
+        .await
+        .unwrap();
+    wait_for(Duration::from_secs(60), "three successful runs", || async {
+        let n: i64 = scalar(
+            &client,
+            "SELECT count(*) FROM crondeck.runs WHERE status = 'succeeded'",
+            &[],
+        )
+        .await;
+        // ... and the fourth well under way (past the 4 s threshold).
+        let running: bool = scalar(
+            &client,
+            "SELECT coalesce(now() - running_since > interval '4.5 s', false) FROM crondeck.jobs",
+            &[],
+        )
+        .await;
+        (n >= 3 && running).then_some(())
+    })
+    .await;
+    node.shutdown().await.unwrap();
+    let recorded: i64 = scalar(&client, "SELECT count(*) FROM crondeck.notifications", &[]).await;
+    assert_eq!(recorded, 0, "{:?}", hits.lock().unwrap());
+    assert!(hits.lock().unwrap().is_empty());
+}
+
+/// Every node stops, the jobs miss several intervals, the nodes come back:
+/// each job gets its intervals to succeed before it counts as overdue, so
+/// the restart does not page "overdue" and then "recovered" seconds later.
+#[tokio::test]
+async fn a_full_cluster_restart_does_not_page_overdue_then_recovered() {
+    let db = TestDb::new().await;
+    let (url, hits) = receiver().await;
+    let config: NotificationsFile = toml::from_str(&format!(
+        "[[channel]]\nname = \"hook\"\nwebhook = \"{url}\"\n"
+    ))
+    .unwrap();
+    let notifier = Arc::new(Notifier::from_file(&config, "test").unwrap().unwrap());
+    let mut client = db.client().await;
+    let spec = JobSpec::new(
+        "steady",
+        Schedule::parse("every 2s").unwrap(),
+        ActionKind::Sql,
+        "SELECT pg_sleep(1)",
+    );
+    ops::add(
+        &mut client,
+        &Actor::current(),
+        &spec,
+        &AddOptions::default(),
+    )
+    .await
+    .unwrap();
+    let successes = || async {
+        scalar::<i64>(
+            &client,
+            "SELECT count(*) FROM crondeck.runs WHERE status = 'succeeded'",
+            &[],
+        )
+        .await
+    };
+    let node = NodeHandle::start(db.spec.clone(), node_config("n1", &notifier))
+        .await
+        .unwrap();
+    wait_for(Duration::from_secs(30), "a success", || async {
+        (successes().await >= 1).then_some(())
+    })
+    .await;
+    node.shutdown().await.unwrap();
+    // The whole cluster is down for more than twice the interval.
+    wait_for(
+        Duration::from_secs(30),
+        "the job to miss its intervals",
+        || async {
+            let missed: bool = scalar(
+                &client,
+                "SELECT now() - last_success_at > interval '8 s' FROM crondeck.jobs",
+                &[],
+            )
+            .await;
+            missed.then_some(())
+        },
+    )
+    .await;
+    let before = successes().await;
+    let node = NodeHandle::start(db.spec.clone(), node_config("n2", &notifier))
+        .await
+        .unwrap();
+    wait_for(
+        Duration::from_secs(30),
+        "two successes after the restart",
+        || async { (successes().await >= before + 2).then_some(()) },
+    )
+    .await;
+    node.shutdown().await.unwrap();
+    let recorded: Vec<String> = client
+        .query("SELECT event FROM crondeck.notifications", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(recorded.is_empty(), "{recorded:?}");
+    assert!(hits.lock().unwrap().is_empty());
 }

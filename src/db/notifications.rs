@@ -185,6 +185,33 @@ pub async fn run_detail(
     .transpose()
 }
 
+/// Since when some scheduler node has been alive without a break (node
+/// lifetimes that overlap, by the database clock), or `None` when no node is
+/// alive. After a full cluster stop this is when the first node came back;
+/// through a rolling restart, it stays put.
+pub async fn cluster_live_since(
+    client: &impl GenericClient,
+) -> Result<Option<DateTime<Utc>>, DbError> {
+    let row = client
+        .query_one(
+            "WITH spans AS (
+                 SELECT started_at AS s,
+                        least(coalesce(stopped_at, 'infinity'),
+                              heartbeat_at + lease_ms * interval '1 millisecond') AS e
+                 FROM crondeck.nodes),
+             islands AS (
+                 SELECT s, e, max(e) OVER (ORDER BY s ROWS BETWEEN UNBOUNDED PRECEDING
+                                                     AND 1 PRECEDING) AS before
+                 FROM spans)
+             SELECT CASE WHEN (SELECT max(e) FROM spans) >= now()
+                         THEN (SELECT max(s) FROM islands WHERE before IS NULL OR before < s)
+                    END",
+            &[],
+        )
+        .await?;
+    Ok(row.try_get(0)?)
+}
+
 /// Whether an episode is recorded already.
 pub async fn notification_exists(client: &impl GenericClient, key: &str) -> Result<bool, DbError> {
     let row = client

@@ -8,7 +8,7 @@ use tokio_postgres::GenericClient;
 use super::Notifier;
 use crate::check::FAILURE_POLICY_PAUSER;
 use crate::db::notifications::{
-    notification_exists, notification_has_open, notification_insert,
+    cluster_live_since, notification_exists, notification_has_open, notification_insert,
     notification_record_no_live_node, notification_resolve_open, notification_scan_jobs,
     run_detail, NewNotification, RunDetail,
 };
@@ -37,8 +37,35 @@ fn stamp(t: Option<DateTime<Utc>>) -> String {
     t.map_or_else(|| "unknown".to_string(), |t| t.to_rfc3339())
 }
 
+/// Whether `job` is overdue for a notification: as `health` says, but
+/// measured from no earlier than when the cluster last came back
+/// (`live_since`). While no node was alive nothing could run, which the
+/// no-live-node event tells; after a full restart each job gets its usual
+/// two intervals to succeed before it pages "overdue" (and then "recovered"
+/// seconds later).
+fn overdue(job: &Job, now: DateTime<Utc>, live_since: Option<DateTime<Utc>>) -> bool {
+    let rt = &job.runtime;
+    let since = rt
+        .last_success_at
+        .or(rt.first_due_at)
+        .or(job.nextcall.filter(|n| *n <= now));
+    match (live_since, since) {
+        (Some(live), Some(since)) if since < live => {
+            let mut seen = job.clone();
+            seen.runtime.last_success_at = Some(live);
+            job_health(&seen, now, &Thresholds::default()).overdue
+        }
+        _ => job_health(job, now, &Thresholds::default()).overdue,
+    }
+}
+
 /// The problem events that hold for `job` now.
-fn job_problems(job: &Job, now: DateTime<Utc>, notifier: &Notifier) -> Vec<Found> {
+fn job_problems(
+    job: &Job,
+    now: DateTime<Utc>,
+    live_since: Option<DateTime<Utc>>,
+    notifier: &Notifier,
+) -> Vec<Found> {
     let rt = &job.runtime;
     let name = &job.spec.name;
     let mut found = Vec::new();
@@ -92,7 +119,7 @@ fn job_problems(job: &Job, now: DateTime<Utc>, notifier: &Notifier) -> Vec<Found
             }),
         });
     }
-    if job_health(job, now, &Thresholds::default()).overdue {
+    if overdue(job, now, live_since) {
         let since = rt.last_success_at.or(rt.first_due_at).or(job.nextcall);
         let words = match rt.last_success_at {
             Some(s) => format!("no success for {}", format_duration_short(now - s)),
@@ -225,11 +252,11 @@ fn with_last_run(found: &mut Found, job: &Job, run: &RunDetail) {
 }
 
 /// Healthy again: last run succeeded, no streak, active, not overdue.
-fn recovered(job: &Job, now: DateTime<Utc>) -> bool {
+fn recovered(job: &Job, now: DateTime<Utc>, live_since: Option<DateTime<Utc>>) -> bool {
     job.active
         && job.runtime.failure_streak == 0
         && job.runtime.last_status.as_deref() == Some("succeeded")
-        && !job_health(job, now, &Thresholds::default()).overdue
+        && !overdue(job, now, live_since)
 }
 
 fn payload(found: &Found, job: Option<&Job>, now: DateTime<Utc>, sender: &str) -> Value {
@@ -313,9 +340,10 @@ pub async fn scan(
     notifier: &Notifier,
 ) -> Result<Vec<Pending>, DbError> {
     let now: DateTime<Utc> = client.query_one("SELECT now()", &[]).await?.try_get(0)?;
+    let live_since = cluster_live_since(&*client).await?;
     let mut pending = Vec::new();
     for job in notification_scan_jobs(&*client, FAILURE_POLICY_PAUSER).await? {
-        for mut found in job_problems(&job, now, notifier) {
+        for mut found in job_problems(&job, now, live_since, notifier) {
             // Most scans see episodes recorded already: skip them before
             // reading the last run.
             if notification_exists(&*client, &found.key).await? {
@@ -330,7 +358,7 @@ pub async fn scan(
             }
             pending.extend(record(&*client, &found, Some(&job), now, notifier).await?);
         }
-        if recovered(&job, now) {
+        if recovered(&job, now, live_since) {
             pending.extend(close_with_recovered(client, Some(&job), now, notifier).await?);
         }
     }
