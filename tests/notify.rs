@@ -546,6 +546,21 @@ async fn check_never_waits_for_a_dead_webhook_and_the_outbox_gives_up_with_the_e
     );
     let status: String = scalar(&client, "SELECT status FROM crondeck.notifications", &[]).await;
     assert_eq!(status, "failed");
+    // What the console's notifications view reads.
+    let rows = crondeck::db::notifications::delivery_list(&client, 10)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        (
+            rows[0].event.as_str(),
+            rows[0].channel.as_str(),
+            rows[0].kind.as_str()
+        ),
+        ("no_live_node", "hook", "webhook")
+    );
+    assert_eq!((rows[0].status.as_str(), rows[0].attempts), ("failed", 2));
+    assert_eq!(rows[0].last_error.as_deref(), Some(error.as_str()));
 }
 
 /// What a test SMTP server received in one session.

@@ -46,6 +46,7 @@ pub enum DataEvent {
         run: Option<Box<RunRow>>,
     },
     Audit(Vec<AuditRecord>),
+    Notifications(Vec<crate::db::notifications::DeliveryRow>),
     /// A mutation finished: the message to show, or why it failed.
     Done(Result<String, String>),
 }
@@ -79,6 +80,7 @@ pub enum Effect {
     LoadRuns(i64),
     LoadRun(i64),
     LoadAudit,
+    LoadNotifications,
     Mutate(Mutation),
     Quit,
 }

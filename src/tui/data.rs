@@ -50,6 +50,7 @@ struct Pending {
     runs: Option<i64>,
     run: Option<i64>,
     audit: bool,
+    notifications: bool,
 }
 
 enum Work {
@@ -58,6 +59,7 @@ enum Work {
     Runs(i64),
     Run(i64),
     Audit,
+    Notifications,
 }
 
 impl Pending {
@@ -69,6 +71,7 @@ impl Pending {
             Effect::LoadRuns(id) => self.runs = Some(id),
             Effect::LoadRun(id) => self.run = Some(id),
             Effect::LoadAudit => self.audit = true,
+            Effect::LoadNotifications => self.notifications = true,
             Effect::Mutate(m) => self.mutations.push_back(m),
         }
         true
@@ -87,7 +90,10 @@ impl Pending {
         if let Some(id) = self.run.take() {
             return Some(Work::Run(id));
         }
-        std::mem::take(&mut self.audit).then_some(Work::Audit)
+        if std::mem::take(&mut self.audit) {
+            return Some(Work::Audit);
+        }
+        std::mem::take(&mut self.notifications).then_some(Work::Notifications)
     }
 }
 
@@ -292,6 +298,11 @@ async fn perform(
         }),
         Work::Audit => Ok(DataEvent::Audit(
             audit_list(&*client, None, AUDIT_LIMIT)
+                .await
+                .map_err(lost)?,
+        )),
+        Work::Notifications => Ok(DataEvent::Notifications(
+            crate::db::notifications::delivery_list(&*client, crate::tui::app::NOTIFICATIONS_LIMIT)
                 .await
                 .map_err(lost)?,
         )),

@@ -4,6 +4,7 @@
 
 mod fixtures;
 mod incident;
+mod notifications;
 mod screens;
 mod update_events;
 mod update_keys;
