@@ -797,3 +797,87 @@ async fn databases_sharing_a_cluster_stay_separate_with_their_own_roles() {
     .await;
     assert_eq!(left, 0);
 }
+
+/// A reader may deliver the no-live-node page (`check`'s background
+/// process), and nothing else: it cannot claim or report a job's delivery,
+/// and cannot hold the page back with a lease of weeks.
+#[tokio::test]
+async fn a_reader_cannot_hold_back_or_take_over_notification_deliveries() {
+    let db = TestDb::new().await;
+    let [viewer, ..] = login_roles(&db).await;
+    let client = db.client().await;
+    client
+        .batch_execute(
+            "SELECT * FROM crondeck.record_no_live_node('t',
+                 '[{\"channel\": \"pager\", \"kind\": \"command\", \"max_attempts\": 3}]');
+             INSERT INTO crondeck.notifications (dedup_key, event, message, payload, created_by)
+             VALUES ('failure_streak/1/x', 'failure_streak', 'm', '{}', 'n');
+             INSERT INTO crondeck.notification_deliveries (notification_id, channel, kind, max_attempts)
+             SELECT id, 'pager', 'command', 3 FROM crondeck.notifications
+             WHERE event = 'failure_streak';",
+        )
+        .await
+        .unwrap();
+    let conn = db.spec_as(&viewer).connect().await.unwrap();
+    let claimed = conn
+        .query(
+            "SELECT event, delivery_id, attempt FROM crondeck.outbox_claim_no_live_node(
+                 'attacker', ARRAY['pager'], 2000000000, 100)",
+            &[],
+        )
+        .await
+        .unwrap();
+    let events: Vec<String> = claimed.iter().map(|r| r.get(0)).collect();
+    assert_eq!(events, ["no_live_node"]);
+    let lease: f64 = scalar(
+        &client,
+        "SELECT extract(epoch FROM max(lease_until) - now())::float8
+         FROM crondeck.notification_deliveries",
+        &[],
+    )
+    .await;
+    assert!(lease <= 601.0, "a lease of {lease} s");
+    let job_delivery: i64 = scalar(
+        &client,
+        "SELECT d.id FROM crondeck.notification_deliveries d
+         JOIN crondeck.notifications n ON n.id = d.notification_id
+         WHERE n.event = 'failure_streak'",
+        &[],
+    )
+    .await;
+    // Claim the job's delivery as a node would, then try to report it
+    // delivered as the reader, with the node's own claim.
+    client
+        .batch_execute("SELECT * FROM crondeck.outbox_claim('node', ARRAY['pager'], 60000, 10)")
+        .await
+        .unwrap();
+    for claimer in ["node", "attacker"] {
+        let reported: bool = conn
+            .query_one(
+                "SELECT crondeck.outbox_finish_no_live_node($1, $2, 1, NULL)",
+                &[&job_delivery, &claimer],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert!(!reported, "{claimer}");
+    }
+    let status: String = scalar(
+        &client,
+        "SELECT status FROM crondeck.notification_deliveries WHERE id = $1",
+        &[&job_delivery],
+    )
+    .await;
+    assert_eq!(status, "pending");
+    // The reader's own claim of the page it may deliver: reported.
+    let (page, attempt): (i64, i32) = (claimed[0].get(1), claimed[0].get(2));
+    let reported: bool = conn
+        .query_one(
+            "SELECT crondeck.outbox_finish_no_live_node($1, 'attacker', $2, NULL)",
+            &[&page, &attempt],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(reported);
+}

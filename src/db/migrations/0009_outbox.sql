@@ -148,8 +148,11 @@ CREATE FUNCTION crondeck.outbox_claim_no_live_node(claimer text, channels text[]
 RETURNS TABLE (delivery_id bigint, notification_id bigint, event text, channel text,
                kind text, attempt integer, max_attempts integer, payload jsonb)
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    -- Bounded, so that a reader cannot hold the page back with a lease of
+    -- weeks: a claim it never reports expires within 10 minutes.
     SELECT * FROM crondeck.outbox_claim(format('%s (role %s)', left(claimer, 150), session_user),
-                                        channels, lease_ms, max_rows, 'no_live_node');
+                                        channels, least(greatest(lease_ms, 1000), 600000),
+                                        least(max_rows, 50), 'no_live_node');
 $$;
 
 CREATE FUNCTION crondeck.outbox_finish_no_live_node(delivery bigint, claimer text,
