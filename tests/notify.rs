@@ -574,15 +574,18 @@ struct Mail {
 
 /// A local SMTP server speaking just enough SMTP (EHLO, AUTH PLAIN, MAIL,
 /// RCPT, DATA, QUIT) to accept messages, recording each.
-async fn smtp_server() -> (u16, Arc<Mutex<Vec<Mail>>>) {
+async fn smtp_server() -> (u16, Arc<Mutex<Vec<Mail>>>, Arc<Mutex<Vec<String>>>) {
     use tokio::io::AsyncBufReadExt;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let mails = Arc::new(Mutex::new(Vec::new()));
     let seen = mails.clone();
+    let commands = Arc::new(Mutex::new(Vec::new()));
+    let heard = commands.clone();
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             let seen = seen.clone();
+            let heard = heard.clone();
             tokio::spawn(async move {
                 let (read, mut write) = stream.into_split();
                 let mut lines = tokio::io::BufReader::new(read);
@@ -596,6 +599,7 @@ async fn smtp_server() -> (u16, Arc<Mutex<Vec<Mail>>>) {
                     }
                     let command = line.trim_end().to_string();
                     let upper = command.to_ascii_uppercase();
+                    heard.lock().unwrap().push(command.clone());
                     let reply: &[u8] = if upper.starts_with("EHLO") {
                         b"250-test.local\r\n250-AUTH PLAIN\r\n250 8BITMIME\r\n"
                     } else if upper.starts_with("AUTH PLAIN") {
@@ -634,7 +638,7 @@ async fn smtp_server() -> (u16, Arc<Mutex<Vec<Mail>>>) {
             });
         }
     });
-    (port, mails)
+    (port, mails, commands)
 }
 
 /// The SMTP channel against a real (local) SMTP listener: a subject that
@@ -645,7 +649,7 @@ async fn smtp_server() -> (u16, Arc<Mutex<Vec<Mail>>>) {
 #[tokio::test]
 async fn smtp_mail_says_what_failed_where_and_how_to_look_closer() {
     let db = TestDb::new().await;
-    let (port, mails) = smtp_server().await;
+    let (port, mails, _) = smtp_server().await;
     let config: NotificationsFile = toml::from_str(&format!(
         "[[channel]]\nname = \"mail\"\nevents = [\"failure_streak\"]\n\
          [channel.smtp]\nserver = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\n\
@@ -919,4 +923,68 @@ async fn a_full_cluster_restart_does_not_page_overdue_then_recovered() {
         .collect();
     assert!(recorded.is_empty(), "{recorded:?}");
     assert!(hits.lock().unwrap().is_empty());
+}
+
+/// `tls = "starttls"` (the default) requires STARTTLS: against a server that
+/// does not offer it, nothing is sent in clear (no AUTH, no message) and the
+/// attempt fails with a reason, to be retried.
+#[tokio::test]
+async fn smtp_starttls_is_required_never_downgraded_to_plain_text() {
+    let db = TestDb::new().await;
+    let (port, mails, commands) = smtp_server().await;
+    let config: NotificationsFile = toml::from_str(&format!(
+        "[[channel]]\nname = \"mail\"\nretries = 0\nevents = [\"failure_streak\"]\n\
+         [channel.smtp]\nserver = \"127.0.0.1\"\nport = {port}\n\
+         from = \"crondeck@example.com\"\nto = [\"oncall@example.com\"]\n\
+         username = \"crondeck\"\npassword = \"s3cr3t-pw\"\n"
+    ))
+    .unwrap();
+    let notifier = Arc::new(Notifier::from_file(&config, "mailer").unwrap().unwrap());
+    let mut client = db.client().await;
+    let mut spec = JobSpec::new(
+        "broken",
+        Schedule::parse("every 1s").unwrap(),
+        ActionKind::Sql,
+        "SELECT 1 / 0",
+    );
+    spec.failure.threshold = 0;
+    spec.failure.notify_after = Some(1);
+    ops::add(&mut client, &Actor::current(), &spec, &AddOptions::default())
+        .await
+        .unwrap();
+    let node = NodeHandle::start(db.spec.clone(), node_config("n1", &notifier))
+        .await
+        .unwrap();
+    wait_for(Duration::from_secs(30), "the attempt given up", || async {
+        let status: String = scalar(
+            &client,
+            "SELECT coalesce(max(status), '') FROM crondeck.notification_deliveries",
+            &[],
+        )
+        .await;
+        (status == "failed").then_some(())
+    })
+    .await;
+    node.shutdown().await.unwrap();
+    let heard = commands.lock().unwrap().clone();
+    assert!(
+        heard.iter().any(|c| c.to_ascii_uppercase().starts_with("EHLO")),
+        "the server was reached: {heard:?}"
+    );
+    assert!(
+        !heard.iter().any(|c| {
+            let c = c.to_ascii_uppercase();
+            c.starts_with("AUTH") || c.starts_with("MAIL") || c == "DATA"
+        }),
+        "sent in clear: {heard:?}"
+    );
+    assert!(mails.lock().unwrap().is_empty());
+    let error: String = scalar(
+        &client,
+        "SELECT last_error FROM crondeck.notification_deliveries",
+        &[],
+    )
+    .await;
+    assert!(error.starts_with("SMTP 127.0.0.1:"), "{error}");
+    assert!(!error.contains("s3cr3t"), "{error}");
 }
