@@ -570,75 +570,119 @@ struct Mail {
     from: String,
     to: Vec<String>,
     data: String,
+    /// The message came over TLS (after STARTTLS).
+    tls: bool,
 }
 
-/// A local SMTP server speaking just enough SMTP (EHLO, AUTH PLAIN, MAIL,
-/// RCPT, DATA, QUIT) to accept messages, recording each.
-async fn smtp_server() -> (u16, Arc<Mutex<Vec<Mail>>>, Arc<Mutex<Vec<String>>>) {
+type Shared<T> = Arc<Mutex<Vec<T>>>;
+
+/// One SMTP dialogue on `io` until QUIT, end of input, or STARTTLS (then
+/// `true`: the caller upgrades the connection and talks again).
+async fn smtp_session<S>(
+    io: &mut tokio::io::BufReader<S>,
+    offer_tls: bool,
+    tls: bool,
+    seen: &Shared<Mail>,
+    heard: &Shared<String>,
+) -> bool
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     use tokio::io::AsyncBufReadExt;
+    let mut mail = Mail {
+        tls,
+        ..Mail::default()
+    };
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if io.read_line(&mut line).await.unwrap_or(0) == 0 {
+            return false;
+        }
+        let command = line.trim_end().to_string();
+        let upper = command.to_ascii_uppercase();
+        heard
+            .lock()
+            .unwrap()
+            .push(format!("{}{command}", if tls { "tls: " } else { "" }));
+        let reply: &[u8] = if upper.starts_with("EHLO") {
+            if offer_tls {
+                b"250-test.local\r\n250-STARTTLS\r\n250-AUTH PLAIN\r\n250 8BITMIME\r\n"
+            } else {
+                b"250-test.local\r\n250-AUTH PLAIN\r\n250 8BITMIME\r\n"
+            }
+        } else if upper == "STARTTLS" && offer_tls {
+            let _ = io.write_all(b"220 2.0.0 ready\r\n").await;
+            return true;
+        } else if upper.starts_with("AUTH PLAIN") {
+            mail.auth = Some(command[10..].trim().to_string());
+            b"235 2.7.0 ok\r\n"
+        } else if upper.starts_with("MAIL FROM:") {
+            mail.from = command[10..].to_string();
+            b"250 ok\r\n"
+        } else if upper.starts_with("RCPT TO:") {
+            mail.to.push(command[8..].to_string());
+            b"250 ok\r\n"
+        } else if upper == "DATA" {
+            let _ = io.write_all(b"354 go ahead\r\n").await;
+            let mut data = String::new();
+            loop {
+                line.clear();
+                if io.read_line(&mut line).await.unwrap_or(0) == 0 {
+                    return false;
+                }
+                if line == ".\r\n" {
+                    break;
+                }
+                data.push_str(&line);
+            }
+            mail.data = data;
+            seen.lock().unwrap().push(mail.clone());
+            b"250 2.0.0 queued\r\n"
+        } else if upper == "QUIT" {
+            let _ = io.write_all(b"221 bye\r\n").await;
+            return false;
+        } else {
+            b"250 ok\r\n"
+        };
+        let _ = io.write_all(reply).await;
+    }
+}
+
+/// A local SMTP server speaking just enough SMTP (EHLO, STARTTLS when given
+/// a TLS acceptor, AUTH PLAIN, MAIL, RCPT, DATA, QUIT) to accept messages,
+/// recording each, and every command it hears.
+async fn smtp_server_with(
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> (u16, Shared<Mail>, Shared<String>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let mails = Arc::new(Mutex::new(Vec::new()));
-    let seen = mails.clone();
     let commands = Arc::new(Mutex::new(Vec::new()));
-    let heard = commands.clone();
+    let (seen, heard) = (mails.clone(), commands.clone());
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
-            let seen = seen.clone();
-            let heard = heard.clone();
+            let (seen, heard, tls) = (seen.clone(), heard.clone(), tls.clone());
             tokio::spawn(async move {
-                let (read, mut write) = stream.into_split();
-                let mut lines = tokio::io::BufReader::new(read);
-                let mut mail = Mail::default();
-                let _ = write.write_all(b"220 test.local ESMTP\r\n").await;
-                let mut line = String::new();
-                loop {
-                    line.clear();
-                    if lines.read_line(&mut line).await.unwrap_or(0) == 0 {
+                let mut io = tokio::io::BufReader::new(stream);
+                let _ = io.write_all(b"220 test.local ESMTP\r\n").await;
+                let upgrade = smtp_session(&mut io, tls.is_some(), false, &seen, &heard).await;
+                if let (true, Some(acceptor)) = (upgrade, tls) {
+                    let Ok(secure) = acceptor.accept(io.into_inner()).await else {
+                        heard.lock().unwrap().push("TLS handshake failed".into());
                         return;
-                    }
-                    let command = line.trim_end().to_string();
-                    let upper = command.to_ascii_uppercase();
-                    heard.lock().unwrap().push(command.clone());
-                    let reply: &[u8] = if upper.starts_with("EHLO") {
-                        b"250-test.local\r\n250-AUTH PLAIN\r\n250 8BITMIME\r\n"
-                    } else if upper.starts_with("AUTH PLAIN") {
-                        mail.auth = Some(command[10..].trim().to_string());
-                        b"235 2.7.0 ok\r\n"
-                    } else if upper.starts_with("MAIL FROM:") {
-                        mail.from = command[10..].to_string();
-                        b"250 ok\r\n"
-                    } else if upper.starts_with("RCPT TO:") {
-                        mail.to.push(command[8..].to_string());
-                        b"250 ok\r\n"
-                    } else if upper == "DATA" {
-                        let _ = write.write_all(b"354 go ahead\r\n").await;
-                        let mut data = String::new();
-                        loop {
-                            line.clear();
-                            if lines.read_line(&mut line).await.unwrap_or(0) == 0 {
-                                return;
-                            }
-                            if line == ".\r\n" {
-                                break;
-                            }
-                            data.push_str(&line);
-                        }
-                        mail.data = data;
-                        seen.lock().unwrap().push(mail.clone());
-                        b"250 2.0.0 queued\r\n"
-                    } else if upper == "QUIT" {
-                        let _ = write.write_all(b"221 bye\r\n").await;
-                        return;
-                    } else {
-                        b"250 ok\r\n"
                     };
-                    let _ = write.write_all(reply).await;
+                    let mut io = tokio::io::BufReader::new(secure);
+                    smtp_session(&mut io, false, true, &seen, &heard).await;
                 }
             });
         }
     });
     (port, mails, commands)
+}
+
+async fn smtp_server() -> (u16, Shared<Mail>, Shared<String>) {
+    smtp_server_with(None).await
 }
 
 /// The SMTP channel against a real (local) SMTP listener: a subject that
@@ -949,9 +993,14 @@ async fn smtp_starttls_is_required_never_downgraded_to_plain_text() {
     );
     spec.failure.threshold = 0;
     spec.failure.notify_after = Some(1);
-    ops::add(&mut client, &Actor::current(), &spec, &AddOptions::default())
-        .await
-        .unwrap();
+    ops::add(
+        &mut client,
+        &Actor::current(),
+        &spec,
+        &AddOptions::default(),
+    )
+    .await
+    .unwrap();
     let node = NodeHandle::start(db.spec.clone(), node_config("n1", &notifier))
         .await
         .unwrap();
@@ -968,7 +1017,9 @@ async fn smtp_starttls_is_required_never_downgraded_to_plain_text() {
     node.shutdown().await.unwrap();
     let heard = commands.lock().unwrap().clone();
     assert!(
-        heard.iter().any(|c| c.to_ascii_uppercase().starts_with("EHLO")),
+        heard
+            .iter()
+            .any(|c| c.to_ascii_uppercase().starts_with("EHLO")),
         "the server was reached: {heard:?}"
     );
     assert!(
@@ -987,4 +1038,98 @@ async fn smtp_starttls_is_required_never_downgraded_to_plain_text() {
     .await;
     assert!(error.starts_with("SMTP 127.0.0.1:"), "{error}");
     assert!(!error.contains("s3cr3t"), "{error}");
+}
+
+/// STARTTLS for real: a relay whose certificate is signed by a private CA
+/// (`ca_file`); the client upgrades before AUTH, and the message arrives
+/// over TLS.
+#[tokio::test]
+async fn smtp_starttls_with_a_private_ca_sends_auth_and_mail_only_over_tls() {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "crondeck test relay CA");
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![leaf.der().clone()],
+        rustls::pki_types::PrivatePkcs8KeyDer::from(key.serialize_der()).into(),
+    )
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let (port, mails, commands) = smtp_server_with(Some(acceptor)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("relay-ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+
+    let db = TestDb::new().await;
+    let config: NotificationsFile = toml::from_str(&format!(
+        "[[channel]]\nname = \"mail\"\nevents = [\"failure_streak\"]\n\
+         [channel.smtp]\nserver = \"localhost\"\nport = {port}\ntls = \"starttls\"\n\
+         ca_file = \"{}\"\nfrom = \"crondeck@example.com\"\nto = [\"oncall@example.com\"]\n\
+         username = \"crondeck\"\npassword = \"s3cr3t-pw\"\n",
+        ca_file.display()
+    ))
+    .unwrap();
+    let notifier = Arc::new(Notifier::from_file(&config, "mailer").unwrap().unwrap());
+    let mut client = db.client().await;
+    let mut spec = JobSpec::new(
+        "broken",
+        Schedule::parse("every 1s").unwrap(),
+        ActionKind::Sql,
+        "SELECT 1 / 0",
+    );
+    spec.failure.threshold = 0;
+    spec.failure.notify_after = Some(1);
+    ops::add(
+        &mut client,
+        &Actor::current(),
+        &spec,
+        &AddOptions::default(),
+    )
+    .await
+    .unwrap();
+    let node = NodeHandle::start(db.spec.clone(), node_config("n1", &notifier))
+        .await
+        .unwrap();
+    wait_for(Duration::from_secs(30), "a mail", || async {
+        (!mails.lock().unwrap().is_empty()).then_some(())
+    })
+    .await;
+    node.shutdown().await.unwrap();
+    let mail = mails.lock().unwrap()[0].clone();
+    assert!(mail.tls, "{mail:?}");
+    assert!(
+        mail.data.contains("Subject: [crondeck] job broken failing"),
+        "{}",
+        mail.data
+    );
+    let heard = commands.lock().unwrap().clone();
+    // In clear: the greeting exchange and STARTTLS, nothing else.
+    let clear: Vec<&String> = heard.iter().filter(|c| !c.starts_with("tls: ")).collect();
+    assert!(
+        clear.iter().all(|c| {
+            let c = c.to_ascii_uppercase();
+            c.starts_with("EHLO") || c == "STARTTLS"
+        }),
+        "{heard:?}"
+    );
+    assert!(
+        heard.iter().any(|c| c.starts_with("tls: AUTH PLAIN")),
+        "{heard:?}"
+    );
 }

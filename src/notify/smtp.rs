@@ -12,6 +12,7 @@
 //! to = ["oncall@example.com"]
 //! username = "crondeck"            # optional: no AUTH without it
 //! password_env = "SMTP_PASSWORD"   # or password = "..." (file mode 0600)
+//! ca_file = "/etc/ssl/relay-ca.pem" # optional: also trust this CA (a private relay)
 //! ```
 //!
 //! The password is a secret: it is read from the file or the environment
@@ -30,6 +31,7 @@ use std::time::Duration;
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde::Deserialize;
 use serde_json::Value;
@@ -53,6 +55,8 @@ pub struct SmtpFile {
     pub username: Option<String>,
     pub password: Option<String>,
     pub password_env: Option<String>,
+    /// A PEM file of CA certificates trusted besides the built-in roots.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for SmtpFile {
@@ -66,6 +70,7 @@ impl std::fmt::Debug for SmtpFile {
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<secret>"))
             .field("password_env", &self.password_env)
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }
@@ -91,6 +96,8 @@ pub struct Smtp {
     pub to: Vec<Mailbox>,
     username: Option<String>,
     password: Option<String>,
+    /// Extra trusted CA certificates (PEM), from `ca_file`.
+    ca_pem: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for Smtp {
@@ -103,6 +110,7 @@ impl std::fmt::Debug for Smtp {
             .field("to", &self.to.len())
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<secret>"))
+            .field("ca_pem", &self.ca_pem.as_ref().map(Vec::len))
             .finish()
     }
 }
@@ -172,6 +180,25 @@ impl Smtp {
         if password.is_some() && file.username.is_none() {
             return Err(format!("{at}: a password needs smtp.username"));
         }
+        let ca_pem = match &file.ca_file {
+            Some(path) => {
+                let pem = std::fs::read(path)
+                    .map_err(|e| format!("{at}: smtp.ca_file {}: {e}", path.display()))?;
+                lettre::transport::smtp::client::Certificate::from_pem(&pem).map_err(|e| {
+                    format!(
+                        "{at}: smtp.ca_file {}: not a PEM certificate: {e}",
+                        path.display()
+                    )
+                })?;
+                if tls == SmtpTls::None {
+                    return Err(format!(
+                        "{at}: smtp.ca_file needs tls = \"starttls\" or \"tls\""
+                    ));
+                }
+                Some(pem)
+            }
+            None => None,
+        };
         Ok(Smtp {
             server: server.to_string(),
             port,
@@ -180,6 +207,7 @@ impl Smtp {
             to,
             username: file.username.clone(),
             password,
+            ca_pem,
         })
     }
 }
@@ -300,12 +328,28 @@ pub async fn send(
     timeout: Duration,
 ) -> Result<(), String> {
     let message = message(smtp, delivery)?;
-    let builder = match smtp.tls {
-        SmtpTls::StartTls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&smtp.server)
-            .map_err(|e| format!("SMTP server {}: {e}", smtp.server))?,
-        SmtpTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&smtp.server)
-            .map_err(|e| format!("SMTP server {}: {e}", smtp.server))?,
-        SmtpTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.server),
+    let tls_error = |e: lettre::transport::smtp::Error| format!("SMTP server {}: {e}", smtp.server);
+    let builder = match (smtp.tls, &smtp.ca_pem) {
+        (SmtpTls::None, _) => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.server),
+        (SmtpTls::StartTls, None) => {
+            AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&smtp.server).map_err(tls_error)?
+        }
+        (SmtpTls::Tls, None) => {
+            AsyncSmtpTransport::<Tokio1Executor>::relay(&smtp.server).map_err(tls_error)?
+        }
+        (mode, Some(pem)) => {
+            let ca = Certificate::from_pem(pem).map_err(tls_error)?;
+            let parameters = TlsParameters::builder(smtp.server.clone())
+                .add_root_certificate(ca)
+                .build_rustls()
+                .map_err(tls_error)?;
+            let tls = if mode == SmtpTls::Tls {
+                Tls::Wrapper(parameters)
+            } else {
+                Tls::Required(parameters)
+            };
+            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.server).tls(tls)
+        }
     };
     let mut builder = builder.port(smtp.port).timeout(Some(timeout));
     if let (Some(user), Some(password)) = (&smtp.username, &smtp.password) {
