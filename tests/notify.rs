@@ -561,6 +561,15 @@ async fn check_never_waits_for_a_dead_webhook_and_the_outbox_gives_up_with_the_e
     );
     assert_eq!((rows[0].status.as_str(), rows[0].attempts), ("failed", 2));
     assert_eq!(rows[0].last_error.as_deref(), Some(error.as_str()));
+    // And `crondeck notifications`: the episode, then each channel's delivery.
+    let output = db.run(&["notifications"]);
+    let (out, err) = text(&output);
+    assert!(output.status.success(), "{err}");
+    assert!(out.contains("no_live_node"), "{out}");
+    assert!(
+        out.contains("    hook (webhook): failed (attempt 2 of 2): "),
+        "{out}"
+    );
 }
 
 /// What a test SMTP server received in one session.
@@ -1045,36 +1054,11 @@ async fn smtp_starttls_is_required_never_downgraded_to_plain_text() {
 /// over TLS.
 #[tokio::test]
 async fn smtp_starttls_with_a_private_ca_sends_auth_and_mail_only_over_tls() {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "crondeck test relay CA");
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["localhost".to_string()])
-        .unwrap()
-        .signed_by(&key, &ca, &ca_key)
-        .unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(
-        vec![leaf.der().clone()],
-        rustls::pki_types::PrivatePkcs8KeyDer::from(key.serialize_der()).into(),
-    )
-    .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let (acceptor, ca_pem) = tls_relay();
     let (port, mails, commands) = smtp_server_with(Some(acceptor)).await;
     let dir = tempfile::tempdir().unwrap();
     let ca_file = dir.path().join("relay-ca.pem");
-    std::fs::write(&ca_file, ca.pem()).unwrap();
+    std::fs::write(&ca_file, ca_pem).unwrap();
 
     let db = TestDb::new().await;
     let config: NotificationsFile = toml::from_str(&format!(
@@ -1132,4 +1116,92 @@ async fn smtp_starttls_with_a_private_ca_sends_auth_and_mail_only_over_tls() {
         heard.iter().any(|c| c.starts_with("tls: AUTH PLAIN")),
         "{heard:?}"
     );
+}
+
+/// A TLS acceptor for "localhost" with a certificate signed by a private CA,
+/// and that CA's PEM.
+fn tls_relay() -> (tokio_rustls::TlsAcceptor, String) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "crondeck test relay CA");
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![leaf.der().clone()],
+        rustls::pki_types::PrivatePkcs8KeyDer::from(key.serialize_der()).into(),
+    )
+    .unwrap();
+    (tokio_rustls::TlsAcceptor::from(Arc::new(config)), ca.pem())
+}
+
+/// Without `ca_file`, a relay whose certificate no trusted root signed is
+/// refused at the handshake: no AUTH, no message, the attempt fails.
+#[tokio::test]
+async fn smtp_refuses_a_relay_certificate_it_cannot_verify() {
+    let (acceptor, _) = tls_relay();
+    let (port, mails, commands) = smtp_server_with(Some(acceptor)).await;
+    let db = TestDb::new().await;
+    let config: NotificationsFile = toml::from_str(&format!(
+        "[[channel]]\nname = \"mail\"\nretries = 0\nevents = [\"failure_streak\"]\n\
+         [channel.smtp]\nserver = \"localhost\"\nport = {port}\n\
+         from = \"crondeck@example.com\"\nto = [\"oncall@example.com\"]\n\
+         username = \"crondeck\"\npassword = \"s3cr3t-pw\"\n"
+    ))
+    .unwrap();
+    let notifier = Arc::new(Notifier::from_file(&config, "mailer").unwrap().unwrap());
+    let mut client = db.client().await;
+    let mut spec = JobSpec::new(
+        "broken",
+        Schedule::parse("every 1s").unwrap(),
+        ActionKind::Sql,
+        "SELECT 1 / 0",
+    );
+    spec.failure.threshold = 0;
+    spec.failure.notify_after = Some(1);
+    ops::add(
+        &mut client,
+        &Actor::current(),
+        &spec,
+        &AddOptions::default(),
+    )
+    .await
+    .unwrap();
+    let node = NodeHandle::start(db.spec.clone(), node_config("n1", &notifier))
+        .await
+        .unwrap();
+    wait_for(Duration::from_secs(30), "the attempt given up", || async {
+        let status: String = scalar(
+            &client,
+            "SELECT coalesce(max(status), '') FROM crondeck.notification_deliveries",
+            &[],
+        )
+        .await;
+        (status == "failed").then_some(())
+    })
+    .await;
+    node.shutdown().await.unwrap();
+    let heard = commands.lock().unwrap().clone();
+    assert!(heard.iter().any(|c| c == "STARTTLS"), "{heard:?}");
+    assert!(
+        !heard
+            .iter()
+            .any(|c| c.contains("AUTH") || c.contains("MAIL")),
+        "{heard:?}"
+    );
+    assert!(mails.lock().unwrap().is_empty());
 }

@@ -412,8 +412,32 @@ fn notification_table(rows: &[NotificationRow]) -> String {
             crate::timefmt::local(row.created_at),
             row.event,
             row.status,
-            row.message
+            text::field(&row.message)
         ));
+        for d in row.deliveries.as_array().into_iter().flatten() {
+            let word = |key: &str| d[key].as_str().map(text::field).unwrap_or_default();
+            let status = d["status"]
+                .as_str()
+                .unwrap_or(if d["ok"] == serde_json::json!(true) {
+                    "delivered"
+                } else {
+                    "failed"
+                });
+            let attempts = match (d["attempts"].as_i64(), d["max_attempts"].as_i64()) {
+                (Some(n), Some(max)) => format!(" (attempt {n} of {max})"),
+                (Some(n), None) => format!(" ({})", text::count(n, "attempt", "attempts")),
+                _ => String::new(),
+            };
+            let error = d["error"]
+                .as_str()
+                .map(|e| format!(": {}", text::field(e)))
+                .unwrap_or_default();
+            out.push_str(&format!(
+                "    {} ({}): {status}{attempts}{error}\n",
+                word("channel"),
+                word("kind")
+            ));
+        }
     }
     out
 }

@@ -39,7 +39,8 @@ pub struct NotificationRow {
     pub resolved_at: Option<DateTime<Utc>>,
     /// pending, sent, failed, partial, no_channel.
     pub status: String,
-    /// Per channel: `{"channel", "kind", "ok", "attempts", "error"}`.
+    /// Per channel: `{"channel", "kind", "ok", "status", "attempts",
+    /// "max_attempts", "error"}`.
     pub deliveries: Value,
     pub sent_at: Option<DateTime<Utc>>,
 }
@@ -398,8 +399,16 @@ fn notification_from_row(r: &Row) -> Result<NotificationRow, DbError> {
     })
 }
 
+/// `deliveries` is read live from the outbox (each channel's status so far),
+/// falling back to the stored summary for episodes from before it.
 const NOTIFICATION_COLUMNS: &str = "id, event, job_id, job_name, message, created_at, created_by, \
-    resolved_at, status, deliveries, sent_at";
+    resolved_at, status, \
+    coalesce((SELECT jsonb_agg(jsonb_build_object('channel', d.channel, 'kind', d.kind, \
+                  'ok', d.status = 'delivered', 'status', d.status, 'attempts', d.attempts, \
+                  'max_attempts', d.max_attempts, 'error', d.last_error) ORDER BY d.id) \
+              FROM crondeck.notification_deliveries d WHERE d.notification_id = notifications.id), \
+             deliveries) AS deliveries, \
+    sent_at";
 
 /// A job's notifications, newest first (the console's job detail).
 pub async fn notifications_for_job(
