@@ -9,14 +9,20 @@
 //!   measured from the last success, or for a job that never succeeded from
 //!   when it first became due. For cron schedules the interval is the gap
 //!   between the two most recent expected ticks; for monthly intervals the
-//!   actual calendar gap. Manual jobs are never overdue.
+//!   actual calendar gap. Manual jobs are never overdue. A run in progress
+//!   that started before the job was overdue holds it off: the job is
+//!   overdue only once that run has gone on for longer than the threshold
+//!   and longer than twice the job's last run (its timeout for a first
+//!   run), so a job that is slow by
+//!   design, whose runs take longer than two intervals, does not turn
+//!   overdue in the middle of every run and "recover" at its end).
 //! - **failing**: the last run did not succeed.
 //! - **paused** / **done** (numbercall exhausted) / **ok**.
 //!
 //! A job can be several of these at once (late and failing, say); `primary`
 //! is the one to show first, in this order: done, paused, overdue, running,
 //! late, failing, ok. An overdue job outranks running: a run that keeps a job
-//! from succeeding for two intervals is the alarm, not the activity.
+//! from succeeding past the limits above is the alarm, not the activity.
 
 use std::fmt;
 use std::time::Duration;
@@ -189,10 +195,29 @@ fn is_overdue(job: &Job, now: DateTime<Utc>, intervals: u32) -> bool {
     };
     // Checked: a threshold of many intervals of a long schedule is past the
     // end of time, which nothing is overdue by.
-    i32::try_from(intervals)
+    let Some(threshold) = i32::try_from(intervals)
         .ok()
         .and_then(|n| interval.checked_mul(n))
-        .is_some_and(|threshold| now - since > threshold)
+    else {
+        return false;
+    };
+    if let Some(started) = rt.running_since.filter(|_| rt.running_run_id.is_some()) {
+        if started - since <= threshold {
+            // Twice its last run; a first run, its timeout (which stops it).
+            let expected = match rt.last_duration_ms {
+                Some(ms) => chrono::Duration::milliseconds(ms.max(0))
+                    .checked_mul(2)
+                    .unwrap_or(chrono::Duration::MAX),
+                None => job
+                    .spec
+                    .timeout
+                    .map_or(chrono::Duration::zero(), chrono_duration),
+            };
+            let allowed = expected.max(threshold);
+            return now - started > allowed;
+        }
+    }
+    now - since > threshold
 }
 
 /// The cluster as the console and `check` see it.
@@ -288,6 +313,32 @@ mod tests {
         let h = health(&j, at(10, 10, 1));
         assert!(h.overdue);
         assert_eq!(h.primary, State::Overdue);
+    }
+
+    /// Issue 14.5: a job slow by design (runs of 25 s every 10 s) must not
+    /// flap overdue → recovered → overdue in the middle of each run.
+    #[test]
+    fn a_run_in_progress_that_started_in_time_holds_overdue_off() {
+        let mut j = job("every 10s");
+        j.runtime.last_success_at = Some(at(10, 0, 25));
+        j.runtime.last_duration_ms = Some(25_000);
+        j.runtime.running_run_id = Some(8);
+        j.runtime.running_since = Some(at(10, 0, 25));
+        j.nextcall = Some(at(10, 0, 30));
+        // 24 s after the last success: two intervals passed, the run goes on.
+        let h = health(&j, at(10, 0, 49));
+        assert!(!h.overdue, "{h:?}");
+        assert_eq!(h.primary, State::Running);
+        // Longer than twice its last run: stuck, overdue.
+        assert!(health(&j, at(10, 1, 16)).overdue);
+        // Without a run in progress the same gap is overdue, as before.
+        j.runtime.running_run_id = None;
+        j.runtime.running_since = None;
+        assert!(health(&j, at(10, 0, 49)).overdue);
+        // A run that started when the job was already overdue does not help.
+        j.runtime.running_run_id = Some(9);
+        j.runtime.running_since = Some(at(10, 0, 50));
+        assert!(health(&j, at(10, 0, 51)).overdue);
     }
 
     /// Regression: `check --overdue-intervals 4000000000` on a monthly job

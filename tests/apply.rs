@@ -338,17 +338,20 @@ async fn the_example_config_and_jobs_file_are_valid() {
         .lines()
         .map(|l| {
             l.strip_prefix("# ")
-                .filter(|r| !r.starts_with(' ') && r.contains(" = ") || r.starts_with("[["))
+                .filter(|r| !r.starts_with(' ') && r.contains(" = ") || r.starts_with('['))
                 .unwrap_or(l)
         })
         .collect::<Vec<_>>()
         .join("\n");
     let parsed: crondeck::config::FileConfig =
         toml::from_str(&uncommented).unwrap_or_else(|e| panic!("{e}\n{uncommented}"));
-    let notifier = crondeck::notify::Notifier::from_file(&parsed.notifications, "t")
+    // The SMTP channel reads its password from the variable it names.
+    let env = |key: &str| (key == "SMTP_PASSWORD").then(|| "x".to_string());
+    let notifier = crondeck::notify::Notifier::from_file_with_env(&parsed.notifications, "t", &env)
         .unwrap()
-        .expect("two channels");
-    assert_eq!(notifier.channels.len(), 2);
+        .expect("three channels");
+    let kinds: Vec<Vec<&str>> = notifier.channels.iter().map(|c| c.kinds()).collect();
+    assert_eq!(kinds, [vec!["webhook"], vec!["smtp"], vec!["command"]]);
 
     let db = TestDb::new().await;
     let jobs = root.join("assets/jobs.example.toml");

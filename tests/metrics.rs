@@ -50,8 +50,21 @@ fn parse(text: &str) -> HashMap<String, f64> {
     samples
 }
 
+/// What Prometheus sends.
+const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0;q=0.5,\
+    text/plain;version=0.0.4;q=0.4,*/*;q=0.1";
+
+/// A scrape as Prometheus does it (asking for OpenMetrics).
 async fn scrape(url: &str) -> Option<(String, String)> {
-    let response = reqwest::get(url).await.ok()?;
+    scrape_with(url, Some(PROMETHEUS_ACCEPT)).await
+}
+
+async fn scrape_with(url: &str, accept: Option<&str>) -> Option<(String, String)> {
+    let mut request = reqwest::Client::new().get(url);
+    if let Some(accept) = accept {
+        request = request.header(reqwest::header::ACCEPT, accept);
+    }
+    let response = request.send().await.ok()?;
     let content_type = response
         .headers()
         .get(reqwest::header::CONTENT_TYPE)?
@@ -110,12 +123,38 @@ async fn the_metrics_endpoint_is_prometheus_text_with_the_named_series() {
             .get(series)
             .unwrap_or_else(|| panic!("no series {series} in:\n{body}"))
     };
-    assert!(get(r#"crondeck_runs_total{job="tick",status="succeeded"}"#) >= 1.0);
-    assert!(get("crondeck_run_duration_seconds_count") >= 1.0);
+    assert!(get(r#"crondeck_runs_total{cron="tick",status="succeeded"}"#) >= 1.0);
+    assert!(
+        !body.contains("job=\""),
+        "the label `job` is Prometheus' own: {body}"
+    );
+    assert!(get(r#"crondeck_run_duration_seconds_count{cron="tick"}"#) >= 1.0);
     assert!(get(r#"crondeck_run_lateness_seconds_count{trigger="schedule"}"#) >= 1.0);
-    assert!(samples
-        .keys()
-        .any(|k| k.starts_with("crondeck_run_duration_seconds_bucket{le=")));
+    assert!(samples.keys().any(|k| {
+        k.starts_with("crondeck_run_duration_seconds_bucket{")
+            && k.contains(r#"cron="tick""#)
+            && k.contains("le=")
+    }));
+    // The last success, as the database has it (to the millisecond).
+    let last_success: f64 = scalar(
+        &client,
+        "SELECT (extract(epoch FROM date_trunc('milliseconds', last_success_at)))::float8
+         FROM crondeck.jobs WHERE name = 'tick'",
+        &[],
+    )
+    .await;
+    // Read before this scrape: the scrape cannot be older.
+    let (_, later) = scrape(&url).await.expect("a second scrape");
+    let scraped = *parse(&later)
+        .get(r#"crondeck_last_success_timestamp_seconds{cron="tick"}"#)
+        .unwrap_or_else(|| panic!("no last success in:\n{later}"));
+    assert!(
+        scraped >= last_success - 0.001,
+        "{scraped} is older than {last_success}"
+    );
+    assert!(scraped > 1.7e9, "{scraped}");
+    let running = get(r#"crondeck_running_runs{cron="tick"}"#);
+    assert!(running == 0.0 || running == 1.0, "{running}");
     assert_eq!(get("crondeck_live_nodes"), 1.0);
     assert_eq!(get("crondeck_workers"), 2.0);
     assert!(get("crondeck_busy_workers") >= 0.0);
@@ -131,6 +170,20 @@ async fn the_metrics_endpoint_is_prometheus_text_with_the_named_series() {
         .map(|(_, v)| v)
         .sum();
     assert_eq!(total, 1.0, "one job, in exactly one state");
+
+    // A client that does not ask for OpenMetrics (curl, a browser) gets the
+    // Prometheus text format 0.0.4: counters typed by their `_total` name,
+    // no `# EOF`, the same samples.
+    let (content_type, plain) = scrape_with(&url, None).await.expect("a plain scrape");
+    assert_eq!(content_type, "text/plain; version=0.0.4; charset=utf-8");
+    assert!(!plain.contains("# EOF"), "{plain}");
+    assert!(
+        plain.contains("# TYPE crondeck_runs_total counter\n"),
+        "{plain}"
+    );
+    let plain_samples = parse(&plain);
+    assert!(plain_samples.contains_key(r#"crondeck_runs_total{cron="tick",status="succeeded"}"#));
+    assert!(plain_samples.contains_key(r#"crondeck_last_success_timestamp_seconds{cron="tick"}"#));
     // Anything but /metrics is a 404.
     let other = reqwest::get(format!("http://127.0.0.1:{port}/"))
         .await
@@ -260,7 +313,7 @@ async fn hostile_job_and_node_names_are_escaped_in_the_exposition() {
                     s.name == "crondeck_runs_total"
                         && s.labels
                             == [
-                                ("job".to_owned(), job.to_owned()),
+                                ("cron".to_owned(), job.to_owned()),
                                 ("status".to_owned(), "succeeded".to_owned()),
                             ]
                 })

@@ -455,11 +455,30 @@ async fn viewers_and_operators_send_the_no_live_node_alert_but_cannot_forge_or_s
     let out = db.run_as(&viewer, &["--config", config, "check"]);
     assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
     assert!(!text(&out).1.contains("could not"), "{:?}", text(&out));
+    // `check` records; its background process (as the viewer) delivers.
+    let client = db.client().await;
+    let delivered = |n: i64| {
+        let client = &client;
+        move || async move {
+            let done: i64 = scalar(
+                client,
+                "SELECT count(*) FROM crondeck.notification_deliveries WHERE status = 'delivered'",
+                &[],
+            )
+            .await;
+            (done == n).then_some(())
+        }
+    };
+    wait_for(
+        Duration::from_secs(30),
+        "the viewer's page delivered",
+        delivered(1),
+    )
+    .await;
     assert_eq!(page_count(), 1, "the viewer's check sent the alert");
     let out = db.run_as(&viewer, &["--config", config, "check"]);
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(page_count(), 1, "once per episode");
-    let client = db.client().await;
     let status: String = scalar(
         &client,
         "SELECT status FROM crondeck.notifications WHERE event = 'no_live_node'",
@@ -479,6 +498,12 @@ async fn viewers_and_operators_send_the_no_live_node_alert_but_cannot_forge_or_s
     let out = db.run_as(&operator, &["--config", config, "check"]);
     assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
     assert!(!text(&out).1.contains("could not"), "{:?}", text(&out));
+    wait_for(
+        Duration::from_secs(30),
+        "the operator's page delivered",
+        delivered(2),
+    )
+    .await;
     assert_eq!(page_count(), 2, "the operator's check sent the new episode");
     let page: Value = serde_json::from_str(
         std::fs::read_to_string(&pages)
@@ -500,6 +525,10 @@ async fn viewers_and_operators_send_the_no_live_node_alert_but_cannot_forge_or_s
              VALUES ('failure_streak/1/x', 'failure_streak', 'forged', '{}', 'x')",
             "UPDATE crondeck.notifications SET resolved_at = now(), status = 'sent'",
             "DELETE FROM crondeck.notifications",
+            // The outbox: only nodes claim and report other deliveries.
+            "UPDATE crondeck.notification_deliveries SET status = 'delivered'",
+            "SELECT * FROM crondeck.outbox_claim('x', ARRAY['pager'], 60000, 10)",
+            "SELECT crondeck.outbox_finish(1, 'x', 1, NULL)",
         ] {
             sql_denied(&db, user, statement).await;
         }
@@ -515,7 +544,10 @@ async fn viewers_and_operators_send_the_no_live_node_alert_but_cannot_forge_or_s
     let before: i64 = scalar(&client, "SELECT count(*) FROM crondeck.notifications", &[]).await;
     let conn = db.spec_as(&operator).connect().await.unwrap();
     let rows = conn
-        .query("SELECT * FROM crondeck.record_no_live_node('forger')", &[])
+        .query(
+            "SELECT * FROM crondeck.record_no_live_node('forger', '[]')",
+            &[],
+        )
         .await
         .unwrap();
     assert!(rows.is_empty());
@@ -764,4 +796,88 @@ async fn databases_sharing_a_cluster_stay_separate_with_their_own_roles() {
     )
     .await;
     assert_eq!(left, 0);
+}
+
+/// A reader may deliver the no-live-node page (`check`'s background
+/// process), and nothing else: it cannot claim or report a job's delivery,
+/// and cannot hold the page back with a lease of weeks.
+#[tokio::test]
+async fn a_reader_cannot_hold_back_or_take_over_notification_deliveries() {
+    let db = TestDb::new().await;
+    let [viewer, ..] = login_roles(&db).await;
+    let client = db.client().await;
+    client
+        .batch_execute(
+            "SELECT * FROM crondeck.record_no_live_node('t',
+                 '[{\"channel\": \"pager\", \"kind\": \"command\", \"max_attempts\": 3}]');
+             INSERT INTO crondeck.notifications (dedup_key, event, message, payload, created_by)
+             VALUES ('failure_streak/1/x', 'failure_streak', 'm', '{}', 'n');
+             INSERT INTO crondeck.notification_deliveries (notification_id, channel, kind, max_attempts)
+             SELECT id, 'pager', 'command', 3 FROM crondeck.notifications
+             WHERE event = 'failure_streak';",
+        )
+        .await
+        .unwrap();
+    let conn = db.spec_as(&viewer).connect().await.unwrap();
+    let claimed = conn
+        .query(
+            "SELECT event, delivery_id, attempt FROM crondeck.outbox_claim_no_live_node(
+                 'attacker', ARRAY['pager'], 2000000000, 100)",
+            &[],
+        )
+        .await
+        .unwrap();
+    let events: Vec<String> = claimed.iter().map(|r| r.get(0)).collect();
+    assert_eq!(events, ["no_live_node"]);
+    let lease: f64 = scalar(
+        &client,
+        "SELECT extract(epoch FROM max(lease_until) - now())::float8
+         FROM crondeck.notification_deliveries",
+        &[],
+    )
+    .await;
+    assert!(lease <= 601.0, "a lease of {lease} s");
+    let job_delivery: i64 = scalar(
+        &client,
+        "SELECT d.id FROM crondeck.notification_deliveries d
+         JOIN crondeck.notifications n ON n.id = d.notification_id
+         WHERE n.event = 'failure_streak'",
+        &[],
+    )
+    .await;
+    // Claim the job's delivery as a node would, then try to report it
+    // delivered as the reader, with the node's own claim.
+    client
+        .batch_execute("SELECT * FROM crondeck.outbox_claim('node', ARRAY['pager'], 60000, 10)")
+        .await
+        .unwrap();
+    for claimer in ["node", "attacker"] {
+        let reported: bool = conn
+            .query_one(
+                "SELECT crondeck.outbox_finish_no_live_node($1, $2, 1, NULL)",
+                &[&job_delivery, &claimer],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert!(!reported, "{claimer}");
+    }
+    let status: String = scalar(
+        &client,
+        "SELECT status FROM crondeck.notification_deliveries WHERE id = $1",
+        &[&job_delivery],
+    )
+    .await;
+    assert_eq!(status, "pending");
+    // The reader's own claim of the page it may deliver: reported.
+    let (page, attempt): (i64, i32) = (claimed[0].get(1), claimed[0].get(2));
+    let reported: bool = conn
+        .query_one(
+            "SELECT crondeck.outbox_finish_no_live_node($1, 'attacker', $2, NULL)",
+            &[&page, &attempt],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(reported);
 }

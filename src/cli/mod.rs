@@ -171,7 +171,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     // `check` opens the database itself: not reaching it is UNKNOWN (3).
     if let Command::Check(a) = &command {
-        return operations::check(&settings, a).await;
+        return operations::check(&settings, a, &args).await;
     }
     let mut db = if matches!(command, Command::Migrate(_)) {
         database::open_to_migrate(&settings).await?

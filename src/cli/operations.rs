@@ -16,7 +16,9 @@ use crate::database::{self, Database};
 use crate::db::audit::Actor;
 use crate::db::jobs::job_list;
 use crate::db::nodes::node_list_live;
-use crate::db::notifications::{notification_list, notifications_for_job, NotificationRow};
+use crate::db::notifications::{
+    notification_list, notifications_for_job, outbox_next_due, NotificationRow, OutboxScope,
+};
 use crate::health::Thresholds;
 use crate::job::Job;
 use crate::notify::{self, Notifier};
@@ -85,9 +87,13 @@ pub struct CheckArgs {
     /// Give up reaching the database after this long (then UNKNOWN) [default: 10s]
     #[arg(long, value_name = "DURATION")]
     pub timeout: Option<String>,
-    /// Do not send the "no live node" notification (the dead man's switch)
+    /// Do not record the "no live node" notification (the dead man's switch)
     #[arg(long)]
     pub no_notify: bool,
+    /// Internal: deliver the recorded "no live node" notifications, then exit
+    /// (started in the background by `check`, which never waits for delivery)
+    #[arg(long, hide = true)]
+    pub deliver_notifications: bool,
 }
 
 #[derive(Debug, Args)]
@@ -211,7 +217,14 @@ fn check_options(settings: &Settings, args: &CheckArgs) -> anyhow::Result<CheckO
 
 /// `crondeck check`. Opens the database itself, so that not reaching it is
 /// UNKNOWN (3), not the usual "unavailable" exit code.
-pub async fn check(settings: &Settings, args: &CheckArgs) -> anyhow::Result<()> {
+pub async fn check(
+    settings: &Settings,
+    args: &CheckArgs,
+    global: &crate::config::GlobalArgs,
+) -> anyhow::Result<()> {
+    if args.deliver_notifications {
+        return deliver_no_live_node(settings).await;
+    }
     let opts = check_options(settings, args)?;
     let limit = match &args.timeout {
         Some(text) => timespec::parse_duration(text).context("--timeout")?,
@@ -260,7 +273,7 @@ pub async fn check(settings: &Settings, args: &CheckArgs) -> anyhow::Result<()> 
     }
     let report = check::evaluate(&jobs, &nodes, now, &opts);
     if !args.no_notify && !settings.read_only {
-        dead_mans_switch(settings, &db, nodes.len()).await;
+        dead_mans_switch(settings, &db, nodes.len(), global).await;
     }
     if args.json {
         outln!("{}", text::json(&serde_json::to_string_pretty(&report)?));
@@ -273,26 +286,103 @@ pub async fn check(settings: &Settings, args: &CheckArgs) -> anyhow::Result<()> 
     }
 }
 
-/// With no live node, nobody else is left to say so: `check` sends it (once
-/// per episode, however often it runs).
-async fn dead_mans_switch(settings: &Settings, db: &Database, live_nodes: usize) {
-    let sender = format!("check@{}", Actor::current().host);
-    let notifier = match Notifier::from_file(&settings.file.notifications, &sender) {
-        Ok(Some(notifier)) => notifier,
-        Ok(None) => return,
-        Err(error) => {
-            errln!("crondeck: notifications not sent: {error}");
-            return;
-        }
+/// With no live node, nobody else is left to say so: `check` records it
+/// (once per episode, however often it runs) with its outbox rows, and leaves
+/// the delivery to a process of its own in the background
+/// ([`spawn_delivery`]): `check` never waits on a channel.
+async fn dead_mans_switch(
+    settings: &Settings,
+    db: &Database,
+    live_nodes: usize,
+    global: &crate::config::GlobalArgs,
+) {
+    let Some(notifier) = check_notifier(settings) else {
+        return;
     };
-    match notify::check_cluster(&db.client, &notifier, live_nodes).await {
-        Ok(Some(pending)) => {
-            let delivered = notify::send(&notifier, &pending).await;
-            notify::record_no_live_node(&db.client, &pending, &delivered).await;
+    if let Err(error) = notify::check_cluster(&db.client, &notifier, live_nodes).await {
+        errln!("crondeck: could not record the no-live-node event: {error}");
+        return;
+    }
+    if live_nodes > 0 {
+        return; // live nodes deliver what is in the outbox
+    }
+    match outbox_next_due(
+        &db.client,
+        OutboxScope::NoLiveNode,
+        &notifier.channel_names(),
+    )
+    .await
+    {
+        Ok(Some(_)) => {
+            if let Err(error) = spawn_delivery(global) {
+                errln!(
+                    "crondeck: could not start delivering the no-live-node notification: {error:#}"
+                );
+            }
         }
         Ok(None) => {}
-        Err(error) => errln!("crondeck: could not record the no-live-node event: {error}"),
+        Err(error) => errln!("crondeck: could not read the notification outbox: {error}"),
     }
+}
+
+fn check_notifier(settings: &Settings) -> Option<Notifier> {
+    let sender = format!("check@{}", Actor::current().host);
+    match Notifier::from_file(&settings.file.notifications, &sender) {
+        Ok(notifier) => notifier,
+        Err(error) => {
+            errln!("crondeck: notifications not recorded: {error}");
+            None
+        }
+    }
+}
+
+/// How long `check`'s delivery process keeps at it (retries included).
+const DELIVERY_PROCESS_LIMIT: Duration = Duration::from_secs(30 * 60);
+
+/// Start `crondeck [global options] check --deliver-notifications` detached
+/// (its own process group, no terminal, no output), and do not wait for it.
+/// It inherits the environment (so `DATABASE_URL`, `PGPASSWORD`, ...).
+fn spawn_delivery(global: &crate::config::GlobalArgs) -> anyhow::Result<()> {
+    use std::os::unix::process::CommandExt as _;
+    let exe = std::env::current_exe().context("locating the crondeck binary")?;
+    let mut command = std::process::Command::new(exe);
+    if let Some(url) = &global.database_url {
+        command.arg("--database-url").arg(url);
+    }
+    if let Some(dir) = &global.data_dir {
+        command.arg("--data-dir").arg(dir);
+    }
+    if let Some(config) = &global.config {
+        command.arg("--config").arg(config);
+    }
+    command
+        .args(["check", "--deliver-notifications"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0);
+    let child = command.spawn().context("starting the delivery process")?;
+    // Not waited for: it outlives this process (and is reaped by init).
+    drop(child);
+    Ok(())
+}
+
+/// `check --deliver-notifications`: deliver the no-live-node episode's
+/// outbox rows (retries included), then exit.
+async fn deliver_no_live_node(settings: &Settings) -> anyhow::Result<()> {
+    let Some(notifier) = check_notifier(settings) else {
+        return Ok(());
+    };
+    let db = database::open(settings).await?;
+    let attempts = notify::outbox::drain(
+        &db.client,
+        &notifier,
+        OutboxScope::NoLiveNode,
+        DELIVERY_PROCESS_LIMIT,
+    )
+    .await?;
+    tracing::info!(attempts, "no-live-node notifications delivered");
+    Ok(())
 }
 
 pub async fn notifications(db: &Database, args: &NotificationsArgs) -> anyhow::Result<()> {
@@ -322,8 +412,32 @@ fn notification_table(rows: &[NotificationRow]) -> String {
             crate::timefmt::local(row.created_at),
             row.event,
             row.status,
-            row.message
+            text::field(&row.message)
         ));
+        for d in row.deliveries.as_array().into_iter().flatten() {
+            let word = |key: &str| d[key].as_str().map(text::field).unwrap_or_default();
+            let status = d["status"]
+                .as_str()
+                .unwrap_or(if d["ok"] == serde_json::json!(true) {
+                    "delivered"
+                } else {
+                    "failed"
+                });
+            let attempts = match (d["attempts"].as_i64(), d["max_attempts"].as_i64()) {
+                (Some(n), Some(max)) => format!(" (attempt {n} of {max})"),
+                (Some(n), None) => format!(" ({})", text::count(n, "attempt", "attempts")),
+                _ => String::new(),
+            };
+            let error = d["error"]
+                .as_str()
+                .map(|e| format!(": {}", text::field(e)))
+                .unwrap_or_default();
+            out.push_str(&format!(
+                "    {} ({}): {status}{attempts}{error}\n",
+                word("channel"),
+                word("kind")
+            ));
+        }
     }
     out
 }

@@ -62,8 +62,13 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 9,
+        name: "outbox",
+        sql: include_str!("migrations/0009_outbox.sql"),
+    },
+    Migration {
+        version: 10,
         name: "fresh_streak",
-        sql: include_str!("migrations/0009_fresh_streak.sql"),
+        sql: include_str!("migrations/0010_fresh_streak.sql"),
     },
 ];
 

@@ -1,5 +1,7 @@
 //! Queries on `crondeck.notifications`: the cluster-wide deduplication of
-//! notification events (a unique key per episode) and the record of each send.
+//! notification events (a unique key per episode), and on its outbox
+//! `crondeck.notification_deliveries` (one row per episode and channel,
+//! claimed for each attempt; see migration 0009).
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -20,6 +22,8 @@ pub struct NewNotification<'a> {
     pub message: &'a str,
     pub payload: &'a Value,
     pub created_by: &'a str,
+    /// Its outbox rows: a JSON array of `{"channel", "kind", "max_attempts"}`.
+    pub deliveries: &'a Value,
 }
 
 /// A notification as stored, for the console's job detail.
@@ -35,24 +39,35 @@ pub struct NotificationRow {
     pub resolved_at: Option<DateTime<Utc>>,
     /// pending, sent, failed, partial, no_channel.
     pub status: String,
-    /// Per channel: `{"channel", "kind", "ok", "attempts", "error"}`.
+    /// Per channel: `{"channel", "kind", "ok", "status", "attempts",
+    /// "max_attempts", "error"}`.
     pub deliveries: Value,
     pub sent_at: Option<DateTime<Utc>>,
 }
 
-/// Record an event unless its episode was recorded already (by any node).
-/// `Some(id)` means this caller won and must send it.
+/// Record an event unless its episode was recorded already (by any node),
+/// with its outbox rows, in one statement (so one transaction): an episode is
+/// never recorded without its deliveries. `Some(id)` means this caller
+/// recorded it.
 pub async fn notification_insert(
     client: &impl GenericClient,
     n: &NewNotification<'_>,
 ) -> Result<Option<i64>, DbError> {
     let row = client
         .query_opt(
-            "INSERT INTO crondeck.notifications
-                 (dedup_key, event, job_id, job_name, message, payload, created_by)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)
-             ON CONFLICT (dedup_key) DO NOTHING
-             RETURNING id",
+            "WITH episode AS (
+                 INSERT INTO crondeck.notifications
+                     (dedup_key, event, job_id, job_name, message, payload, created_by)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                 ON CONFLICT (dedup_key) DO NOTHING
+                 RETURNING id),
+             outbox AS (
+                 INSERT INTO crondeck.notification_deliveries
+                     (notification_id, channel, kind, max_attempts)
+                 SELECT episode.id, c.channel, c.kind, c.max_attempts
+                 FROM episode,
+                      jsonb_to_recordset($8::jsonb) AS c(channel text, kind text, max_attempts integer))
+             SELECT id FROM episode",
             &[
                 &n.dedup_key,
                 &n.event,
@@ -61,6 +76,7 @@ pub async fn notification_insert(
                 &n.message,
                 &n.payload,
                 &n.created_by,
+                &n.deliveries,
             ],
         )
         .await?;
@@ -107,53 +123,264 @@ pub async fn notification_has_open(
     Ok(row.try_get(0)?)
 }
 
-/// Record how the send went.
-pub async fn notification_record_delivery(
-    client: &impl GenericClient,
-    id: i64,
-    status: &str,
-    deliveries: &Value,
-) -> Result<(), DbError> {
-    client
-        .execute(
-            "UPDATE crondeck.notifications SET status = $2, deliveries = $3, sent_at = now()
-             WHERE id = $1",
-            &[&id, &status, &deliveries],
-        )
-        .await?;
-    Ok(())
-}
-
-/// Record the no-live-node episode, if there is one (the database decides),
-/// and this caller is the first to see it: `Some((id, payload))` to send.
+/// Record the no-live-node episode with its outbox rows, if there is one
+/// (the database decides), and this caller is the first to see it:
+/// `Some((id, payload))`.
 pub async fn notification_record_no_live_node(
     client: &impl GenericClient,
     sender: &str,
+    deliveries: &Value,
 ) -> Result<Option<(i64, Value)>, DbError> {
     let row = client
         .query_opt(
             "SELECT notification_id, notification_payload
-             FROM crondeck.record_no_live_node($1)",
-            &[&sender],
+             FROM crondeck.record_no_live_node($1, $2)",
+            &[&sender, deliveries],
         )
         .await?;
     row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
 }
 
-/// Record how the send of a no-live-node episode went (`crondeck check`).
-pub async fn notification_record_no_live_node_delivery(
+/// What a notification says about a job's last run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunDetail {
+    pub status: String,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub sqlstate: Option<String>,
+    pub error: Option<String>,
+    /// The last 4 KiB of each stream (lines cut later).
+    pub stdout_tail: Option<String>,
+    pub stderr_tail: Option<String>,
+    pub stderr_head: Option<String>,
+    pub node_name: Option<String>,
+}
+
+/// The details of run `run_id` for a notification, if it exists.
+pub async fn run_detail(
     client: &impl GenericClient,
-    id: i64,
-    status: &str,
-    deliveries: &Value,
-) -> Result<(), DbError> {
-    client
-        .execute(
-            "SELECT crondeck.record_no_live_node_delivery($1, $2, $3)",
-            &[&id, &status, &deliveries],
+    run_id: i64,
+) -> Result<Option<RunDetail>, DbError> {
+    let row = client
+        .query_opt(
+            "SELECT status, exit_code, signal, sqlstate, left(error, 4000) AS error,
+                    right(stdout, 4000) AS stdout_tail, right(stderr, 4000) AS stderr_tail,
+                    left(stderr, 4000) AS stderr_head, node_name
+             FROM crondeck.runs WHERE id = $1",
+            &[&run_id],
         )
         .await?;
-    Ok(())
+    row.map(|r| {
+        Ok(RunDetail {
+            status: r.try_get("status")?,
+            exit_code: r.try_get("exit_code")?,
+            signal: r.try_get("signal")?,
+            sqlstate: r.try_get("sqlstate")?,
+            error: r.try_get("error")?,
+            stdout_tail: r.try_get("stdout_tail")?,
+            stderr_tail: r.try_get("stderr_tail")?,
+            stderr_head: r.try_get("stderr_head")?,
+            node_name: r.try_get("node_name")?,
+        })
+    })
+    .transpose()
+}
+
+/// Since when some scheduler node has been alive without a break (node
+/// lifetimes that overlap, by the database clock), or `None` when no node is
+/// alive. After a full cluster stop this is when the first node came back;
+/// through a rolling restart, it stays put.
+pub async fn cluster_live_since(
+    client: &impl GenericClient,
+) -> Result<Option<DateTime<Utc>>, DbError> {
+    let row = client
+        .query_one(
+            "WITH spans AS (
+                 SELECT started_at AS s,
+                        least(coalesce(stopped_at, 'infinity'),
+                              heartbeat_at + lease_ms * interval '1 millisecond') AS e
+                 FROM crondeck.nodes),
+             islands AS (
+                 SELECT s, e, max(e) OVER (ORDER BY s ROWS BETWEEN UNBOUNDED PRECEDING
+                                                     AND 1 PRECEDING) AS before
+                 FROM spans)
+             SELECT CASE WHEN (SELECT max(e) FROM spans) >= now()
+                         THEN (SELECT max(s) FROM islands WHERE before IS NULL OR before < s)
+                    END",
+            &[],
+        )
+        .await?;
+    Ok(row.try_get(0)?)
+}
+
+/// Whether an episode is recorded already.
+pub async fn notification_exists(client: &impl GenericClient, key: &str) -> Result<bool, DbError> {
+    let row = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM crondeck.notifications WHERE dedup_key = $1)",
+            &[&key],
+        )
+        .await?;
+    Ok(row.try_get(0)?)
+}
+
+/// One attempt at one delivery, claimed from the outbox.
+#[derive(Debug, Clone)]
+pub struct ClaimedDelivery {
+    pub id: i64,
+    pub notification_id: i64,
+    pub event: String,
+    pub channel: String,
+    pub kind: String,
+    /// This attempt's number, from 1.
+    pub attempt: i32,
+    pub max_attempts: i32,
+    pub payload: Value,
+}
+
+/// Which deliveries a claimer may take: a node takes any; `crondeck check`'s
+/// delivery process (maybe a viewer) only the no-live-node episode's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboxScope {
+    Node,
+    NoLiveNode,
+}
+
+/// Claim up to `max` due deliveries of `channels` for one attempt each,
+/// under a lease of `lease_ms` (SKIP LOCKED: concurrent claimers never get
+/// the same row).
+pub async fn outbox_claim(
+    client: &impl GenericClient,
+    scope: OutboxScope,
+    claimer: &str,
+    channels: &[String],
+    lease_ms: i32,
+    max: i32,
+) -> Result<Vec<ClaimedDelivery>, DbError> {
+    let sql = match scope {
+        OutboxScope::Node => "SELECT * FROM crondeck.outbox_claim($1, $2, $3, $4)",
+        OutboxScope::NoLiveNode => {
+            "SELECT * FROM crondeck.outbox_claim_no_live_node($1, $2, $3, $4)"
+        }
+    };
+    let rows = client
+        .query(sql, &[&claimer, &channels, &lease_ms, &max])
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(ClaimedDelivery {
+                id: r.try_get("delivery_id")?,
+                notification_id: r.try_get("notification_id")?,
+                event: r.try_get("event")?,
+                channel: r.try_get("channel")?,
+                kind: r.try_get("kind")?,
+                attempt: r.try_get("attempt")?,
+                max_attempts: r.try_get("max_attempts")?,
+                payload: r.try_get("payload")?,
+            })
+        })
+        .collect()
+}
+
+/// Report an attempt (`error: None` = delivered). `false`: the claim was no
+/// longer ours (its lease ran out and someone else took it over).
+pub async fn outbox_finish(
+    client: &impl GenericClient,
+    scope: OutboxScope,
+    claimer: &str,
+    delivery: &ClaimedDelivery,
+    error: Option<&str>,
+) -> Result<bool, DbError> {
+    let sql = match scope {
+        OutboxScope::Node => "SELECT crondeck.outbox_finish($1, $2, $3, $4)",
+        OutboxScope::NoLiveNode => "SELECT crondeck.outbox_finish_no_live_node($1, $2, $3, $4)",
+    };
+    let row = client
+        .query_one(sql, &[&delivery.id, &claimer, &delivery.attempt, &error])
+        .await?;
+    Ok(row.try_get(0)?)
+}
+
+/// Seconds until the next delivery of `channels` in `scope` is due (0 when
+/// one is due now), or `None` when nothing is left to deliver.
+pub async fn outbox_next_due(
+    client: &impl GenericClient,
+    scope: OutboxScope,
+    channels: &[String],
+) -> Result<Option<f64>, DbError> {
+    let row = client
+        .query_one(
+            "SELECT extract(epoch FROM min(greatest(d.next_attempt_at,
+                        coalesce(d.lease_until, d.next_attempt_at))) - now())::float8
+             FROM crondeck.notification_deliveries d
+             JOIN crondeck.notifications n ON n.id = d.notification_id
+             WHERE d.status IN ('pending', 'retrying') AND d.channel = ANY ($1)
+               AND ($2 = false OR n.event = 'no_live_node')",
+            &[&channels, &(scope == OutboxScope::NoLiveNode)],
+        )
+        .await?;
+    let secs: Option<f64> = row.try_get(0)?;
+    Ok(secs.map(|s| s.max(0.0)))
+}
+
+/// One delivery as the console's notifications view shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeliveryRow {
+    pub id: i64,
+    pub notification_id: i64,
+    pub event: String,
+    pub job_name: Option<String>,
+    pub message: String,
+    pub created_at: DateTime<Utc>,
+    pub channel: String,
+    pub kind: String,
+    /// pending, retrying, delivered, failed.
+    pub status: String,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub next_attempt_at: DateTime<Utc>,
+    pub last_attempt_at: Option<DateTime<Utc>>,
+    pub delivered_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+}
+
+/// The newest deliveries (one row per episode and channel), newest first.
+pub async fn delivery_list(
+    client: &impl GenericClient,
+    limit: i64,
+) -> Result<Vec<DeliveryRow>, DbError> {
+    let rows = client
+        .query(
+            "SELECT d.id, d.notification_id, n.event, n.job_name, n.message, n.created_at,
+                    d.channel, d.kind, d.status, d.attempts, d.max_attempts, d.next_attempt_at,
+                    d.last_attempt_at, d.delivered_at, d.last_error
+             FROM crondeck.notification_deliveries d
+             JOIN crondeck.notifications n ON n.id = d.notification_id
+             ORDER BY d.notification_id DESC, d.id LIMIT $1",
+            &[&limit],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(DeliveryRow {
+                id: r.try_get("id")?,
+                notification_id: r.try_get("notification_id")?,
+                event: r.try_get("event")?,
+                job_name: r.try_get("job_name")?,
+                message: r.try_get("message")?,
+                created_at: r.try_get("created_at")?,
+                channel: r.try_get("channel")?,
+                kind: r.try_get("kind")?,
+                status: r.try_get("status")?,
+                attempts: r.try_get("attempts")?,
+                max_attempts: r.try_get("max_attempts")?,
+                next_attempt_at: r.try_get("next_attempt_at")?,
+                last_attempt_at: r.try_get("last_attempt_at")?,
+                delivered_at: r.try_get("delivered_at")?,
+                last_error: r.try_get("last_error")?,
+            })
+        })
+        .collect()
 }
 
 fn notification_from_row(r: &Row) -> Result<NotificationRow, DbError> {
@@ -172,8 +399,16 @@ fn notification_from_row(r: &Row) -> Result<NotificationRow, DbError> {
     })
 }
 
+/// `deliveries` is read live from the outbox (each channel's status so far),
+/// falling back to the stored summary for episodes from before it.
 const NOTIFICATION_COLUMNS: &str = "id, event, job_id, job_name, message, created_at, created_by, \
-    resolved_at, status, deliveries, sent_at";
+    resolved_at, status, \
+    coalesce((SELECT jsonb_agg(jsonb_build_object('channel', d.channel, 'kind', d.kind, \
+                  'ok', d.status = 'delivered', 'status', d.status, 'attempts', d.attempts, \
+                  'max_attempts', d.max_attempts, 'error', d.last_error) ORDER BY d.id) \
+              FROM crondeck.notification_deliveries d WHERE d.notification_id = notifications.id), \
+             deliveries) AS deliveries, \
+    sent_at";
 
 /// A job's notifications, newest first (the console's job detail).
 pub async fn notifications_for_job(

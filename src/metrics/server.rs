@@ -1,5 +1,7 @@
 //! The metrics endpoint: a minimal HTTP/1 server (hyper) answering
-//! `GET /metrics`. Each scrape refreshes the cluster gauges from the job
+//! `GET /metrics`, in OpenMetrics to clients whose `Accept` asks for
+//! `application/openmetrics-text` (Prometheus), else in the text format
+//! 0.0.4 ([`wants_openmetrics`]). Each scrape refreshes the cluster gauges from the job
 //! database over one connection kept between scrapes (and opened again after
 //! an error); when the database is unreachable the scrape still answers, with
 //! `crondeck_database_up 0` and the node's own counters.
@@ -46,7 +48,26 @@ pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
 /// The longest pause between attempts after `accept` failed.
 const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
-const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+const TEXT_004: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Whether the client asked for OpenMetrics (Prometheus does, in its
+/// `Accept`); everyone else (curl, a browser, older agents) gets the
+/// Prometheus text format 0.0.4. A media range with `q=0` is a refusal.
+pub fn wants_openmetrics(accept: Option<&str>) -> bool {
+    accept.is_some_and(|accept| {
+        accept.split(',').any(|range| {
+            let mut parts = range.split(';').map(str::trim);
+            let media = parts.next().unwrap_or("");
+            let refused = parts.any(|p| {
+                p.strip_prefix("q=")
+                    .and_then(|q| q.parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            media.eq_ignore_ascii_case("application/openmetrics-text") && !refused
+        })
+    })
+}
 
 /// `HOST:PORT`, `[V6]:PORT`, or a bare port (bound on 127.0.0.1).
 pub fn parse_addr(text: &str) -> Result<SocketAddr, String> {
@@ -172,9 +193,19 @@ async fn handle(
             "crondeck: metrics are at /metrics\n".into(),
         ));
     }
+    let openmetrics = wants_openmetrics(
+        req.headers()
+            .get(hyper::header::ACCEPT)
+            .and_then(|v| v.to_str().ok()),
+    );
     refresh(&state).await;
-    match state.metrics.encode() {
-        Ok(text) => Ok(reply(StatusCode::OK, CONTENT_TYPE, text)),
+    let (content_type, encoded) = if openmetrics {
+        (OPENMETRICS, state.metrics.encode())
+    } else {
+        (TEXT_004, state.metrics.encode_text_004())
+    };
+    match encoded {
+        Ok(text) => Ok(reply(StatusCode::OK, content_type, text)),
         Err(_) => Ok(reply(
             StatusCode::INTERNAL_SERVER_ERROR,
             "text/plain",

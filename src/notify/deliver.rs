@@ -1,159 +1,64 @@
-//! Sending an event to its channels and recording how that went.
+//! One attempt at one delivery: a webhook POST or a command, carrying the
+//! outbox row's idempotency key.
 //!
-//! Webhook URLs are secrets: errors are logged and stored without them
+//! Webhook URLs are secrets: errors are returned without them
 //! (`reqwest::Error::without_url`), and channels are named by their `name`.
 
 use std::process::Stdio;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::io::AsyncWriteExt as _;
-use tokio_postgres::GenericClient;
 
-use super::{Channel, Notifier, Pending};
-use crate::db::notifications::{
-    notification_record_delivery, notification_record_no_live_node_delivery,
-};
+use super::Channel;
+use crate::db::notifications::ClaimedDelivery;
 
-/// How one channel's delivery went.
-#[derive(Debug, Clone)]
-struct Outcome {
-    ok: bool,
-    attempts: u32,
-    error: Option<String>,
+/// The key a receiver dedupes on: the same for every attempt of a delivery
+/// (one episode, one channel, one kind), different for anything else.
+pub fn idempotency_key(delivery: &ClaimedDelivery) -> String {
+    format!("crondeck-{}", delivery.id)
 }
 
-/// How the delivery of one event went, to record on its row.
-#[derive(Debug, Clone)]
-pub struct Delivered {
-    /// sent, failed, partial, or no_channel (no channel takes this event).
-    pub status: &'static str,
-    pub deliveries: Value,
-}
-
-/// Send `pending` to every channel that takes its event. Never fails: a
-/// delivery problem is logged and returned, to be recorded with [`record`].
-/// Holds no database connection while it waits on channels.
-pub async fn send(notifier: &Notifier, pending: &Pending) -> Delivered {
-    let mut deliveries = Vec::new();
-    let body = pending.payload.to_string();
-    for channel in notifier
-        .channels
-        .iter()
-        .filter(|c| c.events.iter().any(|e| e == &pending.event))
-    {
-        if let Some(url) = &channel.webhook {
-            let outcome = retried(channel, || post(url, &body, channel.timeout)).await;
-            log(channel, "webhook", pending, &outcome);
-            deliveries.push(entry(channel, "webhook", &outcome));
-        }
-        if let Some(command) = &channel.command {
-            let outcome = retried(channel, || {
-                run_command(command, &body, pending, channel.timeout)
-            })
-            .await;
-            log(channel, "command", pending, &outcome);
-            deliveries.push(entry(channel, "command", &outcome));
-        }
+/// The JSON sent: the event as recorded, plus which delivery and attempt
+/// this is.
+pub fn body(delivery: &ClaimedDelivery) -> Value {
+    let mut body = delivery.payload.clone();
+    if let Value::Object(map) = &mut body {
+        map.insert("notification_id".into(), delivery.notification_id.into());
+        map.insert("delivery_id".into(), delivery.id.into());
+        map.insert("idempotency_key".into(), idempotency_key(delivery).into());
+        map.insert("attempt".into(), delivery.attempt.into());
+        map.insert("channel".into(), delivery.channel.clone().into());
     }
-    let ok = deliveries.iter().filter(|d| d["ok"] == json!(true)).count();
-    let status = match (deliveries.len(), ok) {
-        (0, _) => "no_channel",
-        (n, ok) if ok == n => "sent",
-        (_, 0) => "failed",
-        _ => "partial",
-    };
-    Delivered {
-        status,
-        deliveries: Value::Array(deliveries),
+    body
+}
+
+/// Make one attempt; `Err` says why it failed (without secrets).
+pub async fn attempt(channel: &Channel, delivery: &ClaimedDelivery) -> Result<(), String> {
+    let body = body(delivery).to_string();
+    match delivery.kind.as_str() {
+        "webhook" => match &channel.webhook {
+            Some(url) => post(url, &body, delivery, channel.timeout).await,
+            None => Err("this channel has no webhook here".into()),
+        },
+        "command" => match &channel.command {
+            Some(command) => run_command(command, &body, delivery, channel.timeout).await,
+            None => Err("this channel has no command here".into()),
+        },
+        "smtp" => match &channel.smtp {
+            Some(smtp) => super::smtp::send(smtp, delivery, channel.timeout).await,
+            None => Err("this channel has no SMTP server here".into()),
+        },
+        other => Err(format!("unknown delivery kind \"{other}\"")),
     }
 }
 
-/// Record how the send went on the event's row; a failure is logged.
-pub async fn record(client: &impl GenericClient, pending: &Pending, delivered: &Delivered) {
-    if let Err(error) =
-        notification_record_delivery(client, pending.id, delivered.status, &delivered.deliveries)
-            .await
-    {
-        tracing::warn!(notification = pending.id, %error, "could not record a notification's delivery");
-    }
-}
-
-/// [`record`] for the no-live-node episode `crondeck check` sent: through the
-/// database function that lets readers record only that.
-pub async fn record_no_live_node(
-    client: &impl GenericClient,
-    pending: &Pending,
-    delivered: &Delivered,
-) {
-    if let Err(error) = notification_record_no_live_node_delivery(
-        client,
-        pending.id,
-        delivered.status,
-        &delivered.deliveries,
-    )
-    .await
-    {
-        tracing::warn!(notification = pending.id, %error, "could not record a notification's delivery");
-        eprintln!("crondeck: could not record how the no-live-node notification was sent: {error}");
-    }
-}
-
-fn entry(channel: &Channel, kind: &str, outcome: &Outcome) -> Value {
-    json!({
-        "channel": channel.name,
-        "kind": kind,
-        "ok": outcome.ok,
-        "attempts": outcome.attempts,
-        "error": outcome.error,
-    })
-}
-
-fn log(channel: &Channel, kind: &str, pending: &Pending, outcome: &Outcome) {
-    if outcome.ok {
-        tracing::info!(channel = %channel.name, kind, event = %pending.event,
-            notification = pending.id, "notification sent");
-    } else {
-        tracing::warn!(channel = %channel.name, kind, event = %pending.event,
-            notification = pending.id, attempts = outcome.attempts,
-            error = outcome.error.as_deref().unwrap_or(""), "notification not delivered");
-    }
-}
-
-/// Try once, then up to `retries` more times with a doubling pause (1 s, 2 s, …).
-async fn retried<F, Fut>(channel: &Channel, mut attempt: F) -> Outcome
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<(), String>>,
-{
-    let mut pause = Duration::from_secs(1);
-    let mut attempts = 0;
-    loop {
-        attempts += 1;
-        match attempt().await {
-            Ok(()) => {
-                return Outcome {
-                    ok: true,
-                    attempts,
-                    error: None,
-                }
-            }
-            Err(error) if attempts > channel.retries => {
-                return Outcome {
-                    ok: false,
-                    attempts,
-                    error: Some(error),
-                }
-            }
-            Err(_) => {
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(30));
-            }
-        }
-    }
-}
-
-async fn post(url: &str, body: &str, timeout: Duration) -> Result<(), String> {
+async fn post(
+    url: &str,
+    body: &str,
+    delivery: &ClaimedDelivery,
+    timeout: Duration,
+) -> Result<(), String> {
     let client = reqwest::Client::builder()
         .timeout(timeout)
         .user_agent(concat!("crondeck/", env!("CARGO_PKG_VERSION")))
@@ -162,6 +67,9 @@ async fn post(url: &str, body: &str, timeout: Duration) -> Result<(), String> {
     let response = client
         .post(url)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .header("Idempotency-Key", idempotency_key(delivery))
+        .header("X-Crondeck-Delivery", delivery.id.to_string())
+        .header("X-Crondeck-Attempt", delivery.attempt.to_string())
         .body(body.to_string())
         .send()
         .await
@@ -177,14 +85,19 @@ async fn post(url: &str, body: &str, timeout: Duration) -> Result<(), String> {
 async fn run_command(
     command: &str,
     body: &str,
-    pending: &Pending,
+    delivery: &ClaimedDelivery,
     timeout: Duration,
 ) -> Result<(), String> {
     let mut child = tokio::process::Command::new("sh")
         .arg("-c")
         .arg(command)
-        .env("CRONDECK_EVENT", &pending.event)
-        .env("CRONDECK_NOTIFICATION_ID", pending.id.to_string())
+        .env("CRONDECK_EVENT", &delivery.event)
+        .env(
+            "CRONDECK_NOTIFICATION_ID",
+            delivery.notification_id.to_string(),
+        )
+        .env("CRONDECK_IDEMPOTENCY_KEY", idempotency_key(delivery))
+        .env("CRONDECK_ATTEMPT", delivery.attempt.to_string())
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -6,36 +6,52 @@
 //! |------------------|------|-------------------------|
 //! | `failure_streak` | a job failed N times in a row (per job `notify_failures`, else `[notifications] failure_streak`, default 3) | failure streak (its first failure) |
 //! | `auto_paused`    | the failure policy paused a job | pause |
-//! | `overdue`        | no success for twice the job's interval (SPEC §4) | time of the last success |
+//! | `overdue`        | no success for twice the job's interval (SPEC §4), and no run of it in progress (a run that started in time is not overdue until it has run longer than its own interval allows) | time of the last success |
 //! | `recovered`      | a job that had one of the above succeeds again, or live nodes are back after `no_live_node` | the problem it closes |
-//! | `no_live_node`   | no scheduler node is alive (sent by `crondeck check`) | the last heartbeat seen |
+//! | `no_live_node`   | no scheduler node is alive (recorded by `crondeck check`) | the last heartbeat seen |
 //!
-//! ## Once per episode, across all nodes
+//! ## At least once, one per episode: the outbox
 //!
 //! Every node scans (each heartbeat interval) and may see the same episode.
 //! Each event is inserted into `crondeck.notifications` under a unique key
-//! that names its episode; only the process whose INSERT wins sends it, and it
-//! records the outcome of each channel on that row. So three nodes send one
-//! page, not three. If the winning process dies between the insert and the
-//! send, that event is lost rather than sent twice (at most once).
+//! that names its episode, together with one outbox row per channel that
+//! takes it (`crondeck.notification_deliveries`), in one statement: only the
+//! first insert of an episode records it, and never without its deliveries.
+//! Delivery is separate ([`outbox`]): any live node claims due outbox rows
+//! (`FOR UPDATE SKIP LOCKED`, under a lease), makes one attempt per claim and
+//! reports it; a failed attempt is retried with exponential backoff (2 s,
+//! 4 s, … at most 10 min apart) until the channel's `retries` are used up,
+//! then the delivery is `failed` with its last error kept.
+//!
+//! A process killed during an attempt leaves its claim to expire; another
+//! node then makes the attempt again. That is the residual at-least-once
+//! window: if the receiver had already got the message when the sender died
+//! (before it could report), it gets it a second time. Every attempt carries
+//! the same idempotency key (the outbox row's id: the `Idempotency-Key` and
+//! `X-Crondeck-Delivery` headers of a webhook, `idempotency_key` in the
+//! JSON, `CRONDECK_IDEMPOTENCY_KEY` for a command, the `Message-ID` of a
+//! mail), so a receiver that drops repeated keys sees exactly one delivery
+//! per episode per channel.
 //!
 //! ## Channels
 //!
-//! A channel is a webhook, a command, or both. A webhook gets a JSON POST
-//! whose `text` field is enough for a Slack incoming webhook; it has a timeout
-//! and a bounded number of retries with backoff. Its URL is treated as a
-//! secret: logs and the database name the channel, never the URL. A command
-//! runs with `sh -c`, with the event JSON on stdin (so it can pipe to
-//! `sendmail`); a non-zero exit is a failed delivery.
+//! A channel is a webhook, a command, an SMTP mail, or several of them. A
+//! webhook gets a JSON POST whose `text` field is enough for a Slack incoming
+//! webhook; it has a timeout. Its URL is treated as a secret: logs and the
+//! database name the channel, never the URL. A command runs with `sh -c`,
+//! with the event JSON on stdin; a non-zero exit is a failed attempt. SMTP
+//! sends a plain-text mail (see [`smtp`]).
 
 mod deliver;
 mod detect;
+pub mod outbox;
+pub mod smtp;
 
 use std::time::Duration;
 
 use serde::Deserialize;
 
-pub use deliver::{record, record_no_live_node, send, Delivered};
+pub use deliver::attempt;
 pub use detect::{check_cluster, scan, Pending};
 
 use crate::timespec;
@@ -44,8 +60,11 @@ use crate::timespec;
 pub const DEFAULT_FAILURE_STREAK: i32 = 3;
 /// How long one webhook POST or command may take.
 pub const DEFAULT_CHANNEL_TIMEOUT: Duration = Duration::from_secs(10);
-/// Further attempts after a failed delivery.
-pub const DEFAULT_CHANNEL_RETRIES: u32 = 2;
+/// Further attempts after a failed delivery (each one claimed from the
+/// outbox, 2 s, 4 s, 8 s, 16 s after the one before).
+pub const DEFAULT_CHANNEL_RETRIES: u32 = 4;
+/// The most `retries` a channel may ask for.
+pub const MAX_CHANNEL_RETRIES: u32 = 20;
 
 /// The event kinds, as stored and sent.
 pub const EVENTS: [&str; 5] = [
@@ -83,6 +102,8 @@ pub struct ChannelFile {
     pub name: String,
     pub webhook: Option<String>,
     pub command: Option<String>,
+    /// `[notifications.channel.smtp]`: mail through an SMTP server.
+    pub smtp: Option<smtp::SmtpFile>,
     pub timeout: Option<String>,
     pub retries: Option<u32>,
     /// Only these events (default: all).
@@ -95,6 +116,7 @@ impl std::fmt::Debug for ChannelFile {
             .field("name", &self.name)
             .field("webhook", &self.webhook.as_ref().map(|_| "<secret>"))
             .field("command", &self.command)
+            .field("smtp", &self.smtp)
             .field("timeout", &self.timeout)
             .field("retries", &self.retries)
             .field("events", &self.events)
@@ -108,6 +130,7 @@ pub struct Channel {
     pub name: String,
     pub webhook: Option<String>,
     pub command: Option<String>,
+    pub smtp: Option<smtp::Smtp>,
     pub timeout: Duration,
     pub retries: u32,
     pub events: Vec<String>,
@@ -119,6 +142,7 @@ impl std::fmt::Debug for Channel {
             .field("name", &self.name)
             .field("webhook", &self.webhook.as_ref().map(|_| "<secret>"))
             .field("command", &self.command)
+            .field("smtp", &self.smtp)
             .field("timeout", &self.timeout)
             .field("retries", &self.retries)
             .field("events", &self.events)
@@ -135,10 +159,72 @@ pub struct Notifier {
     pub sender: String,
 }
 
+impl Channel {
+    /// The kinds of delivery this channel makes.
+    pub fn kinds(&self) -> Vec<&'static str> {
+        let mut kinds = Vec::new();
+        if self.webhook.is_some() {
+            kinds.push("webhook");
+        }
+        if self.command.is_some() {
+            kinds.push("command");
+        }
+        if self.smtp.is_some() {
+            kinds.push("smtp");
+        }
+        kinds
+    }
+
+    /// Attempts in all: the first and its retries.
+    pub fn max_attempts(&self) -> i32 {
+        i32::try_from(self.retries.saturating_add(1)).unwrap_or(i32::MAX)
+    }
+}
+
 impl Notifier {
+    /// The outbox rows of an `event`: one per channel and kind that takes it,
+    /// as the JSON array the database inserts
+    /// (`{"channel", "kind", "max_attempts"}`).
+    pub fn deliveries_for(&self, event: &str) -> serde_json::Value {
+        let mut rows = Vec::new();
+        for channel in self
+            .channels
+            .iter()
+            .filter(|c| c.events.iter().any(|e| e == event))
+        {
+            for kind in channel.kinds() {
+                rows.push(serde_json::json!({
+                    "channel": channel.name,
+                    "kind": kind,
+                    "max_attempts": channel.max_attempts(),
+                }));
+            }
+        }
+        serde_json::Value::Array(rows)
+    }
+
+    /// The names of the channels this process can deliver to.
+    pub fn channel_names(&self) -> Vec<String> {
+        self.channels.iter().map(|c| c.name.clone()).collect()
+    }
+
+    /// The channel named `name`, if this process has it.
+    pub fn channel(&self, name: &str) -> Option<&Channel> {
+        self.channels.iter().find(|c| c.name == name)
+    }
+
     /// Check `[notifications]`; `None` when no channel is configured (then
     /// nothing is detected, recorded or sent). Errors say which key is wrong.
     pub fn from_file(file: &NotificationsFile, sender: &str) -> Result<Option<Notifier>, String> {
+        Self::from_file_with_env(file, sender, &|key| std::env::var(key).ok())
+    }
+
+    /// [`Notifier::from_file`] with the environment given (SMTP passwords).
+    pub fn from_file_with_env(
+        file: &NotificationsFile,
+        sender: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Option<Notifier>, String> {
         if file.channels.is_empty() {
             return Ok(None);
         }
@@ -155,9 +241,21 @@ impl Notifier {
                 c.name.clone()
             };
             let at = format!("[[notifications.channel]] \"{name}\"");
-            if c.webhook.is_none() && c.command.is_none() {
-                return Err(format!("{at}: give a `webhook`, a `command`, or both"));
+            if channels.iter().any(|c: &Channel| c.name == name) {
+                return Err(format!(
+                    "{at}: two channels have this name (the outbox delivers by name)"
+                ));
             }
+            if c.webhook.is_none() && c.command.is_none() && c.smtp.is_none() {
+                return Err(format!(
+                    "{at}: give a `webhook`, a `command`, an `smtp` section, or several"
+                ));
+            }
+            let smtp = c
+                .smtp
+                .as_ref()
+                .map(|f| smtp::Smtp::from_file(f, &at, env))
+                .transpose()?;
             if let Some(url) = &c.webhook {
                 if !(url.starts_with("https://") || url.starts_with("http://")) {
                     return Err(format!(
@@ -172,9 +270,9 @@ impl Notifier {
                 None => DEFAULT_CHANNEL_TIMEOUT,
             };
             let retries = c.retries.unwrap_or(DEFAULT_CHANNEL_RETRIES);
-            if retries > 10 {
+            if retries > MAX_CHANNEL_RETRIES {
                 return Err(format!(
-                    "{at}: retries = {retries} is too many (at most 10)"
+                    "{at}: retries = {retries} is too many (at most {MAX_CHANNEL_RETRIES})"
                 ));
             }
             let events = match &c.events {
@@ -195,6 +293,7 @@ impl Notifier {
                 name,
                 webhook: c.webhook.clone(),
                 command: c.command.clone(),
+                smtp,
                 timeout,
                 retries,
                 events,

@@ -48,6 +48,7 @@ pub enum DataEvent {
     Audit(Vec<AuditRecord>),
     /// Progress of the running runs that reported some.
     Progress(Vec<RunningProgress>),
+    Notifications(Vec<crate::db::notifications::DeliveryRow>),
     /// A mutation finished: the message to show, or why it failed.
     Done(Result<String, String>),
 }
@@ -84,6 +85,7 @@ pub enum Effect {
     /// refresh that found jobs running).
     LoadProgress,
     LoadAudit,
+    LoadNotifications,
     Mutate(Mutation),
     Quit,
 }

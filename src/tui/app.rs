@@ -15,6 +15,7 @@ use super::scroll;
 use super::theme::Theme;
 use crate::db::audit::AuditRecord;
 use crate::db::nodes::NodeRow;
+use crate::db::notifications::DeliveryRow;
 use crate::db::runs::{RunRow, RunningProgress};
 use crate::health::{job_health, ClusterHealth, JobHealth, State, Thresholds};
 use crate::job::Job;
@@ -33,6 +34,8 @@ pub const MIN_HEIGHT: u16 = 15;
 pub const HISTORY_LIMIT: i64 = 50;
 /// Audit records loaded for the audit view.
 pub const AUDIT_LIMIT: i64 = 200;
+/// Deliveries loaded for the notifications view.
+pub const NOTIFICATIONS_LIMIT: i64 = 200;
 /// Seconds between polls; NOTIFY wake-ups refresh sooner.
 pub const POLL_SECONDS: i64 = 2;
 
@@ -127,12 +130,19 @@ pub struct AuditState {
     pub cursor: usize,
 }
 
+#[derive(Debug, Clone)]
+pub struct NotificationsState {
+    pub deliveries: Option<Vec<DeliveryRow>>,
+    pub cursor: usize,
+}
+
 /// Screens above the jobs table; Esc pops one.
 #[derive(Debug, Clone)]
 pub enum Screen {
     Detail(DetailState),
     Run(RunState),
     Audit(AuditState),
+    Notifications(NotificationsState),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -241,6 +251,7 @@ impl App {
             Some(Screen::Detail(_)) => keys::DETAIL,
             Some(Screen::Run(_)) => keys::RUN,
             Some(Screen::Audit(_)) => keys::AUDIT,
+            Some(Screen::Notifications(_)) => keys::NOTIFICATIONS,
         }
     }
 

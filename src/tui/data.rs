@@ -51,6 +51,7 @@ struct Pending {
     run: Option<i64>,
     audit: bool,
     progress: bool,
+    notifications: bool,
 }
 
 enum Work {
@@ -60,6 +61,7 @@ enum Work {
     Run(i64),
     Audit,
     Progress,
+    Notifications,
 }
 
 impl Pending {
@@ -72,6 +74,7 @@ impl Pending {
             Effect::LoadRun(id) => self.run = Some(id),
             Effect::LoadAudit => self.audit = true,
             Effect::LoadProgress => self.progress = true,
+            Effect::LoadNotifications => self.notifications = true,
             Effect::Mutate(m) => self.mutations.push_back(m),
         }
         true
@@ -93,7 +96,10 @@ impl Pending {
         if std::mem::take(&mut self.progress) {
             return Some(Work::Progress);
         }
-        std::mem::take(&mut self.audit).then_some(Work::Audit)
+        if std::mem::take(&mut self.audit) {
+            return Some(Work::Audit);
+        }
+        std::mem::take(&mut self.notifications).then_some(Work::Notifications)
     }
 }
 
@@ -301,6 +307,11 @@ async fn perform(
         )),
         Work::Audit => Ok(DataEvent::Audit(
             audit_list(&*client, None, AUDIT_LIMIT)
+                .await
+                .map_err(lost)?,
+        )),
+        Work::Notifications => Ok(DataEvent::Notifications(
+            crate::db::notifications::delivery_list(&*client, crate::tui::app::NOTIFICATIONS_LIMIT)
                 .await
                 .map_err(lost)?,
         )),

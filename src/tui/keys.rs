@@ -29,6 +29,7 @@ pub enum Command {
     EditNext,
     EditPriority,
     Audit,
+    Notifications,
     Refresh,
 }
 
@@ -60,7 +61,8 @@ pub const JOBS: Screens = 1;
 pub const DETAIL: Screens = 2;
 pub const RUN: Screens = 4;
 pub const AUDIT: Screens = 8;
-pub const ALL: Screens = JOBS | DETAIL | RUN | AUDIT;
+pub const NOTIFICATIONS: Screens = 16;
+pub const ALL: Screens = JOBS | DETAIL | RUN | AUDIT | NOTIFICATIONS;
 
 /// A key and whether Ctrl is held. Shift is folded into the character.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -327,6 +329,14 @@ pub static BINDINGS: &[Binding] = &[
         false,
     ),
     bind(
+        &[ch('m')],
+        ("m", "notifications"),
+        "notifications sent",
+        Command::Notifications,
+        JOBS | DETAIL,
+        false,
+    ),
+    bind(
         &[ctrl('r')],
         ("^r", "refresh"),
         "refresh now",
@@ -393,7 +403,7 @@ mod tests {
 
     #[test]
     fn no_key_is_bound_twice_on_one_screen() {
-        for screen in [JOBS, DETAIL, RUN, AUDIT] {
+        for screen in [JOBS, DETAIL, RUN, AUDIT, NOTIFICATIONS] {
             let mut seen: Vec<Key> = Vec::new();
             for b in BINDINGS.iter().filter(|b| b.screens & screen != 0) {
                 for k in b.keys {

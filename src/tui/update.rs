@@ -7,7 +7,7 @@ use tui_input::backend::crossterm::to_input_request;
 use tui_input::Input;
 
 use super::action::{Action, DataEvent, Effect, Link};
-use super::app::{App, AuditState, Conn, DetailState, RunState, Screen};
+use super::app::{App, AuditState, Conn, DetailState, NotificationsState, RunState, Screen};
 use super::forms::{Dialog, Kind};
 use super::keys::{self, Binding, Command};
 
@@ -86,6 +86,7 @@ fn refresh_effects(app: &mut App) -> Vec<Effect> {
             }
         }
         Some(Screen::Audit(_)) => effects.push(Effect::LoadAudit),
+        Some(Screen::Notifications(_)) => effects.push(Effect::LoadNotifications),
         None => {}
     }
     effects
@@ -154,6 +155,12 @@ fn on_data(app: &mut App, event: DataEvent) -> Vec<Effect> {
             if let Some(Screen::Audit(a)) = app.stack.last_mut() {
                 a.cursor = a.cursor.min(records.len().saturating_sub(1));
                 a.records = Some(records);
+            }
+        }
+        DataEvent::Notifications(rows) => {
+            if let Some(Screen::Notifications(n)) = app.stack.last_mut() {
+                n.cursor = n.cursor.min(rows.len().saturating_sub(1));
+                n.deliveries = Some(rows);
             }
         }
         DataEvent::Done(Ok(text)) => {
@@ -291,6 +298,13 @@ fn command(app: &mut App, binding: &Binding) -> Vec<Effect> {
             }));
             return vec![Effect::LoadAudit];
         }
+        Command::Notifications => {
+            app.stack.push(Screen::Notifications(NotificationsState {
+                deliveries: None,
+                cursor: 0,
+            }));
+            return vec![Effect::LoadNotifications];
+        }
         Command::Refresh => return refresh_effects(app),
     }
     Vec::new()
@@ -329,6 +343,10 @@ fn move_by(app: &mut App, delta: isize) {
         Some(Screen::Audit(a)) => {
             let len = a.records.as_ref().map_or(0, Vec::len);
             a.cursor = step(a.cursor, delta, len);
+        }
+        Some(Screen::Notifications(n)) => {
+            let len = n.deliveries.as_ref().map_or(0, Vec::len);
+            n.cursor = step(n.cursor, delta, len);
         }
     }
 }

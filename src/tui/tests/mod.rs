@@ -5,6 +5,7 @@
 mod fixtures;
 mod incident;
 mod live;
+mod notifications;
 mod screens;
 mod update_events;
 mod update_keys;

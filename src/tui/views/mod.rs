@@ -7,6 +7,7 @@ pub mod dialog;
 pub mod header;
 pub mod help;
 pub mod jobs;
+pub mod notifications;
 pub mod run;
 
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -52,6 +53,7 @@ fn draw_screen(frame: &mut Frame, app: &App) {
         Some(Screen::Detail(d)) => detail::draw(frame, body, app, d),
         Some(Screen::Run(r)) => run::draw(frame, body, app, r),
         Some(Screen::Audit(a)) => audit::draw(frame, body, app, a),
+        Some(Screen::Notifications(n)) => notifications::draw(frame, body, app, n),
     }
     help::footer(frame, bottom, app);
     if let Some(d) = &app.dialog {
