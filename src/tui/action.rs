@@ -30,6 +30,8 @@ pub enum Action {
     Data(DataEvent),
     /// SIGTERM or SIGHUP: leave cleanly.
     Terminate,
+    /// The embedded node finished shutting down (after a quit that waited).
+    NodeStopped,
 }
 
 /// What the data task reports.
@@ -80,6 +82,13 @@ pub enum Effect {
     LoadRun(i64),
     LoadAudit,
     Mutate(Mutation),
+    /// Stop the runs this console's own node executes, now (recorded
+    /// `cancelled`, saying the console quit). Handled by the event loop.
+    StopOwnRuns,
+    /// Shut this console's own node down: it stops claiming, its runs may
+    /// finish for the grace period. Handled by the event loop, which answers
+    /// `Action::NodeStopped`.
+    ShutdownNode,
     Quit,
 }
 

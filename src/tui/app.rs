@@ -107,6 +107,23 @@ pub struct AuditState {
     pub cursor: usize,
 }
 
+/// The quit dialog, shown on `q` while this console's node runs jobs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QuitState {
+    /// When the operator chose to wait (the node stopped claiming then);
+    /// `None` while the dialog still asks.
+    pub waiting_since: Option<DateTime<Utc>>,
+    /// The operator asked to stop the runs now.
+    pub stopping: bool,
+}
+
+/// A run this console's own node executes, for the quit dialog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnRun {
+    pub job: String,
+    pub since: Option<DateTime<Utc>>,
+}
+
 /// Screens above the jobs table; Esc pops one.
 #[derive(Debug, Clone)]
 pub enum Screen {
@@ -169,6 +186,10 @@ pub struct App {
     pub width: u16,
     pub height: u16,
     pub quit: bool,
+    /// `Some` while the quit dialog is open (see [`QuitState`]).
+    pub quitting: Option<QuitState>,
+    /// How long this console's node lets runs finish when it stops.
+    pub shutdown_grace: chrono::Duration,
 }
 
 impl App {
@@ -208,7 +229,29 @@ impl App {
             width: 80,
             height: 24,
             quit: false,
+            quitting: None,
+            shutdown_grace: chrono::Duration::seconds(30),
         }
+    }
+
+    /// Runs this console's own node executes now: from the node's count,
+    /// named from the last snapshot (a run claimed since shows as unnamed).
+    pub fn own_runs(&self) -> (Vec<OwnRun>, usize) {
+        let Some(own) = &self.own_node else {
+            return (Vec::new(), 0);
+        };
+        let mut named: Vec<OwnRun> = self
+            .jobs
+            .iter()
+            .filter(|j| j.runtime.running_node_id.as_deref() == Some(own.node_id.as_str()))
+            .map(|j| OwnRun {
+                job: j.spec.name.clone(),
+                since: j.runtime.running_since,
+            })
+            .collect();
+        named.sort_by(|a, b| a.since.cmp(&b.since).then_with(|| a.job.cmp(&b.job)));
+        let unnamed = own.busy.saturating_sub(named.len());
+        (named, unnamed)
     }
 
     /// The screen on top, as a key-map bit.

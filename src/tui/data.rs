@@ -70,6 +70,8 @@ impl Pending {
             Effect::LoadRun(id) => self.run = Some(id),
             Effect::LoadAudit => self.audit = true,
             Effect::Mutate(m) => self.mutations.push_back(m),
+            // The event loop's, never sent here.
+            Effect::StopOwnRuns | Effect::ShutdownNode => {}
         }
         true
     }

@@ -2,12 +2,12 @@
 //! action and the state, changes the state, and returns the effects for the
 //! data task. No I/O, no clock.
 
-use crossterm::event::{Event, KeyCode, KeyEvent, KeyEventKind};
+use crossterm::event::{Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use tui_input::backend::crossterm::to_input_request;
 use tui_input::Input;
 
 use super::action::{Action, DataEvent, Effect, Link};
-use super::app::{App, AuditState, Conn, DetailState, RunState, Screen};
+use super::app::{App, AuditState, Conn, DetailState, QuitState, RunState, Screen};
 use super::forms::{Dialog, Kind};
 use super::keys::{self, Binding, Command};
 
@@ -37,14 +37,75 @@ fn apply(app: &mut App, action: Action) -> Vec<Effect> {
             }
         }
         Action::OwnNode(status) => {
+            let idle = status.as_ref().map_or(true, |s| s.busy == 0);
             app.own_node = status;
+            // The runs the quit dialog asked about ended while it asked.
+            if idle
+                && app
+                    .quitting
+                    .as_ref()
+                    .is_some_and(|q| q.waiting_since.is_none())
+            {
+                app.quitting = None;
+                app.quit = true;
+                return vec![Effect::Quit];
+            }
             Vec::new()
         }
         Action::Data(event) => on_data(app, event),
-        Action::Terminate => {
+        Action::Terminate | Action::NodeStopped => {
             app.quit = true;
             vec![Effect::Quit]
         }
+    }
+}
+
+/// `q`: straight out, unless this console's own node is executing runs;
+/// then the quit dialog names them and asks.
+fn quit(app: &mut App) -> Vec<Effect> {
+    let busy = app.own_node.as_ref().map_or(0, |s| s.busy);
+    if busy == 0 {
+        app.quit = true;
+        return vec![Effect::Quit];
+    }
+    app.quitting = Some(QuitState::default());
+    Vec::new()
+}
+
+/// Keys while the quit dialog is open. Asking: `w` waits (the node stops
+/// claiming; the runs may finish for the grace period, then are stopped),
+/// `s` or Ctrl-C stops them now, Esc stays. Waiting: `s` or Ctrl-C stops
+/// them now.
+fn quit_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
+    let now = app.now;
+    let Some(state) = app.quitting.as_mut() else {
+        return Vec::new();
+    };
+    let ctrl_c = key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL);
+    let stop = ctrl_c || key.code == KeyCode::Char('s');
+    if state.waiting_since.is_none() {
+        match key.code {
+            _ if stop => {
+                state.stopping = true;
+                state.waiting_since = Some(now);
+                vec![Effect::StopOwnRuns, Effect::ShutdownNode]
+            }
+            KeyCode::Char('w') => {
+                state.waiting_since = Some(now);
+                vec![Effect::ShutdownNode]
+            }
+            KeyCode::Esc | KeyCode::Char('c' | 'n') => {
+                app.quitting = None;
+                app.info("quit cancelled: this console's scheduler keeps running");
+                Vec::new()
+            }
+            _ => Vec::new(),
+        }
+    } else if stop && !state.stopping {
+        state.stopping = true;
+        vec![Effect::StopOwnRuns]
+    } else {
+        Vec::new()
     }
 }
 
@@ -129,6 +190,9 @@ fn on_data(app: &mut App, event: DataEvent) -> Vec<Effect> {
 }
 
 fn on_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
+    if app.quitting.is_some() {
+        return quit_key(app, key);
+    }
     if app.help {
         app.help = false;
         return Vec::new();
@@ -217,10 +281,7 @@ fn command(app: &mut App, binding: &Binding) -> Vec<Effect> {
                 app.rebuild_view();
             }
         }
-        Command::Quit => {
-            app.quit = true;
-            return vec![Effect::Quit];
-        }
+        Command::Quit => return quit(app),
         Command::Help => app.help = true,
         Command::Filter => app.filter_input = Some(Input::new(app.filter.clone())),
         Command::Quick(q) => {

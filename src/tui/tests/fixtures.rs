@@ -115,6 +115,7 @@ pub fn jobs() -> Vec<Job> {
     running.runtime.running_run_id = Some(77);
     running.runtime.running_since = Some(now() - secs(12));
     running.runtime.running_node_name = Some("node-a".into());
+    running.runtime.running_node_id = Some("n-a".into());
 
     let mut ok = job(6, "heartbeat", "every 5s", ActionKind::Sql, "SELECT 1");
     ok.spec.priority = 1;

@@ -4,6 +4,7 @@
 
 mod fixtures;
 mod incident;
+mod quit;
 mod screens;
 mod update_events;
 mod update_keys;

@@ -232,11 +232,17 @@ fn help_opens_and_any_key_closes_it() {
 }
 
 #[test]
-fn q_and_ctrl_c_quit() {
-    let mut app = app();
+fn q_and_ctrl_c_quit_when_nothing_runs_here() {
+    let idle = |mut app: crate::tui::app::App| {
+        if let Some(node) = app.own_node.as_mut() {
+            node.busy = 0;
+        }
+        app
+    };
+    let mut app = idle(app());
     assert_eq!(update(&mut app, ch('q')), vec![Effect::Quit]);
     assert!(app.quit);
-    let mut app = super::fixtures::app();
+    let mut app = idle(super::fixtures::app());
     assert_eq!(update(&mut app, ctrl('c')), vec![Effect::Quit]);
 }
 

@@ -7,6 +7,7 @@ pub mod dialog;
 pub mod header;
 pub mod help;
 pub mod jobs;
+pub mod quit;
 pub mod run;
 
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -59,6 +60,9 @@ fn draw_screen(frame: &mut Frame, app: &App) {
     }
     if app.help {
         help::draw(frame, area, app);
+    }
+    if let Some(q) = &app.quitting {
+        quit::draw(frame, area, app, q);
     }
 }
 
