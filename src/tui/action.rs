@@ -9,7 +9,7 @@ use crossterm::event::KeyEvent;
 
 use crate::db::audit::AuditRecord;
 use crate::db::nodes::NodeRow;
-use crate::db::runs::RunRow;
+use crate::db::runs::{RunPageQuery, RunRow};
 use crate::job::Job;
 use crate::schedule::Schedule;
 use crate::scheduler::NodeStatus;
@@ -47,6 +47,13 @@ pub enum DataEvent {
         run_id: i64,
         run: Option<Box<RunRow>>,
     },
+    /// A page of history other than the newest unfiltered one.
+    History {
+        job_id: i64,
+        query: RunPageQuery,
+        runs: Vec<RunRow>,
+        more: bool,
+    },
     Audit(Vec<AuditRecord>),
     /// A mutation finished: the message to show, or why it failed.
     Done(Result<String, String>),
@@ -80,6 +87,11 @@ pub enum Effect {
     Refresh,
     LoadRuns(i64),
     LoadRun(i64),
+    /// A page of a job's history (older, filtered, from a time).
+    LoadHistory {
+        job_id: i64,
+        query: RunPageQuery,
+    },
     LoadAudit,
     Mutate(Mutation),
     /// Stop the runs this console's own node executes, now (recorded

@@ -15,7 +15,7 @@ use super::scroll;
 use super::theme::Theme;
 use crate::db::audit::AuditRecord;
 use crate::db::nodes::NodeRow;
-use crate::db::runs::RunRow;
+use crate::db::runs::{RunPageQuery, RunRow};
 use crate::health::{job_health, ClusterHealth, JobHealth, State, Thresholds};
 use crate::job::Job;
 use crate::scheduler::NodeStatus;
@@ -91,7 +91,47 @@ pub struct DetailState {
     pub job_id: i64,
     pub runs: Option<Vec<RunRow>>,
     pub cursor: usize,
+    /// The page of history shown: newest (default), or older pages by
+    /// keyset, filtered by status, from a time.
+    pub query: RunPageQuery,
+    /// The `before` of each newer page, to page back to.
+    pub newer: Vec<Option<i64>>,
+    /// Older runs exist beyond this page.
+    pub more: bool,
+    /// `Some` while a time to jump to is typed (`t`).
+    pub jump: Option<Input>,
 }
+
+impl DetailState {
+    pub fn new(job_id: i64) -> DetailState {
+        DetailState {
+            job_id,
+            runs: None,
+            cursor: 0,
+            query: RunPageQuery::default(),
+            newer: Vec::new(),
+            more: false,
+            jump: None,
+        }
+    }
+
+    /// The first row's number in the whole (filtered) history, from 1.
+    pub fn first_row(&self) -> usize {
+        self.newer.len() * usize::try_from(HISTORY_LIMIT).unwrap_or(50) + 1
+    }
+}
+
+/// Run statuses the history filter (`f`) cycles through, after "all".
+pub const HISTORY_STATUSES: [&str; 8] = [
+    "failed",
+    "timed_out",
+    "skipped",
+    "succeeded",
+    "cancelled",
+    "interrupted",
+    "abandoned",
+    "running",
+];
 
 #[derive(Debug, Clone)]
 pub struct RunState {

@@ -27,7 +27,7 @@ use crate::db::audit::{audit_list, Actor};
 use crate::db::connect::ConnectionSpec;
 use crate::db::jobs::job_list;
 use crate::db::nodes::{jobs_no_node_can_run, node_list_live};
-use crate::db::runs::{run_get, run_list, run_typical_durations};
+use crate::db::runs::{run_get, run_list, run_page, run_typical_durations, RunPageQuery};
 use crate::db::DbError;
 use crate::ops::{self, JobChanges, OpsError};
 
@@ -49,6 +49,7 @@ struct Pending {
     refresh: bool,
     runs: Option<i64>,
     run: Option<i64>,
+    history: Option<(i64, RunPageQuery)>,
     audit: bool,
 }
 
@@ -57,6 +58,7 @@ enum Work {
     Refresh,
     Runs(i64),
     Run(i64),
+    History(i64, RunPageQuery),
     Audit,
 }
 
@@ -68,6 +70,7 @@ impl Pending {
             Effect::Refresh => self.refresh = true,
             Effect::LoadRuns(id) => self.runs = Some(id),
             Effect::LoadRun(id) => self.run = Some(id),
+            Effect::LoadHistory { job_id, query } => self.history = Some((job_id, query)),
             Effect::LoadAudit => self.audit = true,
             Effect::Mutate(m) => self.mutations.push_back(m),
             // The event loop's, never sent here.
@@ -88,6 +91,9 @@ impl Pending {
         }
         if let Some(id) = self.run.take() {
             return Some(Work::Run(id));
+        }
+        if let Some((id, query)) = self.history.take() {
+            return Some(Work::History(id, query));
         }
         std::mem::take(&mut self.audit).then_some(Work::Audit)
     }
@@ -292,6 +298,17 @@ async fn perform(
             run_id,
             run: run_get(&*client, run_id).await.map_err(lost)?.map(Box::new),
         }),
+        Work::History(job_id, query) => {
+            let (runs, more) = run_page(&*client, job_id, &query, HISTORY_LIMIT)
+                .await
+                .map_err(lost)?;
+            Ok(DataEvent::History {
+                job_id,
+                query,
+                runs,
+                more,
+            })
+        }
         Work::Audit => Ok(DataEvent::Audit(
             audit_list(&*client, None, AUDIT_LIMIT)
                 .await

@@ -30,6 +30,10 @@ pub enum Command {
     EditPriority,
     Audit,
     Refresh,
+    OlderPage,
+    NewerPage,
+    HistoryStatus,
+    HistoryTime,
 }
 
 /// Quick filters on health.
@@ -324,6 +328,38 @@ pub static BINDINGS: &[Binding] = &[
         "audit trail",
         Command::Audit,
         JOBS | DETAIL,
+        false,
+    ),
+    bind(
+        &[ch(']')],
+        ("]", "older"),
+        "older runs (history page)",
+        Command::OlderPage,
+        DETAIL,
+        true,
+    ),
+    bind(
+        &[ch('[')],
+        ("[", "newer"),
+        "newer runs (history page)",
+        Command::NewerPage,
+        DETAIL,
+        false,
+    ),
+    bind(
+        &[ch('f')],
+        ("f", "status"),
+        "history: one status at a time",
+        Command::HistoryStatus,
+        DETAIL,
+        false,
+    ),
+    bind(
+        &[ch('t')],
+        ("t", "time"),
+        "history: jump to a time",
+        Command::HistoryTime,
+        DETAIL,
         false,
     ),
     bind(

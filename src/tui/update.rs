@@ -7,9 +7,13 @@ use tui_input::backend::crossterm::to_input_request;
 use tui_input::Input;
 
 use super::action::{Action, DataEvent, Effect, Link};
-use super::app::{App, AuditState, Conn, DetailState, QuitState, RunState, Screen};
+use super::app::{
+    App, AuditState, Conn, DetailState, QuitState, RunState, Screen, HISTORY_LIMIT,
+    HISTORY_STATUSES,
+};
 use super::forms::{Dialog, Kind};
 use super::keys::{self, Binding, Command};
+use crate::db::runs::RunPageQuery;
 
 pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
     let effects = apply(app, action);
@@ -114,7 +118,7 @@ fn refresh_effects(app: &mut App) -> Vec<Effect> {
     app.mark_polled();
     let mut effects = vec![Effect::Refresh];
     match app.stack.last() {
-        Some(Screen::Detail(d)) => effects.push(Effect::LoadRuns(d.job_id)),
+        Some(Screen::Detail(d)) => effects.push(history_effect(d)),
         Some(Screen::Run(r)) => {
             let running = matches!(&r.run, Some(Some(run)) if run.status == "running");
             if running || r.run.is_none() {
@@ -161,8 +165,24 @@ fn on_data(app: &mut App, event: DataEvent) -> Vec<Effect> {
         }
         DataEvent::Runs { job_id, runs } => {
             if let Some(Screen::Detail(d)) = app.stack.last_mut() {
-                if d.job_id == job_id {
+                // The newest page, unfiltered: not for a detail paging back.
+                if d.job_id == job_id && d.newer.is_empty() && d.query == RunPageQuery::default() {
                     d.cursor = d.cursor.min(runs.len().saturating_sub(1));
+                    d.more = runs.len() >= usize::try_from(HISTORY_LIMIT).unwrap_or(50);
+                    d.runs = Some(runs);
+                }
+            }
+        }
+        DataEvent::History {
+            job_id,
+            query,
+            runs,
+            more,
+        } => {
+            if let Some(Screen::Detail(d)) = app.stack.last_mut() {
+                if d.job_id == job_id && d.query == query {
+                    d.cursor = d.cursor.min(runs.len().saturating_sub(1));
+                    d.more = more;
                     d.runs = Some(runs);
                 }
             }
@@ -199,6 +219,11 @@ fn on_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
     }
     if app.dialog.is_some() {
         return dialog_key(app, key);
+    }
+    if let Some(Screen::Detail(d)) = app.stack.last_mut() {
+        if d.jump.is_some() {
+            return jump_key(app, key);
+        }
     }
     if let Some(input) = &mut app.filter_input {
         match key.code {
@@ -316,8 +341,158 @@ fn command(app: &mut App, binding: &Binding) -> Vec<Effect> {
             return vec![Effect::LoadAudit];
         }
         Command::Refresh => return refresh_effects(app),
+        Command::OlderPage => return history_page(app, true),
+        Command::NewerPage => return history_page(app, false),
+        Command::HistoryStatus => return cycle_status(app),
+        Command::HistoryTime => {
+            if let Some(Screen::Detail(d)) = app.stack.last_mut() {
+                d.jump = Some(Input::default());
+            }
+        }
     }
     Vec::new()
+}
+
+/// The request for the detail's page of history: the newest page as
+/// before, any other as a history page.
+fn history_effect(d: &DetailState) -> Effect {
+    if d.newer.is_empty() && d.query == RunPageQuery::default() {
+        Effect::LoadRuns(d.job_id)
+    } else {
+        Effect::LoadHistory {
+            job_id: d.job_id,
+            query: d.query.clone(),
+        }
+    }
+}
+
+/// `]` (older) and `[` (newer): page by keyset through the whole history.
+fn history_page(app: &mut App, older: bool) -> Vec<Effect> {
+    let Some(Screen::Detail(d)) = app.stack.last_mut() else {
+        return Vec::new();
+    };
+    if older {
+        let last = d.runs.as_ref().and_then(|r| r.last()).map(|r| r.id);
+        match last {
+            Some(last) if d.more => {
+                d.newer.push(d.query.before);
+                d.query.before = Some(last);
+            }
+            _ => {
+                app.info("this is the oldest page of the history");
+                return Vec::new();
+            }
+        }
+    } else {
+        match d.newer.pop() {
+            Some(before) => d.query.before = before,
+            None => {
+                app.info("this is the newest page of the history");
+                return Vec::new();
+            }
+        }
+    }
+    d.runs = None;
+    d.cursor = 0;
+    vec![history_effect(d)]
+}
+
+/// `f`: all → failed → timed_out → … → all; from the newest page.
+fn cycle_status(app: &mut App) -> Vec<Effect> {
+    let Some(Screen::Detail(d)) = app.stack.last_mut() else {
+        return Vec::new();
+    };
+    let at = d
+        .query
+        .status
+        .as_deref()
+        .and_then(|s| HISTORY_STATUSES.iter().position(|x| *x == s));
+    d.query.status = match at {
+        None => Some(HISTORY_STATUSES[0].to_string()),
+        Some(i) => HISTORY_STATUSES.get(i + 1).map(|s| (*s).to_string()),
+    };
+    restart_history(d)
+}
+
+fn restart_history(d: &mut DetailState) -> Vec<Effect> {
+    d.query.before = None;
+    d.newer.clear();
+    d.runs = None;
+    d.cursor = 0;
+    vec![history_effect(d)]
+}
+
+/// Typing the time to jump to: ⏎ jumps (empty: back to now), esc leaves it.
+fn jump_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
+    let (now, zone) = (app.now, app.zone);
+    let Some(Screen::Detail(d)) = app.stack.last_mut() else {
+        return Vec::new();
+    };
+    let Some(input) = d.jump.as_mut() else {
+        return Vec::new();
+    };
+    match key.code {
+        KeyCode::Esc => {
+            d.jump = None;
+            Vec::new()
+        }
+        KeyCode::Enter => {
+            let text = input.value().trim().to_string();
+            d.jump = None;
+            if text.is_empty() {
+                d.query.at = None;
+                return restart_history(d);
+            }
+            match parse_jump(&text, now, zone) {
+                Ok(at) => {
+                    d.query.at = Some(at);
+                    let effects = restart_history(d);
+                    app.info(format!(
+                        "history from {} back ({})",
+                        zone.datetime(at),
+                        crate::timespec::format_relative(at, now)
+                    ));
+                    effects
+                }
+                Err(e) => {
+                    app.error(format!("cannot jump to \"{text}\": {e}"));
+                    Vec::new()
+                }
+            }
+        }
+        _ => {
+            if let Some(request) = to_input_request(&Event::Key(key)) {
+                input.handle(request);
+            }
+            Vec::new()
+        }
+    }
+}
+
+/// A time to jump to in the history: "-8h" or "8h ago" (before now), or
+/// anything `timespec::parse_when` reads ("02:00", "2026-11-30 22:00"); a
+/// clock time still ahead today means yesterday's.
+pub fn parse_jump(
+    text: &str,
+    now: chrono::DateTime<chrono::Utc>,
+    zone: super::format::Zone,
+) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    let text = text.trim();
+    let ago = text
+        .strip_prefix('-')
+        .or_else(|| text.strip_suffix(" ago"))
+        .or_else(|| text.strip_suffix("ago"));
+    if let Some(span) = ago {
+        let d = crate::timespec::parse_duration(span.trim()).map_err(|e| e.to_string())?;
+        let d = chrono::Duration::from_std(d).map_err(|e| e.to_string())?;
+        return Ok(now - d);
+    }
+    let at = zone.parse_when(text, now).map_err(|e| e.to_string())?;
+    let clock_only = text.len() <= 8 && text.contains(':') && !text.contains('-');
+    if at > now && clock_only {
+        return Ok(at - chrono::Duration::days(1));
+    }
+    Ok(at)
 }
 
 fn step(pos: usize, delta: isize, len: usize) -> usize {
@@ -350,11 +525,7 @@ fn open(app: &mut App) -> Vec<Effect> {
             let Some(id) = app.selected else {
                 return Vec::new();
             };
-            app.stack.push(Screen::Detail(DetailState {
-                job_id: id,
-                runs: None,
-                cursor: 0,
-            }));
+            app.stack.push(Screen::Detail(DetailState::new(id)));
             vec![Effect::LoadRuns(id)]
         }
         Some(Screen::Detail(d)) => {

@@ -3,6 +3,7 @@
 //! (ratatui `TestBackend` + insta), and unit tests of `update`.
 
 mod fixtures;
+mod history;
 mod incident;
 mod quit;
 mod screens;
