@@ -3,7 +3,7 @@
 
 mod jobs;
 mod operations;
-mod output;
+pub(crate) mod output;
 mod runs;
 
 use std::path::PathBuf;

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use crossterm::event::KeyEvent;
 
 use crate::db::audit::AuditRecord;
-use crate::db::nodes::NodeRow;
+use crate::db::nodes::{NodeOverview, NodeRow};
 use crate::db::runs::{RunPageQuery, RunRow};
 use crate::job::Job;
 use crate::schedule::Schedule;
@@ -55,6 +55,12 @@ pub enum DataEvent {
         more: bool,
     },
     Audit(Vec<AuditRecord>),
+    /// The audit records of one job.
+    JobAudit {
+        job: String,
+        records: Vec<AuditRecord>,
+    },
+    Nodes(Vec<NodeOverview>),
     /// A mutation finished: the message to show, or why it failed.
     Done(Result<String, String>),
 }
@@ -93,6 +99,10 @@ pub enum Effect {
         query: RunPageQuery,
     },
     LoadAudit,
+    /// The audit records of one job (the audit opened from its detail).
+    LoadJobAudit(String),
+    /// Every node live or seen within the hour, with what it runs.
+    LoadNodes,
     Mutate(Mutation),
     /// Stop the runs this console's own node executes, now (recorded
     /// `cancelled`, saying the console quit). Handled by the event loop.

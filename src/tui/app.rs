@@ -14,7 +14,7 @@ use super::natural;
 use super::scroll;
 use super::theme::Theme;
 use crate::db::audit::AuditRecord;
-use crate::db::nodes::NodeRow;
+use crate::db::nodes::{NodeOverview, NodeRow};
 use crate::db::runs::{RunPageQuery, RunRow};
 use crate::health::{job_health, ClusterHealth, JobHealth, State, Thresholds};
 use crate::job::Job;
@@ -141,9 +141,62 @@ pub struct RunState {
     pub scroll: usize,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct AuditState {
     pub records: Option<Vec<AuditRecord>>,
+    /// Index into [`AuditState::visible`].
+    pub cursor: usize,
+    /// Only this job's records (opened from a job's detail).
+    pub job: Option<String>,
+    /// `/` search over who, job, action, change and reason.
+    pub search: String,
+    /// `Some` while the search is typed.
+    pub search_input: Option<Input>,
+    /// The full entry under the cursor is shown (⏎).
+    pub open: bool,
+}
+
+impl AuditState {
+    pub fn for_job(job: Option<String>) -> AuditState {
+        AuditState {
+            job,
+            ..AuditState::default()
+        }
+    }
+
+    /// The records the search keeps, newest first.
+    pub fn visible(&self) -> Vec<&AuditRecord> {
+        let needle = self.search.trim().to_lowercase();
+        self.records
+            .iter()
+            .flatten()
+            .filter(|r| needle.is_empty() || audit_haystack(r).contains(&needle))
+            .collect()
+    }
+
+    pub fn selected(&self) -> Option<&AuditRecord> {
+        self.visible().get(self.cursor).copied()
+    }
+}
+
+/// What `/` searches in an audit record, lower-cased.
+fn audit_haystack(r: &AuditRecord) -> String {
+    format!(
+        "{} {} {} {} {} {} {}",
+        r.job_name,
+        r.action,
+        r.os_user.as_deref().unwrap_or(""),
+        r.host.as_deref().unwrap_or(""),
+        r.db_role,
+        crate::cli::output::audit_change(r.old.as_ref(), r.new.as_ref()),
+        r.reason.as_deref().unwrap_or("")
+    )
+    .to_lowercase()
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct NodesState {
+    pub nodes: Option<Vec<NodeOverview>>,
     pub cursor: usize,
 }
 
@@ -170,6 +223,7 @@ pub enum Screen {
     Detail(DetailState),
     Run(RunState),
     Audit(AuditState),
+    Nodes(NodesState),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -301,6 +355,7 @@ impl App {
             Some(Screen::Detail(_)) => keys::DETAIL,
             Some(Screen::Run(_)) => keys::RUN,
             Some(Screen::Audit(_)) => keys::AUDIT,
+            Some(Screen::Nodes(_)) => keys::NODES,
         }
     }
 

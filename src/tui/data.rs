@@ -26,7 +26,7 @@ use super::app::{AUDIT_LIMIT, HISTORY_LIMIT};
 use crate::db::audit::{audit_list, Actor};
 use crate::db::connect::ConnectionSpec;
 use crate::db::jobs::job_list;
-use crate::db::nodes::{jobs_no_node_can_run, node_list_live};
+use crate::db::nodes::{jobs_no_node_can_run, node_list_live, node_overview};
 use crate::db::runs::{run_get, run_list, run_page, run_typical_durations, RunPageQuery};
 use crate::db::DbError;
 use crate::ops::{self, JobChanges, OpsError};
@@ -51,6 +51,8 @@ struct Pending {
     run: Option<i64>,
     history: Option<(i64, RunPageQuery)>,
     audit: bool,
+    job_audit: Option<String>,
+    nodes: bool,
 }
 
 enum Work {
@@ -60,6 +62,8 @@ enum Work {
     Run(i64),
     History(i64, RunPageQuery),
     Audit,
+    JobAudit(String),
+    Nodes,
 }
 
 impl Pending {
@@ -72,6 +76,8 @@ impl Pending {
             Effect::LoadRun(id) => self.run = Some(id),
             Effect::LoadHistory { job_id, query } => self.history = Some((job_id, query)),
             Effect::LoadAudit => self.audit = true,
+            Effect::LoadJobAudit(job) => self.job_audit = Some(job),
+            Effect::LoadNodes => self.nodes = true,
             Effect::Mutate(m) => self.mutations.push_back(m),
             // The event loop's, never sent here.
             Effect::StopOwnRuns | Effect::ShutdownNode => {}
@@ -94,6 +100,12 @@ impl Pending {
         }
         if let Some((id, query)) = self.history.take() {
             return Some(Work::History(id, query));
+        }
+        if let Some(job) = self.job_audit.take() {
+            return Some(Work::JobAudit(job));
+        }
+        if std::mem::take(&mut self.nodes) {
+            return Some(Work::Nodes);
         }
         std::mem::take(&mut self.audit).then_some(Work::Audit)
     }
@@ -313,6 +325,15 @@ async fn perform(
             audit_list(&*client, None, AUDIT_LIMIT)
                 .await
                 .map_err(lost)?,
+        )),
+        Work::JobAudit(job) => {
+            let records = audit_list(&*client, Some(&job), AUDIT_LIMIT)
+                .await
+                .map_err(lost)?;
+            Ok(DataEvent::JobAudit { job, records })
+        }
+        Work::Nodes => Ok(DataEvent::Nodes(
+            node_overview(&*client).await.map_err(lost)?,
         )),
         Work::Mutate(m) => {
             // The UI refuses first (update::mutation_refused); this is the fence.

@@ -34,6 +34,7 @@ pub enum Command {
     NewerPage,
     HistoryStatus,
     HistoryTime,
+    Nodes,
 }
 
 /// Quick filters on health.
@@ -64,7 +65,8 @@ pub const JOBS: Screens = 1;
 pub const DETAIL: Screens = 2;
 pub const RUN: Screens = 4;
 pub const AUDIT: Screens = 8;
-pub const ALL: Screens = JOBS | DETAIL | RUN | AUDIT;
+pub const NODES: Screens = 16;
+pub const ALL: Screens = JOBS | DETAIL | RUN | AUDIT | NODES;
 
 /// A key and whether Ctrl is held. Shift is folded into the character.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -195,9 +197,9 @@ pub static BINDINGS: &[Binding] = &[
     bind(
         &[code(KeyCode::Enter)],
         ("⏎", "open"),
-        "open the job / run",
+        "open the job / run / entry",
         Command::Open,
-        JOBS | DETAIL,
+        JOBS | DETAIL | AUDIT,
         true,
     ),
     bind(
@@ -211,9 +213,9 @@ pub static BINDINGS: &[Binding] = &[
     bind(
         &[ch('/')],
         ("/", "filter"),
-        "filter by name, tag or command",
+        "filter jobs / search the audit",
         Command::Filter,
-        JOBS,
+        JOBS | AUDIT,
         true,
     ),
     bind(
@@ -325,8 +327,16 @@ pub static BINDINGS: &[Binding] = &[
     bind(
         &[ch('a')],
         ("a", "audit"),
-        "audit trail",
+        "audit (of the job, in its detail)",
         Command::Audit,
+        JOBS | DETAIL,
+        false,
+    ),
+    bind(
+        &[ch('N')],
+        ("N", "nodes"),
+        "nodes and what they run",
+        Command::Nodes,
         JOBS | DETAIL,
         false,
     ),
@@ -429,7 +439,7 @@ mod tests {
 
     #[test]
     fn no_key_is_bound_twice_on_one_screen() {
-        for screen in [JOBS, DETAIL, RUN, AUDIT] {
+        for screen in [JOBS, DETAIL, RUN, AUDIT, NODES] {
             let mut seen: Vec<Key> = Vec::new();
             for b in BINDINGS.iter().filter(|b| b.screens & screen != 0) {
                 for k in b.keys {

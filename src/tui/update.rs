@@ -8,7 +8,7 @@ use tui_input::Input;
 
 use super::action::{Action, DataEvent, Effect, Link};
 use super::app::{
-    App, AuditState, Conn, DetailState, QuitState, RunState, Screen, HISTORY_LIMIT,
+    App, AuditState, Conn, DetailState, NodesState, QuitState, RunState, Screen, HISTORY_LIMIT,
     HISTORY_STATUSES,
 };
 use super::forms::{Dialog, Kind};
@@ -125,7 +125,8 @@ fn refresh_effects(app: &mut App) -> Vec<Effect> {
                 effects.push(Effect::LoadRun(r.run_id));
             }
         }
-        Some(Screen::Audit(_)) => effects.push(Effect::LoadAudit),
+        Some(Screen::Audit(a)) => effects.push(audit_effect(a)),
+        Some(Screen::Nodes(_)) => effects.push(Effect::LoadNodes),
         None => {}
     }
     effects
@@ -196,8 +197,24 @@ fn on_data(app: &mut App, event: DataEvent) -> Vec<Effect> {
         }
         DataEvent::Audit(records) => {
             if let Some(Screen::Audit(a)) = app.stack.last_mut() {
-                a.cursor = a.cursor.min(records.len().saturating_sub(1));
-                a.records = Some(records);
+                if a.job.is_none() {
+                    a.records = Some(records);
+                    a.cursor = a.cursor.min(a.visible().len().saturating_sub(1));
+                }
+            }
+        }
+        DataEvent::JobAudit { job, records } => {
+            if let Some(Screen::Audit(a)) = app.stack.last_mut() {
+                if a.job.as_deref() == Some(job.as_str()) {
+                    a.records = Some(records);
+                    a.cursor = a.cursor.min(a.visible().len().saturating_sub(1));
+                }
+            }
+        }
+        DataEvent::Nodes(nodes) => {
+            if let Some(Screen::Nodes(n)) = app.stack.last_mut() {
+                n.cursor = n.cursor.min(nodes.len().saturating_sub(1));
+                n.nodes = Some(nodes);
             }
         }
         DataEvent::Done(Ok(text)) => {
@@ -220,10 +237,13 @@ fn on_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
     if app.dialog.is_some() {
         return dialog_key(app, key);
     }
-    if let Some(Screen::Detail(d)) = app.stack.last_mut() {
-        if d.jump.is_some() {
-            return jump_key(app, key);
+    match app.stack.last_mut() {
+        Some(Screen::Detail(d)) if d.jump.is_some() => return jump_key(app, key),
+        Some(Screen::Audit(a)) if a.search_input.is_some() => {
+            audit_search_key(a, key);
+            return Vec::new();
         }
+        _ => {}
     }
     if let Some(input) = &mut app.filter_input {
         match key.code {
@@ -300,6 +320,16 @@ fn command(app: &mut App, binding: &Binding) -> Vec<Effect> {
         Command::Bottom => move_by(app, isize::MAX / 2),
         Command::Open => return open(app),
         Command::Back => {
+            if let Some(Screen::Audit(a)) = app.stack.last_mut() {
+                if a.open {
+                    a.open = false;
+                    return Vec::new();
+                }
+                if !a.search.is_empty() {
+                    a.search.clear();
+                    return Vec::new();
+                }
+            }
             if app.stack.pop().is_none() && (!app.filter.is_empty() || app.quick.is_some()) {
                 app.filter.clear();
                 app.quick = None;
@@ -308,7 +338,10 @@ fn command(app: &mut App, binding: &Binding) -> Vec<Effect> {
         }
         Command::Quit => return quit(app),
         Command::Help => app.help = true,
-        Command::Filter => app.filter_input = Some(Input::new(app.filter.clone())),
+        Command::Filter => match app.stack.last_mut() {
+            Some(Screen::Audit(a)) => a.search_input = Some(Input::new(a.search.clone())),
+            _ => app.filter_input = Some(Input::new(app.filter.clone())),
+        },
         Command::Quick(q) => {
             app.quick = if app.quick == Some(q) { None } else { Some(q) };
             app.rebuild_view();
@@ -334,11 +367,19 @@ fn command(app: &mut App, binding: &Binding) -> Vec<Effect> {
         Command::EditNext => open_dialog(app, Kind::Next),
         Command::EditPriority => open_dialog(app, Kind::Priority),
         Command::Audit => {
-            app.stack.push(Screen::Audit(AuditState {
-                records: None,
-                cursor: 0,
-            }));
-            return vec![Effect::LoadAudit];
+            // From a job's detail: that job's trail; from the table: all.
+            let job = match app.stack.last() {
+                Some(Screen::Detail(_)) => app.target_job().map(|j| j.spec.name.clone()),
+                _ => None,
+            };
+            let state = AuditState::for_job(job);
+            let effect = audit_effect(&state);
+            app.stack.push(Screen::Audit(state));
+            return vec![effect];
+        }
+        Command::Nodes => {
+            app.stack.push(Screen::Nodes(NodesState::default()));
+            return vec![Effect::LoadNodes];
         }
         Command::Refresh => return refresh_effects(app),
         Command::OlderPage => return history_page(app, true),
@@ -513,10 +554,43 @@ fn move_by(app: &mut App, delta: isize) {
         // The run view clamps when drawing: it alone knows the wrapped length.
         Some(Screen::Run(r)) => r.scroll = step(r.scroll, delta, usize::MAX / 4),
         Some(Screen::Audit(a)) => {
-            let len = a.records.as_ref().map_or(0, Vec::len);
+            let len = a.visible().len();
             a.cursor = step(a.cursor, delta, len);
         }
+        Some(Screen::Nodes(n)) => {
+            let len = n.nodes.as_ref().map_or(0, Vec::len);
+            n.cursor = step(n.cursor, delta, len);
+        }
     }
+}
+
+fn audit_effect(a: &AuditState) -> Effect {
+    match &a.job {
+        Some(job) => Effect::LoadJobAudit(job.clone()),
+        None => Effect::LoadAudit,
+    }
+}
+
+/// Typing the audit search: it applies as typed; ⏎ keeps it, esc clears it.
+fn audit_search_key(a: &mut AuditState, key: KeyEvent) {
+    let Some(input) = a.search_input.as_mut() else {
+        return;
+    };
+    match key.code {
+        KeyCode::Enter => a.search_input = None,
+        KeyCode::Esc => {
+            a.search_input = None;
+            a.search.clear();
+        }
+        _ => {
+            if let Some(request) = to_input_request(&Event::Key(key)) {
+                input.handle(request);
+                a.search = input.value().to_string();
+            }
+        }
+    }
+    a.cursor = a.cursor.min(a.visible().len().saturating_sub(1));
+    a.open = false;
 }
 
 fn open(app: &mut App) -> Vec<Effect> {
@@ -539,6 +613,12 @@ fn open(app: &mut App) -> Vec<Effect> {
                 scroll: 0,
             }));
             vec![Effect::LoadRun(run_id)]
+        }
+        Some(Screen::Audit(_)) => {
+            if let Some(Screen::Audit(a)) = app.stack.last_mut() {
+                a.open = a.selected().is_some() && !a.open;
+            }
+            Vec::new()
         }
         _ => Vec::new(),
     }

@@ -307,8 +307,8 @@ pub fn audit() -> Vec<AuditRecord> {
         record(
             2,
             "pause",
-            Some(json!({"active": true, "paused": null})),
-            Some(json!({"active": false, "paused": {"reason": "deploy"}})),
+            Some(json!({"active": true, "paused_by": null, "paused_reason": null})),
+            Some(json!({"active": false, "paused_by": "ops@bastion", "paused_reason": "deploy"})),
             Some("deploy"),
         ),
         record(3, "run", None, Some(json!({"request_id": 12})), None),

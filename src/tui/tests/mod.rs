@@ -2,6 +2,7 @@
 //! health state at a fixed "now" (UTC), snapshot tests of every screen
 //! (ratatui `TestBackend` + insta), and unit tests of `update`.
 
+mod audit_nodes;
 mod fixtures;
 mod history;
 mod incident;

@@ -7,6 +7,7 @@ pub mod dialog;
 pub mod header;
 pub mod help;
 pub mod jobs;
+pub mod nodes;
 pub mod quit;
 pub mod run;
 
@@ -53,6 +54,7 @@ fn draw_screen(frame: &mut Frame, app: &App) {
         Some(Screen::Detail(d)) => detail::draw(frame, body, app, d),
         Some(Screen::Run(r)) => run::draw(frame, body, app, r),
         Some(Screen::Audit(a)) => audit::draw(frame, body, app, a),
+        Some(Screen::Nodes(n)) => nodes::draw(frame, body, app, n),
     }
     help::footer(frame, bottom, app);
     if let Some(d) = &app.dialog {
