@@ -38,6 +38,9 @@ fn init_logging(default: &str) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .event_format(crondeck::logfmt::Prefixed {
+            inner: tracing_subscriber::fmt::format(),
+        })
         .init();
 }
 
@@ -71,5 +74,8 @@ fn init_file_logging(default: &str) {
         .with_env_filter(filter)
         .with_ansi(false)
         .with_writer(std::sync::Mutex::new(file))
+        .event_format(crondeck::logfmt::Prefixed {
+            inner: tracing_subscriber::fmt::format().with_ansi(false),
+        })
         .init();
 }

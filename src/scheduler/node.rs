@@ -203,6 +203,7 @@ impl NodeHandle {
         let id = node_register(&**client, &shared.node_info()).await?;
         drop(client);
         shared.lease.registered(id.clone(), started);
+        crate::logfmt::set_node_name(&shared.config.name);
         tracing::info!(node = %id, name = %shared.config.name, workers = shared.config.workers,
             allow_shell = shared.config.allow_shell, "scheduler node started");
 

@@ -136,6 +136,9 @@ pub enum Mutation {
     Schedule {
         job: String,
         schedule: Schedule,
+        /// The schedule the dialog was opened on: a change made meanwhile
+        /// by someone else refuses this one (`ops::Expect`).
+        was: Schedule,
     },
     Next {
         job: String,
@@ -145,6 +148,8 @@ pub enum Mutation {
     Priority {
         job: String,
         priority: i32,
+        /// The priority the dialog was opened on (see `Schedule::was`).
+        was: i32,
     },
 }
 

@@ -35,6 +35,9 @@ use crate::ops::{self, JobChanges, OpsError};
 pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Client-side limit on one request (covers a network that went silent).
 const REQUEST_DEADLINE: Duration = Duration::from_secs(15);
+/// An answer this late marks the data STALE while the request still waits
+/// (issue 12: `● live` for 16 s with the server frozen).
+pub const OVERDUE_AFTER: Duration = Duration::from_secs(3);
 const BACKOFF_START: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// Typical durations are costlier; they are refreshed at most this often.
@@ -187,11 +190,36 @@ async fn run(
             continue;
         };
         if let Some(work) = pending.next() {
-            let outcome = tokio::time::timeout(
-                REQUEST_DEADLINE,
-                perform(&mut current.client, &actor, read_only, work, &mut typical),
-            )
-            .await;
+            // A hung server shows as STALE once an answer is overdue, not
+            // only when the deadline gives up on it.
+            let mut overdue = false;
+            let outcome = {
+                let request = tokio::time::timeout(
+                    REQUEST_DEADLINE,
+                    perform(&mut current.client, &actor, read_only, work, &mut typical),
+                );
+                tokio::pin!(request);
+                loop {
+                    tokio::select! {
+                        outcome = &mut request => break outcome,
+                        () = tokio::time::sleep(OVERDUE_AFTER), if !overdue => {
+                            overdue = true;
+                            tracing::warn!(after = ?OVERDUE_AFTER, "console: the database is not answering");
+                            let _ = events.send(DataEvent::Connection(Link::Lost {
+                                error: format!(
+                                    "no answer for {}s (the database may be hung); giving up after {}s",
+                                    OVERDUE_AFTER.as_secs(),
+                                    REQUEST_DEADLINE.as_secs()
+                                ),
+                            }));
+                        }
+                    }
+                }
+            };
+            if overdue && matches!(outcome, Ok(Ok(_) | Err(Failure::Refused(_)))) {
+                // It answered after all.
+                let _ = events.send(DataEvent::Connection(Link::Live));
+            }
             let lost = match outcome {
                 Ok(Ok(event)) => {
                     let _ = events.send(event);
@@ -372,7 +400,8 @@ async fn mutate(client: &mut Client, actor: &Actor, m: Mutation) -> Result<Strin
             reason,
             duration,
         } => {
-            ops::pause(client, actor, &job, reason.as_deref(), duration)
+            // The dialog opened on an active job: a pause made meanwhile wins.
+            ops::pause_active(client, actor, &job, reason.as_deref(), duration)
                 .await
                 .map_err(fail)?;
             Ok(format!("paused \"{job}\""))
@@ -385,12 +414,13 @@ async fn mutate(client: &mut Client, actor: &Actor, m: Mutation) -> Result<Strin
                 format!("\"{job}\" was not paused")
             })
         }
-        Mutation::Schedule { job, schedule } => {
+        Mutation::Schedule { job, schedule, was } => {
             let changes = JobChanges {
                 schedule: Some(schedule),
                 ..JobChanges::default()
             };
-            let updated = ops::set(client, actor, &job, &changes)
+            let expect = ops::Expect::Schedule(was);
+            let updated = ops::set_expecting(client, actor, &job, &changes, Some(&expect))
                 .await
                 .map_err(fail)?;
             Ok(format!(
@@ -408,12 +438,13 @@ async fn mutate(client: &mut Client, actor: &Actor, m: Mutation) -> Result<Strin
                 .map_err(fail)?;
             Ok(format!("moved the next run of \"{job}\""))
         }
-        Mutation::Priority { job, priority } => {
+        Mutation::Priority { job, priority, was } => {
             let changes = JobChanges {
                 priority: Some(priority),
                 ..JobChanges::default()
             };
-            ops::set(client, actor, &job, &changes)
+            let expect = ops::Expect::Priority(was);
+            ops::set_expecting(client, actor, &job, &changes, Some(&expect))
                 .await
                 .map_err(fail)?;
             Ok(format!("priority of \"{job}\" is now {priority}"))

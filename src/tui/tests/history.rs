@@ -228,3 +228,40 @@ fn screen(app: &App, width: u16, height: u16) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// Issue 12 point 9: a paused job says why and until when, in the table
+/// and in the detail.
+#[test]
+fn pause_reason_and_end_show_in_the_table_and_the_detail() {
+    let mut jobs = jobs();
+    let legacy = jobs
+        .iter_mut()
+        .find(|j| j.spec.name == "legacy-sync")
+        .expect("the paused fixture");
+    if let Some(p) = legacy.pause.as_mut() {
+        p.until = Some(now() + secs(2 * 3600));
+    }
+    let mut app = app();
+    update(&mut app, snapshot(jobs, nodes()));
+    let text = screen(&app, 80, 24);
+    let row = text
+        .lines()
+        .find(|l| l.contains("legacy-sync"))
+        .unwrap_or_default();
+    assert!(row.contains("til 2h"), "{row}");
+    assert!(row.contains("‖ CRM decommiss"), "{row}");
+    insta::assert_snapshot!("paused_until_80x24", render(&app, 80, 24).backend());
+    let id = app
+        .jobs
+        .iter()
+        .find(|j| j.spec.name == "legacy-sync")
+        .map(|j| j.id);
+    app.selected = id;
+    app.rebuild_view();
+    update(&mut app, key(KeyCode::Enter));
+    let text = screen(&app, 160, 40);
+    assert!(
+        text.contains("by ops@host: CRM decommissioned (until 2026-03-02 12:00:00"),
+        "{text}"
+    );
+}

@@ -386,6 +386,8 @@ fn the_schedule_editor_validates_every_keystroke() {
         vec![Effect::Mutate(Mutation::Schedule {
             job: "heartbeat".into(),
             schedule: Schedule::parse("90m").unwrap(),
+            // What the dialog opened on travels with the change.
+            was: Schedule::parse("5s").unwrap(),
         })]
     );
     // Cron with a zone, and manual, are accepted too.
@@ -464,7 +466,8 @@ fn priority_must_be_a_non_negative_number() {
         confirm(&mut app),
         vec![Effect::Mutate(Mutation::Priority {
             job: "heartbeat".into(),
-            priority: 0
+            priority: 0,
+            was: 1,
         })]
     );
 }
