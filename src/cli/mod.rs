@@ -282,13 +282,13 @@ async fn console(settings: &config::Settings, choice: NodeChoice) -> anyhow::Res
                     db.target
                 );
             }
-            crate::tui::ConsoleDb::Open(db)
+            crate::tui::ConsoleDb::Open(Box::new(db))
         }
         Err(error) => match (&settings.database, unreachable(&error)) {
             (config::DatabaseTarget::External(spec), true) => {
                 tracing::warn!(error = %format!("{error:#}"), "console: the database is unreachable; starting STALE");
                 crate::tui::ConsoleDb::Unreachable {
-                    spec: spec.clone(),
+                    spec: Box::new(spec.clone()),
                     error: format!("{error:#}"),
                 }
             }

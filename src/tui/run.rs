@@ -27,10 +27,13 @@ use crate::scheduler::{NodeConfig, NodeHandle, NodeKiller};
 pub enum ConsoleDb {
     /// Opened (and, embedded, started, migrated, seeded); kept open for the
     /// console's lifetime (it owns the embedded server).
-    Open(Database),
+    Open(Box<Database>),
     /// An external database that did not answer at start: the console opens
     /// STALE and its data task keeps trying.
-    Unreachable { spec: ConnectionSpec, error: String },
+    Unreachable {
+        spec: Box<ConnectionSpec>,
+        error: String,
+    },
 }
 
 /// How the console was asked to run.
@@ -60,7 +63,7 @@ pub async fn run(db: ConsoleDb, options: ConsoleOptions) -> anyhow::Result<()> {
     let (spec, target, unreachable) = match &db {
         ConsoleDb::Open(db) => (db.spec.clone(), db.target.clone(), None),
         ConsoleDb::Unreachable { spec, error } => {
-            (spec.clone(), spec.target(), Some(error.clone()))
+            ((**spec).clone(), spec.target(), Some(error.clone()))
         }
     };
     let mut startup_note = None;
