@@ -332,3 +332,96 @@ async fn a_database_that_stops_answering_shows_stale_before_the_deadline() {
     assert!(live, "live again before the data");
     let _ = requests.send(Effect::Quit);
 }
+
+/// The run a manual request became, once a node started it: (node name,
+/// started within `CONSOLE_DEFER` of the request).
+async fn started_by(client: &tokio_postgres::Client, request: i64) -> (String, bool) {
+    common::wait_for(Duration::from_secs(60), "the requested run", || async {
+        let row = client
+            .query_opt(
+                "SELECT r.node_name, r.started_at - q.requested_at < $2::bigint * interval '1 millisecond'
+                 FROM crondeck.run_requests q JOIN crondeck.runs r ON r.id = q.run_id
+                 WHERE q.id = $1",
+                &[
+                    &request,
+                    &i64::try_from(crondeck::db::claim::CONSOLE_DEFER.as_millis()).unwrap(),
+                ],
+            )
+            .await
+            .unwrap();
+        row.map(|r| (r.get::<_, String>(0), r.get::<_, bool>(1)))
+    })
+    .await
+}
+
+fn node_config(name: &str, console: bool) -> crondeck::scheduler::NodeConfig {
+    crondeck::scheduler::NodeConfig {
+        name: name.into(),
+        console,
+        ..crondeck::scheduler::NodeConfig::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_consoles_node_alone_runs_manual_requests_at_once() {
+    let db = TestDb::new().await;
+    let mut client = db.client().await;
+    add_job(&mut client, "by-hand").await;
+    let console =
+        crondeck::scheduler::NodeHandle::start(db.spec.clone(), node_config("console", true))
+            .await
+            .expect("start the console's node");
+    let actor = Actor::current();
+    for _ in 0..3 {
+        let request = ops::run_now(&mut client, &actor, "by-hand").await.unwrap();
+        let (node, prompt) = started_by(&client, request).await;
+        assert_eq!(node, "console");
+        assert!(
+            prompt,
+            "alone, the console's node must not wait for another"
+        );
+    }
+    console.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn manual_requests_from_a_console_land_on_the_headless_node() {
+    let db = TestDb::new().await;
+    let mut client = db.client().await;
+    add_job(&mut client, "by-hand").await;
+    let console =
+        crondeck::scheduler::NodeHandle::start(db.spec.clone(), node_config("console", true))
+            .await
+            .expect("start the console's node");
+    let headless =
+        crondeck::scheduler::NodeHandle::start(db.spec.clone(), node_config("headless", false))
+            .await
+            .expect("start the headless node");
+    let actor = Actor::current();
+    // Until the headless node listens for requests, the console's node may
+    // take one after its wait: warm up until the headless node took one.
+    let mut warm = false;
+    for _ in 0..20 {
+        let request = ops::run_now(&mut client, &actor, "by-hand").await.unwrap();
+        if started_by(&client, request).await.0 == "headless" {
+            warm = true;
+            break;
+        }
+    }
+    assert!(warm, "the headless node never took a manual request");
+    for _ in 0..5 {
+        let request = ops::run_now(&mut client, &actor, "by-hand").await.unwrap();
+        let (node, _) = started_by(&client, request).await;
+        assert_eq!(
+            node, "headless",
+            "a manual request went to the console's node"
+        );
+    }
+    // With the headless node gone, the console's node runs them again.
+    headless.shutdown().await.unwrap();
+    let request = ops::run_now(&mut client, &actor, "by-hand").await.unwrap();
+    let (node, prompt) = started_by(&client, request).await;
+    assert_eq!(node, "console");
+    assert!(prompt, "the console's node waited for a node that stopped");
+    console.shutdown().await.unwrap();
+}

@@ -267,10 +267,11 @@ impl NodeChoice {
 async fn console(settings: &config::Settings, choice: NodeChoice) -> anyhow::Result<()> {
     let embedded = matches!(settings.database, config::DatabaseTarget::Embedded { .. });
     let node = if choice.runs_node(embedded, settings.read_only) {
-        Some(runs::node_config(
-            settings,
-            &runs::SchedulerArgs::default(),
-        )?)
+        let mut config = runs::node_config(settings, &runs::SchedulerArgs::default())?;
+        // Manual runs prefer a headless node when one is live (quitting
+        // the console would cut them short here).
+        config.console = true;
+        Some(config)
     } else {
         None
     };

@@ -435,6 +435,7 @@ async fn cycle(
         allow_shell: shared.config.allow_shell,
         shell_allow: &shared.config.shell_allow,
         actor: &shared.actor,
+        console: shared.config.console,
     };
     let Ok(report) = tokio::time::timeout(
         shared.request_deadline(),
