@@ -251,3 +251,132 @@ async fn a_read_only_or_external_console_is_not_a_node_and_an_unreachable_one_op
     tmux.keys(&["q"]);
     tmux.wait_text("EXITED-0").await;
 }
+
+/// Not a check: captures the screens of docs/console.md from the real
+/// binary (`cargo test --test tui_e2e_ops -- --ignored capture`), into
+/// `target/console-captures/`. Demo jobs, a headless shell node beside the
+/// console's own, NO_COLOR.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore]
+async fn capture_docs_screens() {
+    let db = TestDb::new().await;
+    let mut client = db.client().await;
+    crondeck::database::seed_demo(&mut client, &Actor::current())
+        .await
+        .expect("seed the demo jobs");
+    let headless = crondeck::scheduler::NodeHandle::start(
+        db.spec.clone(),
+        crondeck::scheduler::NodeConfig {
+            name: "batch-1".into(),
+            allow_shell: true,
+            ..crondeck::scheduler::NodeConfig::default()
+        },
+    )
+    .await
+    .expect("start a headless node");
+    // Some operator actions for the audit.
+    let actor = Actor::current();
+    let changes = ops::JobChanges {
+        priority: Some(2),
+        ..ops::JobChanges::default()
+    };
+    ops::set(&mut client, &actor, "vacuum-analyze", &changes)
+        .await
+        .unwrap();
+    ops::pause(
+        &mut client,
+        &actor,
+        "session-count",
+        Some("db maintenance"),
+        Some(std::time::Duration::from_secs(7200)),
+    )
+    .await
+    .unwrap();
+    let out = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console-captures");
+    std::fs::create_dir_all(&out).unwrap();
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let script = console_script(dir.path());
+    // Let the demo jobs build some history first.
+    tokio::time::sleep(std::time::Duration::from_secs(25)).await;
+    for (width, height) in [(80u16, 24u16), (160, 40)] {
+        let mut vars = env(dir.path(), db.url(), "--scheduler");
+        vars.push(("NO_COLOR", "1".to_string()));
+        let tmux = Tmux::start_sized(&script, &vars, width, height);
+        let save = |name: &str, screen: &str| {
+            std::fs::write(out.join(format!("{name}_{width}x{height}.txt")), screen).unwrap();
+        };
+        let jobs = tmux
+            .wait("live", |s| s.contains("● live") && s.contains("(this)"))
+            .await;
+        let _ = jobs;
+        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+        save("jobs", &tmux.screen());
+        // A job's detail with its history heading, then an older page.
+        tmux.keys(&["/"]);
+        tmux.type_text("partner-export");
+        tmux.keys(&["Enter"]);
+        tmux.wait_text("showing 1 of").await;
+        tmux.keys(&["Enter"]);
+        tmux.wait_text("runs 1–").await;
+        save("detail", &tmux.screen());
+        tmux.keys(&["f"]);
+        tmux.wait_text("only failed").await;
+        save("history_failed", &tmux.screen());
+        tmux.keys(&["a"]);
+        tmux.wait_text("audit of partner-export").await;
+        tmux.keys(&["Escape"]);
+        tmux.wait_text("runs 1–").await;
+        tmux.keys(&["Escape"]);
+        tmux.wait_text("showing 1 of").await;
+        tmux.keys(&["Escape"]);
+        tmux.wait("the table", |s| !s.contains("showing")).await;
+        tmux.keys(&["a"]);
+        tmux.wait_text("audit of every job").await;
+        save("audit", &tmux.screen());
+        tmux.keys(&["Enter"]);
+        tmux.wait_text("Audit entry").await;
+        save("audit_entry", &tmux.screen());
+        tmux.keys(&["Escape"]);
+        tmux.wait("the entry closed", |s| !s.contains("Audit entry"))
+            .await;
+        tmux.keys(&["Escape"]);
+        tmux.wait("the table", |s| s.contains("STATE")).await;
+        tmux.keys(&["N"]);
+        // nightly-report runs 25 s of every 40: wait for the view to show it.
+        let nodes = tmux
+            .wait("a node running nightly-report", |s| {
+                s.contains("nodes: ") && s.lines().skip(4).any(|l| l.contains("nightly-report"))
+            })
+            .await;
+        save("nodes", &nodes);
+        tmux.keys(&["Escape"]);
+        tmux.keys(&["q"]);
+        tmux.wait_text("EXITED-").await;
+    }
+    // The quit dialog: with the headless node gone, a run asked for here
+    // runs in the console's own node.
+    headless.shutdown().await.unwrap();
+    add(&mut client, "slow-sql", "SELECT pg_sleep(90)").await;
+    for (width, height) in [(80u16, 24u16), (160, 40)] {
+        let mut vars = env(dir.path(), db.url(), "--scheduler");
+        vars.push(("NO_COLOR", "1".to_string()));
+        let tmux = Tmux::start_sized(&script, &vars, width, height);
+        let save = |name: &str, screen: &str| {
+            std::fs::write(out.join(format!("{name}_{width}x{height}.txt")), screen).unwrap();
+        };
+        tmux.wait("live", |s| s.contains("● live") && s.contains("(this)"))
+            .await;
+        run_now(&tmux, "slow-sql", 12).await;
+        tmux.keys(&["Escape"]);
+        tmux.wait("the table", |s| !s.contains("showing")).await;
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        tmux.keys(&["q"]);
+        save("quit", &tmux.wait_text("Quit: jobs are running here").await);
+        tmux.keys(&["w"]);
+        tmux.wait_text("waiting for them:").await;
+        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+        save("quit_waiting", &tmux.screen());
+        tmux.keys(&["C-c"]);
+        tmux.wait_text("EXITED-").await;
+    }
+}
