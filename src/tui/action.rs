@@ -39,9 +39,12 @@ pub enum Action {
 pub enum DataEvent {
     Connection(Link),
     Jobs(Box<JobsSnapshot>),
+    /// The newest page of a job's history.
     Runs {
         job_id: i64,
         runs: Vec<RunRow>,
+        /// Older runs exist.
+        more: bool,
     },
     Run {
         run_id: i64,

@@ -27,7 +27,7 @@ use crate::db::audit::{audit_list, Actor};
 use crate::db::connect::ConnectionSpec;
 use crate::db::jobs::job_list;
 use crate::db::nodes::{jobs_no_node_can_run, node_list_live, node_overview};
-use crate::db::runs::{run_get, run_list, run_page, run_typical_durations, RunPageQuery};
+use crate::db::runs::{run_get, run_page, run_typical_durations, RunPageQuery};
 use crate::db::DbError;
 use crate::ops::{self, JobChanges, OpsError};
 
@@ -328,12 +328,12 @@ async fn perform(
                 unrunnable,
             })))
         }
-        Work::Runs(job_id) => Ok(DataEvent::Runs {
-            job_id,
-            runs: run_list(&*client, job_id, HISTORY_LIMIT)
+        Work::Runs(job_id) => {
+            let (runs, more) = run_page(&*client, job_id, &RunPageQuery::default(), HISTORY_LIMIT)
                 .await
-                .map_err(lost)?,
-        }),
+                .map_err(lost)?;
+            Ok(DataEvent::Runs { job_id, runs, more })
+        }
         Work::Run(run_id) => Ok(DataEvent::Run {
             run_id,
             run: run_get(&*client, run_id).await.map_err(lost)?.map(Box::new),

@@ -8,8 +8,7 @@ use tui_input::Input;
 
 use super::action::{Action, DataEvent, Effect, Link};
 use super::app::{
-    App, AuditState, Conn, DetailState, NodesState, QuitState, RunState, Screen, HISTORY_LIMIT,
-    HISTORY_STATUSES,
+    App, AuditState, Conn, DetailState, NodesState, QuitState, RunState, Screen, HISTORY_STATUSES,
 };
 use super::forms::{Dialog, Kind};
 use super::keys::{self, Binding, Command};
@@ -164,12 +163,12 @@ fn on_data(app: &mut App, event: DataEvent) -> Vec<Effect> {
                 s.wall,
             );
         }
-        DataEvent::Runs { job_id, runs } => {
+        DataEvent::Runs { job_id, runs, more } => {
             if let Some(Screen::Detail(d)) = app.stack.last_mut() {
                 // The newest page, unfiltered: not for a detail paging back.
                 if d.job_id == job_id && d.newer.is_empty() && d.query == RunPageQuery::default() {
                     d.cursor = d.cursor.min(runs.len().saturating_sub(1));
-                    d.more = runs.len() >= usize::try_from(HISTORY_LIMIT).unwrap_or(50);
+                    d.more = more;
                     d.runs = Some(runs);
                 }
             }
@@ -182,6 +181,14 @@ fn on_data(app: &mut App, event: DataEvent) -> Vec<Effect> {
         } => {
             if let Some(Screen::Detail(d)) = app.stack.last_mut() {
                 if d.job_id == job_id && d.query == query {
+                    // The newest page was exactly full: nothing older after all.
+                    if runs.is_empty() && !d.newer.is_empty() {
+                        d.query.before = d.newer.pop().flatten();
+                        d.more = false;
+                        let effect = history_effect(d);
+                        app.info("this is the oldest page of the history");
+                        return vec![effect];
+                    }
                     d.cursor = d.cursor.min(runs.len().saturating_sub(1));
                     d.more = more;
                     d.runs = Some(runs);

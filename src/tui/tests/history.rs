@@ -30,6 +30,7 @@ fn detail(first_page: Vec<RunRow>) -> App {
         &mut app,
         Action::Data(DataEvent::Runs {
             job_id: 6,
+            more: first_page.len() == usize::try_from(HISTORY_LIMIT).unwrap(),
             runs: first_page,
         }),
     );
@@ -74,6 +75,7 @@ fn pages_go_back_by_keyset_and_forward_again() {
         Action::Data(DataEvent::Runs {
             job_id: 6,
             runs: page_of(500, 3),
+            more: false,
         }),
     );
     assert!(matches!(app.stack.last(), Some(Screen::Detail(d)) if d.runs.is_none()));
@@ -264,4 +266,25 @@ fn pause_reason_and_end_show_in_the_table_and_the_detail() {
         text.contains("by ops@host: CRM decommissioned (until 2026-03-02 12:00:00"),
         "{text}"
     );
+}
+
+#[test]
+fn an_older_page_that_turns_out_empty_goes_back_and_says_so() {
+    let mut app = detail(page_of(500, HISTORY_LIMIT));
+    let older = update(&mut app, ch(']'));
+    let Effect::LoadHistory { query, .. } = older[0].clone() else {
+        panic!("{older:?}");
+    };
+    // The runs below were pruned meanwhile: nothing older after all.
+    let back = update(
+        &mut app,
+        Action::Data(DataEvent::History {
+            job_id: 6,
+            query,
+            runs: Vec::new(),
+            more: false,
+        }),
+    );
+    assert_eq!(back, vec![Effect::LoadRuns(6)]);
+    assert!(app.message.as_ref().is_some_and(|m| m.text.contains("oldest page")));
 }

@@ -191,6 +191,7 @@ fn enter_opens_detail_then_run_and_esc_backs_out() {
         Action::Data(DataEvent::Runs {
             job_id: 6,
             runs: runs(),
+            more: false,
         }),
     );
     update(&mut app, ch('j'));
