@@ -175,6 +175,22 @@ async fn cancel_history_paging_and_the_quit_dialog_in_the_real_console() {
         .await;
     let shown = failed.lines().filter(|l| l.starts_with("failed ")).count();
     assert_eq!(shown, 12, "{failed}");
+    // Jump back 100 minutes: only the 21 oldest runs are that old, 2 failed.
+    tmux.keys(&["t"]);
+    tmux.wait_text("jump to").await;
+    tmux.type_text("100m ago");
+    tmux.keys(&["Enter"]);
+    let jumped = tmux
+        .wait("the failed runs from 100 minutes back", |s| {
+            s.contains("runs 1–2 · newest · only failed · from ")
+                && s.contains("back · oldest reached")
+        })
+        .await;
+    assert_eq!(
+        jumped.lines().filter(|l| l.starts_with("failed ")).count(),
+        2,
+        "{jumped}"
+    );
     tmux.keys(&["Escape"]);
     tmux.wait("back on the table", |s| s.contains("showing 1 of 3"))
         .await;

@@ -225,7 +225,15 @@ async fn event_loop(
         }
         let action = tokio::select! {
             event = input.next() => match event {
-                Some(Ok(Event::Key(key))) => Action::Key(key),
+                Some(Ok(Event::Key(key))) => {
+                    // What `q` decides on must be this instant's: a run
+                    // claimed since the last tick counts.
+                    let status = node.status();
+                    if status != app.own_node {
+                        update::update(app, Action::OwnNode(status));
+                    }
+                    Action::Key(key)
+                }
                 Some(Ok(Event::Resize(width, height))) => Action::Resize { width, height },
                 Some(Ok(_)) => continue,
                 Some(Err(e)) => return Err(e).context("reading the terminal"),

@@ -66,8 +66,10 @@ fn apply(app: &mut App, action: Action) -> Vec<Effect> {
 /// `q`: straight out, unless this console's own node is executing runs;
 /// then the quit dialog names them and asks.
 fn quit(app: &mut App) -> Vec<Effect> {
-    let busy = app.own_node.as_ref().map_or(0, |s| s.busy);
-    if busy == 0 {
+    // The node's count, or the runs the data says it has (whichever is
+    // newer news).
+    let (named, unnamed) = app.own_runs();
+    if named.len() + unnamed == 0 {
         app.quit = true;
         return vec![Effect::Quit];
     }

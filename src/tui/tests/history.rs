@@ -286,5 +286,8 @@ fn an_older_page_that_turns_out_empty_goes_back_and_says_so() {
         }),
     );
     assert_eq!(back, vec![Effect::LoadRuns(6)]);
-    assert!(app.message.as_ref().is_some_and(|m| m.text.contains("oldest page")));
+    assert!(app
+        .message
+        .as_ref()
+        .is_some_and(|m| m.text.contains("oldest page")));
 }

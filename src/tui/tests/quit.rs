@@ -103,3 +103,14 @@ fn the_dialog_gives_way_when_the_runs_end_while_it_asks() {
     );
     assert!(app.quit);
 }
+
+#[test]
+fn a_run_the_data_shows_here_counts_before_the_nodes_own_count_does() {
+    // Claimed since the last tick: the node's count still says 0.
+    let mut app = app();
+    if let Some(node) = app.own_node.as_mut() {
+        node.busy = 0;
+    }
+    assert!(update(&mut app, ch('q')).is_empty());
+    assert!(app.quitting.is_some() && !app.quit);
+}
