@@ -38,6 +38,7 @@ pub mod embedded;
 pub mod health;
 pub mod job;
 pub mod jobfile;
+pub mod logfmt;
 pub mod metrics;
 pub mod notify;
 pub mod odoo;

@@ -44,6 +44,9 @@ fn init_logging(default: &str) {
         .with_env_filter(filter)
         .with_ansi(colour)
         .with_writer(std::io::stderr)
+        .event_format(crondeck::logfmt::Prefixed {
+            inner: tracing_subscriber::fmt::format(),
+        })
         .init();
 }
 
@@ -77,5 +80,8 @@ fn init_file_logging(default: &str) {
         .with_env_filter(filter)
         .with_ansi(false)
         .with_writer(std::sync::Mutex::new(file))
+        .event_format(crondeck::logfmt::Prefixed {
+            inner: tracing_subscriber::fmt::format().with_ansi(false),
+        })
         .init();
 }

@@ -177,6 +177,90 @@ pub async fn set(
     name: &str,
     changes: &JobChanges,
 ) -> Result<Job> {
+    set_expecting(client, actor, name, changes, None).await
+}
+
+/// What an operator saw when deciding on a change (a console dialog opened
+/// on it). A change made "expecting" it is refused, with nothing written
+/// and no audit row, when the job no longer had that value at the moment
+/// the change locked it: no one's edit is lost silently.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Expect {
+    Priority(i32),
+    Schedule(Schedule),
+    Active(bool),
+}
+
+impl Expect {
+    /// The audited column (see `crondeck.jobs_audit`) and the value seen.
+    fn column(&self) -> (&'static str, serde_json::Value) {
+        match self {
+            Expect::Priority(p) => ("priority", serde_json::json!(p)),
+            Expect::Schedule(s) => ("schedule", serde_json::json!(s.to_string())),
+            Expect::Active(a) => ("active", serde_json::json!(a)),
+        }
+    }
+
+    fn current(&self, job: &Job) -> serde_json::Value {
+        match self {
+            Expect::Priority(_) => serde_json::json!(job.spec.priority),
+            Expect::Schedule(_) => serde_json::json!(job.spec.schedule.to_string()),
+            Expect::Active(_) => serde_json::json!(job.active),
+        }
+    }
+}
+
+/// Inside the change's transaction, after its `crondeck.op_*` call locked
+/// and changed the row: the value the job had just before is the old value
+/// of this transaction's first audit row that changed that column (the
+/// audit is written by the database from the locked row, so no other
+/// change can come between); when no row changed it, the job had the value
+/// it has now. Anything else than `expect` is a conflict.
+async fn check_expected(
+    tx: &impl GenericClient,
+    name: &str,
+    job_id: i64,
+    expect: &Expect,
+) -> Result<()> {
+    let (column, seen) = expect.column();
+    let row = tx
+        .query_opt(
+            "SELECT old_value -> $2::text FROM crondeck.audit
+             WHERE job_id = $1 AND at = now() AND old_value ? $2::text
+             ORDER BY id LIMIT 1",
+            &[&job_id, &column],
+        )
+        .await?;
+    let before: serde_json::Value = match row {
+        Some(row) => row.try_get(0)?,
+        None => expect.current(&job_get(tx, name, false).await?),
+    };
+    if before == seen {
+        return Ok(());
+    }
+    let show = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Bool(true) if column == "active" => "active".to_string(),
+        serde_json::Value::Bool(false) if column == "active" => "paused".to_string(),
+        other => other.to_string(),
+    };
+    Err(OpsError::Invalid(format!(
+        "\"{name}\" was changed meanwhile: its {column} was {} when you decided, and is {} now; \
+         nothing was changed (look again, then retry)",
+        show(&seen),
+        show(&before)
+    )))
+}
+
+/// [`set`], refused if the job no longer has what `expect` says (see
+/// [`Expect`]).
+pub async fn set_expecting(
+    client: &mut impl GenericClient,
+    actor: &Actor,
+    name: &str,
+    changes: &JobChanges,
+    expect: Option<&Expect>,
+) -> Result<Job> {
     if changes.is_empty() {
         return Err(OpsError::Invalid(
             "nothing to change (expected one of --every, --cron, --manual, --next, --priority, --timeout, \
@@ -278,6 +362,9 @@ pub async fn set(
             job_update_failure_policy(&tx, job.id, &policy).await?;
         }
     }
+    if let Some(expect) = expect {
+        check_expected(&tx, name, job.id, expect).await?;
+    }
     let updated = job_get(&tx, name, false).await?;
     tx.commit().await?;
     Ok(updated)
@@ -346,6 +433,22 @@ pub async fn pause(
         .await
         .map_err(|e| op_error(e, name))?;
     Ok(job_get(client, name, false).await?)
+}
+
+/// [`pause`] of a job the operator saw active: refused, with nothing
+/// written, if someone paused it meanwhile (see [`Expect`]).
+pub async fn pause_active(
+    client: &mut impl GenericClient,
+    actor: &Actor,
+    name: &str,
+    reason: Option<&str>,
+    duration: Option<Duration>,
+) -> Result<Job> {
+    let mut tx = client.transaction().await?;
+    let job = pause(&mut tx, actor, name, reason, duration).await?;
+    check_expected(&tx, name, job.id, &Expect::Active(true)).await?;
+    tx.commit().await?;
+    Ok(job)
 }
 
 /// Resume a paused job. Resuming an active job changes nothing and writes no

@@ -66,6 +66,7 @@ async fn claim_as(client: &mut Client, node_id: &str) -> Result<ClaimReport, DbE
         allow_shell: true,
         shell_allow: &[],
         actor: &actor,
+        console: false,
     };
     claim(client, &claimer, 4).await
 }

@@ -7,10 +7,7 @@
 //! this test, because it restarts the PostgreSQL server under the console.
 
 mod common;
-
-use std::path::Path;
-use std::process::Command;
-use std::time::Duration;
+mod tmux;
 
 use common::{scalar, wait_for, TestDb};
 use crondeck::database::seed_demo;
@@ -19,98 +16,7 @@ use crondeck::db::jobs::job_get;
 use crondeck::job::{ActionKind, JobSpec};
 use crondeck::ops::{self, AddOptions};
 use crondeck::schedule::Schedule;
-
-const LIMIT: Duration = Duration::from_secs(30);
-
-/// One tmux server (own socket) with one session running the console.
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn start(script: &Path, env: &[(&str, String)]) -> Tmux {
-        let socket = format!("crondeck-e2e-{}", std::process::id());
-        let tmux = Tmux { socket };
-        let mut cmd = Command::new("tmux");
-        cmd.args([
-            "-L",
-            &tmux.socket,
-            "-f",
-            "/dev/null",
-            "new-session",
-            "-d",
-            "-s",
-            "e2e",
-        ])
-        .args(["-x", "120", "-y", "40"])
-        .arg(script)
-        .env_remove("NO_COLOR");
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let out = cmd
-            .output()
-            .expect("tmux is installed (apt-get install tmux)");
-        assert!(
-            out.status.success(),
-            "tmux: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        tmux
-    }
-
-    fn tmux(&self, args: &[&str]) -> String {
-        let out = Command::new("tmux")
-            .args(["-L", &self.socket])
-            .args(args)
-            .output()
-            .expect("run tmux");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Press keys (tmux key names: "Enter", "Escape", "Tab", "C-u", "r").
-    fn keys(&self, keys: &[&str]) {
-        let mut args = vec!["send-keys", "-t", "e2e"];
-        args.extend_from_slice(keys);
-        self.tmux(&args);
-    }
-
-    /// Type text literally.
-    fn type_text(&self, text: &str) {
-        self.tmux(&["send-keys", "-t", "e2e", "-l", text]);
-    }
-
-    fn screen(&self) -> String {
-        self.tmux(&["capture-pane", "-p", "-t", "e2e"])
-    }
-
-    /// Wait until the screen satisfies `check`; panic with the screen if not.
-    async fn wait(&self, what: &str, check: impl Fn(&str) -> bool) -> String {
-        let deadline = tokio::time::Instant::now() + LIMIT;
-        loop {
-            let screen = self.screen();
-            if check(&screen) {
-                return screen;
-            }
-            if tokio::time::Instant::now() > deadline {
-                panic!("timed out after {LIMIT:?} waiting for {what}; the screen:\n{screen}");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    async fn wait_text(&self, text: &str) -> String {
-        self.wait(&format!("{text:?}"), |s| s.contains(text)).await
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .args(["-L", &self.socket, "kill-server"])
-            .output();
-    }
-}
+use tmux::{Tmux, LIMIT};
 
 /// The table row of `job` (not the header line echoing the filter).
 fn row<'a>(screen: &'a str, job: &str) -> &'a str {
@@ -162,7 +68,7 @@ async fn the_console_runs_pauses_edits_survives_a_restart_and_restores_the_termi
     let script = dir.path().join("console.sh");
     std::fs::write(
         &script,
-        "#!/bin/sh\n\"$CRONDECK\"\necho \"EXITED-$?\"\n\
+        "#!/bin/sh\n\"$CRONDECK\" $CRONDECK_ARGS\necho \"EXITED-$?\"\n\
          stty -a | tr ' ;' '\\n\\n' | grep -x -e icanon -e -icanon -e echo -e -echo | tr '\\n' ' '\n\
          echo '<stty'\nsleep 600\n",
     )
@@ -171,6 +77,8 @@ async fn the_console_runs_pauses_edits_survives_a_restart_and_restores_the_termi
         .expect("chmod the script");
     let env = [
         ("CRONDECK", env!("CARGO_BIN_EXE_crondeck").to_string()),
+        // An external database: the console runs a node only when asked.
+        ("CRONDECK_ARGS", "--scheduler".to_string()),
         ("DATABASE_URL", db.url()),
         (
             "XDG_STATE_HOME",

@@ -4,7 +4,7 @@
 mod jobs;
 pub mod odoo;
 mod operations;
-mod output;
+pub(crate) mod output;
 mod runs;
 
 use std::path::PathBuf;
@@ -32,8 +32,13 @@ pub struct Cli {
     pub global: GlobalOpts,
     /// Console only: do not run a scheduler node inside the console (jobs
     /// then run only on other nodes)
-    #[arg(long)]
+    #[arg(long, conflicts_with = "scheduler")]
     pub no_scheduler: bool,
+    /// Console only: run a scheduler node inside the console even on an
+    /// external database or with --read-only (by default only the embedded
+    /// database's console runs one)
+    #[arg(long)]
+    pub scheduler: bool,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -161,7 +166,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         return odoo::run(cli.command, &settings, target).await;
     }
     let Some(command) = cli.command else {
-        return console(&settings, cli.no_scheduler).await;
+        let choice = NodeChoice::from_flags(cli.scheduler, cli.no_scheduler);
+        return console(&settings, choice).await;
     };
     if command.mutates() && settings.read_only {
         return Err(crate::ops::OpsError::Invalid(
@@ -236,30 +242,99 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// Whether the console runs a scheduler node, as the flags asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeChoice {
+    /// `--scheduler`: always.
+    Always,
+    /// `--no-scheduler`: never.
+    Never,
+    /// Neither flag: see [`NodeChoice::runs_node`].
+    Default,
+}
+
+impl NodeChoice {
+    pub fn from_flags(scheduler: bool, no_scheduler: bool) -> NodeChoice {
+        match (scheduler, no_scheduler) {
+            (true, _) => NodeChoice::Always,
+            (false, true) => NodeChoice::Never,
+            (false, false) => NodeChoice::Default,
+        }
+    }
+
+    /// A console looking at a shared (external) database, or one that may
+    /// change nothing, is a look, not a scheduler: it joins as a node only
+    /// with `--scheduler`. The embedded default database keeps its node (it
+    /// is the only one there is).
+    pub fn runs_node(self, embedded: bool, read_only: bool) -> bool {
+        match self {
+            NodeChoice::Always => true,
+            NodeChoice::Never => false,
+            NodeChoice::Default => embedded && !read_only,
+        }
+    }
+}
+
 /// The console: the same database and node settings as the commands, then
 /// the terminal UI. The embedded node is configured like `crondeck scheduler`
 /// with no flags (shell jobs only on the embedded default database).
-async fn console(settings: &config::Settings, no_scheduler: bool) -> anyhow::Result<()> {
-    let node = if no_scheduler {
-        None
+///
+/// An external database that cannot be reached does not stop the console:
+/// it opens STALE and connects when the server answers (a refused login or
+/// an outdated schema still stop it, with their message).
+async fn console(settings: &config::Settings, choice: NodeChoice) -> anyhow::Result<()> {
+    let embedded = matches!(settings.database, config::DatabaseTarget::Embedded { .. });
+    let node = if choice.runs_node(embedded, settings.read_only) {
+        let mut config = runs::node_config(settings, &runs::SchedulerArgs::default())?;
+        // Manual runs prefer a headless node when one is live (quitting
+        // the console would cut them short here).
+        config.console = true;
+        Some(config)
     } else {
-        Some(runs::node_config(
-            settings,
-            &runs::SchedulerArgs::default(),
-        )?)
+        None
     };
-    let db = database::open(settings).await?;
-    if db.seeded {
-        errln!(
-            "crondeck: new embedded database at {}; seeded the demo jobs",
-            db.target
-        );
-    }
+    let target = match database::open(settings).await {
+        Ok(db) => {
+            if db.seeded {
+                errln!(
+                    "crondeck: new embedded database at {}; seeded the demo jobs",
+                    db.target
+                );
+            }
+            crate::tui::ConsoleDb::Open(Box::new(db))
+        }
+        Err(error) => match (&settings.database, unreachable(&error)) {
+            (config::DatabaseTarget::External(spec), true) => {
+                tracing::warn!(error = %format!("{error:#}"), "console: the database is unreachable; starting STALE");
+                crate::tui::ConsoleDb::Unreachable {
+                    spec: Box::new(spec.clone()),
+                    error: format!("{error:#}"),
+                }
+            }
+            _ => return Err(error),
+        },
+    };
     let options = crate::tui::ConsoleOptions {
         read_only: settings.read_only,
         node,
     };
-    crate::tui::run(db, options).await
+    crate::tui::run(target, options).await
+}
+
+/// The server did not answer at all (no route, refused, timed out), as
+/// opposed to answering "no" (authentication, schema, configuration).
+fn unreachable(error: &anyhow::Error) -> bool {
+    use crate::db::connect::ConnectError;
+    error
+        .chain()
+        .any(|cause| match cause.downcast_ref::<ConnectError>() {
+            Some(ConnectError::Timeout { .. }) => true,
+            // A certificate problem (it carries a hint) will not heal by waiting.
+            Some(ConnectError::Connect { cause, hint, .. }) => {
+                cause.as_db_error().is_none() && hint.is_none()
+            }
+            _ => false,
+        })
 }
 
 impl Cli {
@@ -372,4 +447,28 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
         }
     }
     exit::FAILURE
+}
+
+#[cfg(test)]
+mod tests {
+    use super::NodeChoice;
+
+    #[test]
+    fn only_the_embedded_read_write_console_joins_by_default() {
+        let default = NodeChoice::from_flags(false, false);
+        assert!(
+            default.runs_node(true, false),
+            "embedded default keeps its node"
+        );
+        assert!(
+            !default.runs_node(false, false),
+            "external database: a look, not a node"
+        );
+        assert!(!default.runs_node(true, true), "read-only: no node");
+        assert!(!default.runs_node(false, true));
+        let asked = NodeChoice::from_flags(true, false);
+        assert!(asked.runs_node(false, true) && asked.runs_node(false, false));
+        let refused = NodeChoice::from_flags(false, true);
+        assert!(!refused.runs_node(true, false));
+    }
 }

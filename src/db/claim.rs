@@ -69,7 +69,19 @@ pub struct Claimer<'a> {
     /// Shell command prefixes this node may run; empty means any.
     pub shell_allow: &'a [String],
     pub actor: &'a Actor,
+    /// The node runs inside a console: see [`CONSOLE_DEFER`].
+    pub console: bool,
 }
+
+/// How long a console's node leaves a new manual request to another live
+/// node with a free worker that can run the job. Such a node takes it within
+/// milliseconds (the request wakes it); the console's node takes it after
+/// this only if none did, and at once when there is no such node. Other
+/// nodes are taken to be headless: a console on a shared database runs a
+/// node only when asked (`--scheduler`), so two consoles' nodes deferring
+/// to each other (a run starting this much later) is the rare case, and no
+/// schema change is needed to tell them apart.
+pub const CONSOLE_DEFER: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A run this node now owns and must execute.
 #[derive(Debug, Clone)]
@@ -314,14 +326,35 @@ async fn start_requests(
          FROM crondeck.run_requests r JOIN crondeck.jobs j ON j.id = r.job_id
          WHERE r.state = 'pending' AND r.not_before <= now() AND j.running_run_id IS NULL
            AND crondeck.can_run(j.action_kind, j.command, $1, $3)
+           -- A console's node leaves a young manual request to a headless one.
+           AND NOT ($4::boolean AND r.trigger = 'manual'
+                    AND r.requested_at > now() - $5::bigint * interval '1 millisecond'
+                    AND EXISTS (SELECT 1 FROM crondeck.nodes n
+                                WHERE n.id <> $6 AND n.busy < n.workers
+                                  AND {alive}
+                                  AND crondeck.can_run(j.action_kind, j.command, n.allow_shell,
+                                                       n.shell_allow)))
          ORDER BY j.priority, r.not_before, r.id
          LIMIT $2
          FOR UPDATE OF r, j SKIP LOCKED",
-        job_columns_of("j")
+        job_columns_of("j"),
+        // Its columns are the nodes' only: unqualified, they are n's.
+        alive = alive_at("now()")
     );
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let defer_ms = i64::try_from(CONSOLE_DEFER.as_millis()).unwrap_or(i64::MAX);
     let rows = tx
-        .query(&sql, &[&claimer.allow_shell, &limit, &claimer.shell_allow])
+        .query(
+            &sql,
+            &[
+                &claimer.allow_shell,
+                &limit,
+                &claimer.shell_allow,
+                &claimer.console,
+                &defer_ms,
+                &claimer.node_id,
+            ],
+        )
         .await?;
     let mut started_jobs = Vec::new();
     for row in rows {

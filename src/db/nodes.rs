@@ -320,3 +320,57 @@ pub async fn jobs_no_node_can_run(client: &impl GenericClient) -> Result<Vec<i64
         .await?;
     rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
 }
+
+/// One node for the console's nodes view: its registration, whether it is
+/// alive by lease now, and the jobs it runs (names, oldest run first).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeOverview {
+    pub node: NodeRow,
+    pub version: String,
+    pub alive: bool,
+    pub stopped_at: Option<DateTime<Utc>>,
+    pub running: Vec<String>,
+}
+
+/// Live nodes, and nodes that stopped or went silent within the last hour
+/// (so an operator sees the node that just died), live ones first.
+pub async fn node_overview(client: &impl GenericClient) -> Result<Vec<NodeOverview>, DbError> {
+    let rows = client
+        .query(
+            "SELECT n.id, n.name, n.host, n.pid, n.workers, n.busy, n.allow_shell, n.started_at,
+                    n.heartbeat_at, n.lease_ms, n.version, n.stopped_at,
+                    (n.stopped_at IS NULL
+                     AND n.heartbeat_at >= now() - n.lease_ms * interval '1 millisecond') AS alive,
+                    coalesce((SELECT array_agg(j.name ORDER BY r.started_at, r.id)
+                              FROM crondeck.runs r JOIN crondeck.jobs j ON j.id = r.job_id
+                              WHERE r.status = 'running' AND r.node_id = n.id),
+                             '{}'::text[]) AS running
+             FROM crondeck.nodes n
+             WHERE coalesce(n.stopped_at, n.heartbeat_at) >= now() - interval '1 hour'
+             ORDER BY alive DESC, n.started_at, n.id",
+            &[],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(NodeOverview {
+                node: NodeRow {
+                    id: r.try_get(0)?,
+                    name: r.try_get(1)?,
+                    host: r.try_get(2)?,
+                    pid: r.try_get(3)?,
+                    workers: r.try_get(4)?,
+                    busy: r.try_get(5)?,
+                    allow_shell: r.try_get(6)?,
+                    started_at: r.try_get(7)?,
+                    heartbeat_at: r.try_get(8)?,
+                    lease_ms: r.try_get(9)?,
+                },
+                version: r.try_get(10)?,
+                stopped_at: r.try_get(11)?,
+                alive: r.try_get(12)?,
+                running: r.try_get(13)?,
+            })
+        })
+        .collect()
+}

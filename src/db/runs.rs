@@ -556,6 +556,54 @@ pub async fn run_list(
     rows.iter().map(run_from_row).collect()
 }
 
+/// One page of a job's history, newest first, for paging through all of it
+/// by keyset (never OFFSET): the runs with an id below `before` (all when
+/// `None`), of `status` only when given, scheduled at or before `at` when
+/// given. Up to `limit` rows, and whether older ones exist.
+pub async fn run_page(
+    client: &impl GenericClient,
+    job_id: i64,
+    query: &RunPageQuery,
+    limit: i64,
+) -> Result<(Vec<RunRow>, bool), DbError> {
+    let sql = format!(
+        "SELECT {RUN_COLUMNS} FROM crondeck.runs
+         WHERE job_id = $1 AND ($2::bigint IS NULL OR id < $2)
+           AND ($3::text IS NULL OR status = $3)
+           AND ($4::timestamptz IS NULL OR scheduled_for <= $4)
+         ORDER BY id DESC LIMIT $5"
+    );
+    let rows = client
+        .query(
+            &sql,
+            &[
+                &job_id,
+                &query.before,
+                &query.status,
+                &query.at,
+                &limit.saturating_add(1),
+            ],
+        )
+        .await?;
+    let more = i64::try_from(rows.len()).unwrap_or(i64::MAX) > limit;
+    let runs = rows
+        .iter()
+        .take(usize::try_from(limit).unwrap_or(usize::MAX))
+        .map(run_from_row)
+        .collect::<Result<_, _>>()?;
+    Ok((runs, more))
+}
+
+/// Which page of a job's history: see [`run_page`]. The default is the
+/// newest page, unfiltered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunPageQuery {
+    /// Runs with an id below this (the last id of the page before).
+    pub before: Option<i64>,
+    pub status: Option<String>,
+    pub at: Option<DateTime<Utc>>,
+}
+
 pub async fn run_get(client: &impl GenericClient, run_id: i64) -> Result<Option<RunRow>, DbError> {
     let sql = format!("SELECT {RUN_COLUMNS} FROM crondeck.runs WHERE id = $1");
     let row = client.query_opt(&sql, &[&run_id]).await?;

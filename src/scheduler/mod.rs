@@ -131,6 +131,12 @@ pub struct NodeConfig {
     pub notifier: Option<Arc<crate::notify::Notifier>>,
     /// Told about runs (metrics); `None` by default.
     pub observer: Option<Arc<dyn RunObserver>>,
+    /// The node runs inside an interactive console (default false): its
+    /// claims leave a manual request younger than
+    /// [`crate::db::claim::CONSOLE_DEFER`] to another live node with a free
+    /// worker that can run the job, so a run asked for from a console
+    /// outlives the console. Alone, it claims at once.
+    pub console: bool,
 }
 
 /// Run-history retention (SPEC §3.15): per job, keep the newest `keep_runs`
@@ -175,6 +181,7 @@ impl Default for NodeConfig {
             retention: Retention::default(),
             notifier: None,
             observer: None,
+            console: false,
         }
     }
 }

@@ -108,6 +108,34 @@ impl NodeKiller {
     pub fn kill(&self) {
         self.shared.lease.kill_all();
     }
+
+    /// Stop every run executing here now, as an operator's cancel: each is
+    /// recorded `cancelled` with "cancelled by {by}". Returns how many were
+    /// asked to stop. Runs claimed after this call are not affected.
+    pub fn cancel_all(&self, by: &str) -> usize {
+        self.shared
+            .ledger
+            .snapshot()
+            .into_iter()
+            .filter(|&run_id| self.shared.ledger.cancel(run_id, by))
+            .count()
+    }
+
+    /// The node's view of itself, also while it shuts down.
+    pub fn status(&self) -> NodeStatus {
+        status_of(&self.shared)
+    }
+}
+
+fn status_of(shared: &Shared) -> NodeStatus {
+    NodeStatus {
+        node_id: shared.node_id(),
+        name: shared.config.name.clone(),
+        workers: shared.config.workers,
+        busy: shared.busy(),
+        lease_ok: shared.lease.is_ok(),
+        runs_finished: shared.runs_finished.load(Ordering::Relaxed),
+    }
 }
 
 impl NodeHandle {
@@ -184,6 +212,7 @@ impl NodeHandle {
         let id = node_register(&**client, &shared.node_info()).await?;
         drop(client);
         shared.lease.registered(id.clone(), started);
+        crate::logfmt::set_node_name(&shared.config.name);
         tracing::info!(node = %id, name = %shared.config.name, workers = shared.config.workers,
             allow_shell = shared.config.allow_shell, "scheduler node started");
 
@@ -197,14 +226,12 @@ impl NodeHandle {
     }
 
     pub fn status(&self) -> NodeStatus {
-        NodeStatus {
-            node_id: self.shared.node_id(),
-            name: self.shared.config.name.clone(),
-            workers: self.shared.config.workers,
-            busy: self.shared.busy(),
-            lease_ok: self.shared.lease.is_ok(),
-            runs_finished: self.shared.runs_finished.load(Ordering::Relaxed),
-        }
+        status_of(&self.shared)
+    }
+
+    /// How long running jobs may finish when the node shuts down.
+    pub fn shutdown_grace(&self) -> Duration {
+        self.shared.config.shutdown_grace
     }
 
     pub fn node_id(&self) -> String {
@@ -417,6 +444,7 @@ async fn cycle(
         allow_shell: shared.config.allow_shell,
         shell_allow: &shared.config.shell_allow,
         actor: &shared.actor,
+        console: shared.config.console,
     };
     let Ok(report) = tokio::time::timeout(
         shared.request_deadline(),

@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 use crossterm::event::KeyEvent;
 
 use crate::db::audit::AuditRecord;
-use crate::db::nodes::NodeRow;
-use crate::db::runs::{RunRow, RunningProgress};
+use crate::db::nodes::{NodeOverview, NodeRow};
+use crate::db::runs::{RunPageQuery, RunRow, RunningProgress};
 use crate::job::Job;
 use crate::schedule::Schedule;
 use crate::scheduler::NodeStatus;
@@ -30,6 +30,8 @@ pub enum Action {
     Data(DataEvent),
     /// SIGTERM or SIGHUP: leave cleanly.
     Terminate,
+    /// The embedded node finished shutting down (after a quit that waited).
+    NodeStopped,
 }
 
 /// What the data task reports.
@@ -37,18 +39,34 @@ pub enum Action {
 pub enum DataEvent {
     Connection(Link),
     Jobs(Box<JobsSnapshot>),
+    /// The newest page of a job's history.
     Runs {
         job_id: i64,
         runs: Vec<RunRow>,
+        /// Older runs exist.
+        more: bool,
     },
     Run {
         run_id: i64,
         run: Option<Box<RunRow>>,
     },
+    /// A page of history other than the newest unfiltered one.
+    History {
+        job_id: i64,
+        query: RunPageQuery,
+        runs: Vec<RunRow>,
+        more: bool,
+    },
     Audit(Vec<AuditRecord>),
     /// Progress of the running runs that reported some.
     Progress(Vec<RunningProgress>),
     Notifications(Vec<crate::db::notifications::DeliveryRow>),
+    /// The audit records of one job.
+    JobAudit {
+        job: String,
+        records: Vec<AuditRecord>,
+    },
+    Nodes(Vec<NodeOverview>),
     /// A mutation finished: the message to show, or why it failed.
     Done(Result<String, String>),
 }
@@ -84,9 +102,25 @@ pub enum Effect {
     /// The progress of running runs (a small request of its own, after a
     /// refresh that found jobs running).
     LoadProgress,
-    LoadAudit,
     LoadNotifications,
+    /// A page of a job's history (older, filtered, from a time).
+    LoadHistory {
+        job_id: i64,
+        query: RunPageQuery,
+    },
+    LoadAudit,
+    /// The audit records of one job (the audit opened from its detail).
+    LoadJobAudit(String),
+    /// Every node live or seen within the hour, with what it runs.
+    LoadNodes,
     Mutate(Mutation),
+    /// Stop the runs this console's own node executes, now (recorded
+    /// `cancelled`, saying the console quit). Handled by the event loop.
+    StopOwnRuns,
+    /// Shut this console's own node down: it stops claiming, its runs may
+    /// finish for the grace period. Handled by the event loop, which answers
+    /// `Action::NodeStopped`.
+    ShutdownNode,
     Quit,
 }
 
@@ -112,6 +146,9 @@ pub enum Mutation {
     Schedule {
         job: String,
         schedule: Schedule,
+        /// The schedule the dialog was opened on: a change made meanwhile
+        /// by someone else refuses this one (`ops::Expect`).
+        was: Schedule,
     },
     Next {
         job: String,
@@ -121,6 +158,8 @@ pub enum Mutation {
     Priority {
         job: String,
         priority: i32,
+        /// The priority the dialog was opened on (see `Schedule::was`).
+        was: i32,
     },
 }
 

@@ -14,9 +14,9 @@ use super::natural;
 use super::scroll;
 use super::theme::Theme;
 use crate::db::audit::AuditRecord;
-use crate::db::nodes::NodeRow;
+use crate::db::nodes::{NodeOverview, NodeRow};
 use crate::db::notifications::DeliveryRow;
-use crate::db::runs::{RunRow, RunningProgress};
+use crate::db::runs::{RunPageQuery, RunRow, RunningProgress};
 use crate::health::{job_health, ClusterHealth, JobHealth, State, Thresholds};
 use crate::job::Job;
 use crate::scheduler::NodeStatus;
@@ -94,7 +94,47 @@ pub struct DetailState {
     pub job_id: i64,
     pub runs: Option<Vec<RunRow>>,
     pub cursor: usize,
+    /// The page of history shown: newest (default), or older pages by
+    /// keyset, filtered by status, from a time.
+    pub query: RunPageQuery,
+    /// The `before` of each newer page, to page back to.
+    pub newer: Vec<Option<i64>>,
+    /// Older runs exist beyond this page.
+    pub more: bool,
+    /// `Some` while a time to jump to is typed (`t`).
+    pub jump: Option<Input>,
 }
+
+impl DetailState {
+    pub fn new(job_id: i64) -> DetailState {
+        DetailState {
+            job_id,
+            runs: None,
+            cursor: 0,
+            query: RunPageQuery::default(),
+            newer: Vec::new(),
+            more: false,
+            jump: None,
+        }
+    }
+
+    /// The first row's number in the whole (filtered) history, from 1.
+    pub fn first_row(&self) -> usize {
+        self.newer.len() * usize::try_from(HISTORY_LIMIT).unwrap_or(50) + 1
+    }
+}
+
+/// Run statuses the history filter (`f`) cycles through, after "all".
+pub const HISTORY_STATUSES: [&str; 8] = [
+    "failed",
+    "timed_out",
+    "skipped",
+    "succeeded",
+    "cancelled",
+    "interrupted",
+    "abandoned",
+    "running",
+];
 
 #[derive(Debug, Clone)]
 pub struct RunState {
@@ -124,10 +164,80 @@ impl RunState {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct AuditState {
     pub records: Option<Vec<AuditRecord>>,
+    /// Index into [`AuditState::visible`].
     pub cursor: usize,
+    /// Only this job's records (opened from a job's detail).
+    pub job: Option<String>,
+    /// `/` search over who, job, action, change and reason.
+    pub search: String,
+    /// `Some` while the search is typed.
+    pub search_input: Option<Input>,
+    /// The full entry under the cursor is shown (⏎).
+    pub open: bool,
+}
+
+impl AuditState {
+    pub fn for_job(job: Option<String>) -> AuditState {
+        AuditState {
+            job,
+            ..AuditState::default()
+        }
+    }
+
+    /// The records the search keeps, newest first.
+    pub fn visible(&self) -> Vec<&AuditRecord> {
+        let needle = self.search.trim().to_lowercase();
+        self.records
+            .iter()
+            .flatten()
+            .filter(|r| needle.is_empty() || audit_haystack(r).contains(&needle))
+            .collect()
+    }
+
+    pub fn selected(&self) -> Option<&AuditRecord> {
+        self.visible().get(self.cursor).copied()
+    }
+}
+
+/// What `/` searches in an audit record, lower-cased.
+fn audit_haystack(r: &AuditRecord) -> String {
+    format!(
+        "{} {} {} {} {} {} {}",
+        r.job_name,
+        r.action,
+        r.os_user.as_deref().unwrap_or(""),
+        r.host.as_deref().unwrap_or(""),
+        r.db_role,
+        crate::cli::output::audit_change(r.old.as_ref(), r.new.as_ref()),
+        r.reason.as_deref().unwrap_or("")
+    )
+    .to_lowercase()
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct NodesState {
+    pub nodes: Option<Vec<NodeOverview>>,
+    pub cursor: usize,
+}
+
+/// The quit dialog, shown on `q` while this console's node runs jobs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QuitState {
+    /// When the operator chose to wait (the node stopped claiming then);
+    /// `None` while the dialog still asks.
+    pub waiting_since: Option<DateTime<Utc>>,
+    /// The operator asked to stop the runs now.
+    pub stopping: bool,
+}
+
+/// A run this console's own node executes, for the quit dialog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnRun {
+    pub job: String,
+    pub since: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone)]
@@ -143,6 +253,7 @@ pub enum Screen {
     Run(RunState),
     Audit(AuditState),
     Notifications(NotificationsState),
+    Nodes(NodesState),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -201,6 +312,10 @@ pub struct App {
     pub width: u16,
     pub height: u16,
     pub quit: bool,
+    /// `Some` while the quit dialog is open (see [`QuitState`]).
+    pub quitting: Option<QuitState>,
+    /// How long this console's node lets runs finish when it stops.
+    pub shutdown_grace: chrono::Duration,
 }
 
 impl App {
@@ -241,7 +356,29 @@ impl App {
             width: 80,
             height: 24,
             quit: false,
+            quitting: None,
+            shutdown_grace: chrono::Duration::seconds(30),
         }
+    }
+
+    /// Runs this console's own node executes now: from the node's count,
+    /// named from the last snapshot (a run claimed since shows as unnamed).
+    pub fn own_runs(&self) -> (Vec<OwnRun>, usize) {
+        let Some(own) = &self.own_node else {
+            return (Vec::new(), 0);
+        };
+        let mut named: Vec<OwnRun> = self
+            .jobs
+            .iter()
+            .filter(|j| j.runtime.running_node_id.as_deref() == Some(own.node_id.as_str()))
+            .map(|j| OwnRun {
+                job: j.spec.name.clone(),
+                since: j.runtime.running_since,
+            })
+            .collect();
+        named.sort_by(|a, b| a.since.cmp(&b.since).then_with(|| a.job.cmp(&b.job)));
+        let unnamed = own.busy.saturating_sub(named.len());
+        (named, unnamed)
     }
 
     /// The screen on top, as a key-map bit.
@@ -252,6 +389,7 @@ impl App {
             Some(Screen::Run(_)) => keys::RUN,
             Some(Screen::Audit(_)) => keys::AUDIT,
             Some(Screen::Notifications(_)) => keys::NOTIFICATIONS,
+            Some(Screen::Nodes(_)) => keys::NODES,
         }
     }
 

@@ -26,8 +26,10 @@ use super::app::{AUDIT_LIMIT, HISTORY_LIMIT};
 use crate::db::audit::{audit_list, Actor};
 use crate::db::connect::ConnectionSpec;
 use crate::db::jobs::job_list;
-use crate::db::nodes::{jobs_no_node_can_run, node_list_live};
-use crate::db::runs::{run_get, run_list, run_progress_running, run_typical_durations};
+use crate::db::nodes::{jobs_no_node_can_run, node_list_live, node_overview};
+use crate::db::runs::{
+    run_get, run_page, run_progress_running, run_typical_durations, RunPageQuery,
+};
 use crate::db::DbError;
 use crate::ops::{self, JobChanges, OpsError};
 
@@ -35,6 +37,9 @@ use crate::ops::{self, JobChanges, OpsError};
 pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Client-side limit on one request (covers a network that went silent).
 const REQUEST_DEADLINE: Duration = Duration::from_secs(15);
+/// An answer this late marks the data STALE while the request still waits
+/// (issue 12: `● live` for 16 s with the server frozen).
+pub const OVERDUE_AFTER: Duration = Duration::from_secs(3);
 const BACKOFF_START: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// Typical durations are costlier; they are refreshed at most this often.
@@ -49,9 +54,12 @@ struct Pending {
     refresh: bool,
     runs: Option<i64>,
     run: Option<i64>,
+    history: Option<(i64, RunPageQuery)>,
     audit: bool,
     progress: bool,
     notifications: bool,
+    job_audit: Option<String>,
+    nodes: bool,
 }
 
 enum Work {
@@ -59,9 +67,12 @@ enum Work {
     Refresh,
     Runs(i64),
     Run(i64),
+    History(i64, RunPageQuery),
     Audit,
     Progress,
     Notifications,
+    JobAudit(String),
+    Nodes,
 }
 
 impl Pending {
@@ -72,10 +83,15 @@ impl Pending {
             Effect::Refresh => self.refresh = true,
             Effect::LoadRuns(id) => self.runs = Some(id),
             Effect::LoadRun(id) => self.run = Some(id),
+            Effect::LoadHistory { job_id, query } => self.history = Some((job_id, query)),
             Effect::LoadAudit => self.audit = true,
             Effect::LoadProgress => self.progress = true,
             Effect::LoadNotifications => self.notifications = true,
+            Effect::LoadJobAudit(job) => self.job_audit = Some(job),
+            Effect::LoadNodes => self.nodes = true,
             Effect::Mutate(m) => self.mutations.push_back(m),
+            // The event loop's, never sent here.
+            Effect::StopOwnRuns | Effect::ShutdownNode => {}
         }
         true
     }
@@ -95,6 +111,15 @@ impl Pending {
         }
         if std::mem::take(&mut self.progress) {
             return Some(Work::Progress);
+        }
+        if let Some((id, query)) = self.history.take() {
+            return Some(Work::History(id, query));
+        }
+        if let Some(job) = self.job_audit.take() {
+            return Some(Work::JobAudit(job));
+        }
+        if std::mem::take(&mut self.nodes) {
+            return Some(Work::Nodes);
         }
         if std::mem::take(&mut self.audit) {
             return Some(Work::Audit);
@@ -179,11 +204,36 @@ async fn run(
             continue;
         };
         if let Some(work) = pending.next() {
-            let outcome = tokio::time::timeout(
-                REQUEST_DEADLINE,
-                perform(&mut current.client, &actor, read_only, work, &mut typical),
-            )
-            .await;
+            // A hung server shows as STALE once an answer is overdue, not
+            // only when the deadline gives up on it.
+            let mut overdue = false;
+            let outcome = {
+                let request = tokio::time::timeout(
+                    REQUEST_DEADLINE,
+                    perform(&mut current.client, &actor, read_only, work, &mut typical),
+                );
+                tokio::pin!(request);
+                loop {
+                    tokio::select! {
+                        outcome = &mut request => break outcome,
+                        () = tokio::time::sleep(OVERDUE_AFTER), if !overdue => {
+                            overdue = true;
+                            tracing::warn!(after = ?OVERDUE_AFTER, "console: the database is not answering");
+                            let _ = events.send(DataEvent::Connection(Link::Lost {
+                                error: format!(
+                                    "no answer for {}s (the database may be hung); giving up after {}s",
+                                    OVERDUE_AFTER.as_secs(),
+                                    REQUEST_DEADLINE.as_secs()
+                                ),
+                            }));
+                        }
+                    }
+                }
+            };
+            if overdue && matches!(outcome, Ok(Ok(_) | Err(Failure::Refused(_)))) {
+                // It answered after all.
+                let _ = events.send(DataEvent::Connection(Link::Live));
+            }
             let lost = match outcome {
                 Ok(Ok(event)) => {
                     let _ = events.send(event);
@@ -292,12 +342,12 @@ async fn perform(
                 unrunnable,
             })))
         }
-        Work::Runs(job_id) => Ok(DataEvent::Runs {
-            job_id,
-            runs: run_list(&*client, job_id, HISTORY_LIMIT)
+        Work::Runs(job_id) => {
+            let (runs, more) = run_page(&*client, job_id, &RunPageQuery::default(), HISTORY_LIMIT)
                 .await
-                .map_err(lost)?,
-        }),
+                .map_err(lost)?;
+            Ok(DataEvent::Runs { job_id, runs, more })
+        }
         Work::Run(run_id) => Ok(DataEvent::Run {
             run_id,
             run: run_get(&*client, run_id).await.map_err(lost)?.map(Box::new),
@@ -305,6 +355,17 @@ async fn perform(
         Work::Progress => Ok(DataEvent::Progress(
             run_progress_running(&*client).await.map_err(lost)?,
         )),
+        Work::History(job_id, query) => {
+            let (runs, more) = run_page(&*client, job_id, &query, HISTORY_LIMIT)
+                .await
+                .map_err(lost)?;
+            Ok(DataEvent::History {
+                job_id,
+                query,
+                runs,
+                more,
+            })
+        }
         Work::Audit => Ok(DataEvent::Audit(
             audit_list(&*client, None, AUDIT_LIMIT)
                 .await
@@ -314,6 +375,15 @@ async fn perform(
             crate::db::notifications::delivery_list(&*client, crate::tui::app::NOTIFICATIONS_LIMIT)
                 .await
                 .map_err(lost)?,
+        )),
+        Work::JobAudit(job) => {
+            let records = audit_list(&*client, Some(&job), AUDIT_LIMIT)
+                .await
+                .map_err(lost)?;
+            Ok(DataEvent::JobAudit { job, records })
+        }
+        Work::Nodes => Ok(DataEvent::Nodes(
+            node_overview(&*client).await.map_err(lost)?,
         )),
         Work::Mutate(m) => {
             // The UI refuses first (update::mutation_refused); this is the fence.
@@ -352,7 +422,8 @@ async fn mutate(client: &mut Client, actor: &Actor, m: Mutation) -> Result<Strin
             reason,
             duration,
         } => {
-            ops::pause(client, actor, &job, reason.as_deref(), duration)
+            // The dialog opened on an active job: a pause made meanwhile wins.
+            ops::pause_active(client, actor, &job, reason.as_deref(), duration)
                 .await
                 .map_err(fail)?;
             Ok(format!("paused \"{job}\""))
@@ -365,12 +436,13 @@ async fn mutate(client: &mut Client, actor: &Actor, m: Mutation) -> Result<Strin
                 format!("\"{job}\" was not paused")
             })
         }
-        Mutation::Schedule { job, schedule } => {
+        Mutation::Schedule { job, schedule, was } => {
             let changes = JobChanges {
                 schedule: Some(schedule),
                 ..JobChanges::default()
             };
-            let updated = ops::set(client, actor, &job, &changes)
+            let expect = ops::Expect::Schedule(was);
+            let updated = ops::set_expecting(client, actor, &job, &changes, Some(&expect))
                 .await
                 .map_err(fail)?;
             Ok(format!(
@@ -388,12 +460,13 @@ async fn mutate(client: &mut Client, actor: &Actor, m: Mutation) -> Result<Strin
                 .map_err(fail)?;
             Ok(format!("moved the next run of \"{job}\""))
         }
-        Mutation::Priority { job, priority } => {
+        Mutation::Priority { job, priority, was } => {
             let changes = JobChanges {
                 priority: Some(priority),
                 ..JobChanges::default()
             };
-            ops::set(client, actor, &job, &changes)
+            let expect = ops::Expect::Priority(was);
+            ops::set_expecting(client, actor, &job, &changes, Some(&expect))
                 .await
                 .map_err(fail)?;
             Ok(format!("priority of \"{job}\" is now {priority}"))

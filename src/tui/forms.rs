@@ -63,6 +63,10 @@ pub struct Dialog {
     pub note: Option<String>,
     /// The job's next tick now, for previewing a new schedule.
     pub nextcall: Option<DateTime<Utc>>,
+    /// What the job had when the dialog opened: the change is refused if
+    /// someone changed it meanwhile (`ops::Expect`).
+    pub was_schedule: Schedule,
+    pub was_priority: i32,
 }
 
 fn field(label: &'static str, value: &str) -> Field {
@@ -135,6 +139,8 @@ impl Dialog {
             preview: Vec::new(),
             note,
             nextcall: job.nextcall,
+            was_schedule: job.spec.schedule.clone(),
+            was_priority: job.spec.priority,
         };
         dialog.validate(now, zone);
         dialog
@@ -159,7 +165,14 @@ impl Dialog {
             Kind::Schedule => self.validate_schedule(job, now, zone),
             Kind::Next => self.validate_next(job, now, zone),
             Kind::Priority => match self.value(0).trim().parse::<i32>() {
-                Ok(p) if p >= 0 => Ok((Mutation::Priority { job, priority: p }, p.to_string())),
+                Ok(p) if p >= 0 => Ok((
+                    Mutation::Priority {
+                        job,
+                        priority: p,
+                        was: self.was_priority,
+                    },
+                    p.to_string(),
+                )),
                 _ => Err(format!(
                     "\"{}\" is not a priority (expected 0 = most urgent, or a larger whole number)",
                     self.value(0).trim()
@@ -219,7 +232,8 @@ impl Dialog {
             self.preview.push(format!("next: {}", times.join(", ")));
         }
         let new = schedule.to_string();
-        Ok((Mutation::Schedule { job, schedule }, new))
+        let was = self.was_schedule.clone();
+        Ok((Mutation::Schedule { job, schedule, was }, new))
     }
 
     fn validate_next(

@@ -31,6 +31,11 @@ pub enum Command {
     Audit,
     Notifications,
     Refresh,
+    OlderPage,
+    NewerPage,
+    HistoryStatus,
+    HistoryTime,
+    Nodes,
 }
 
 /// Quick filters on health.
@@ -62,7 +67,8 @@ pub const DETAIL: Screens = 2;
 pub const RUN: Screens = 4;
 pub const AUDIT: Screens = 8;
 pub const NOTIFICATIONS: Screens = 16;
-pub const ALL: Screens = JOBS | DETAIL | RUN | AUDIT | NOTIFICATIONS;
+pub const NODES: Screens = 32;
+pub const ALL: Screens = JOBS | DETAIL | RUN | AUDIT | NOTIFICATIONS | NODES;
 
 /// A key and whether Ctrl is held. Shift is folded into the character.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,9 +199,9 @@ pub static BINDINGS: &[Binding] = &[
     bind(
         &[code(KeyCode::Enter)],
         ("⏎", "open"),
-        "open the job / run",
+        "open the job / run / entry",
         Command::Open,
-        JOBS | DETAIL,
+        JOBS | DETAIL | AUDIT,
         true,
     ),
     bind(
@@ -209,9 +215,9 @@ pub static BINDINGS: &[Binding] = &[
     bind(
         &[ch('/')],
         ("/", "filter"),
-        "filter by name, tag or command",
+        "filter jobs / search the audit",
         Command::Filter,
-        JOBS,
+        JOBS | AUDIT,
         true,
     ),
     bind(
@@ -323,7 +329,7 @@ pub static BINDINGS: &[Binding] = &[
     bind(
         &[ch('a')],
         ("a", "audit"),
-        "audit trail",
+        "audit (of the job, in its detail)",
         Command::Audit,
         JOBS | DETAIL,
         false,
@@ -334,6 +340,46 @@ pub static BINDINGS: &[Binding] = &[
         "notifications sent",
         Command::Notifications,
         JOBS | DETAIL,
+        false,
+    ),
+    bind(
+        &[ch('N')],
+        ("N", "nodes"),
+        "nodes and what they run",
+        Command::Nodes,
+        JOBS | DETAIL,
+        false,
+    ),
+    bind(
+        &[ch(']')],
+        ("]", "older"),
+        "older runs (history page)",
+        Command::OlderPage,
+        DETAIL,
+        true,
+    ),
+    bind(
+        &[ch('[')],
+        ("[", "newer"),
+        "newer runs (history page)",
+        Command::NewerPage,
+        DETAIL,
+        false,
+    ),
+    bind(
+        &[ch('f')],
+        ("f", "status"),
+        "history: one status at a time",
+        Command::HistoryStatus,
+        DETAIL,
+        false,
+    ),
+    bind(
+        &[ch('t')],
+        ("t", "time"),
+        "history: jump to a time",
+        Command::HistoryTime,
+        DETAIL,
         false,
     ),
     bind(
@@ -403,7 +449,7 @@ mod tests {
 
     #[test]
     fn no_key_is_bound_twice_on_one_screen() {
-        for screen in [JOBS, DETAIL, RUN, AUDIT, NOTIFICATIONS] {
+        for screen in [JOBS, DETAIL, RUN, AUDIT, NOTIFICATIONS, NODES] {
             let mut seen: Vec<Key> = Vec::new();
             for b in BINDINGS.iter().filter(|b| b.screens & screen != 0) {
                 for k in b.keys {

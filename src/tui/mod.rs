@@ -32,7 +32,7 @@ pub mod theme;
 pub mod update;
 pub mod views;
 
-pub use run::{log_path, run, ConsoleOptions};
+pub use run::{log_path, run, ConsoleDb, ConsoleOptions};
 
 #[cfg(test)]
 mod tests;

@@ -19,7 +19,22 @@ use super::terminal::{Term, TerminalGuard};
 use super::theme::Theme;
 use super::{data, update, views};
 use crate::database::Database;
-use crate::scheduler::{NodeConfig, NodeHandle};
+use crate::db::audit::Actor;
+use crate::db::connect::ConnectionSpec;
+use crate::scheduler::{NodeConfig, NodeHandle, NodeKiller};
+
+/// The database the console shows.
+pub enum ConsoleDb {
+    /// Opened (and, embedded, started, migrated, seeded); kept open for the
+    /// console's lifetime (it owns the embedded server).
+    Open(Box<Database>),
+    /// An external database that did not answer at start: the console opens
+    /// STALE and its data task keeps trying.
+    Unreachable {
+        spec: Box<ConnectionSpec>,
+        error: String,
+    },
+}
 
 /// How the console was asked to run.
 #[derive(Debug, Clone)]
@@ -44,10 +59,24 @@ pub fn log_path() -> Option<PathBuf> {
 }
 
 /// Run the console until the operator quits (or SIGTERM/SIGHUP/SIGINT).
-pub async fn run(db: Database, options: ConsoleOptions) -> anyhow::Result<()> {
+pub async fn run(db: ConsoleDb, options: ConsoleOptions) -> anyhow::Result<()> {
+    let (spec, target, unreachable) = match &db {
+        ConsoleDb::Open(db) => (db.spec.clone(), db.target.clone(), None),
+        ConsoleDb::Unreachable { spec, error } => {
+            ((**spec).clone(), spec.target(), Some(error.clone()))
+        }
+    };
     let mut startup_note = None;
     let node = match options.node {
-        Some(config) => match NodeHandle::start(db.spec.clone(), config).await {
+        Some(_) if unreachable.is_some() => {
+            startup_note = Some(
+                "the database is unreachable: this console's scheduler node did not start \
+                 (restart the console to run one)"
+                    .to_string(),
+            );
+            None
+        }
+        Some(config) => match NodeHandle::start(spec.clone(), config).await {
             Ok(node) => Some(node),
             Err(error) => {
                 // The console is still useful without its own node (another
@@ -60,48 +89,117 @@ pub async fn run(db: Database, options: ConsoleOptions) -> anyhow::Result<()> {
         None => None,
     };
     let (events_tx, events_rx) = mpsc::unbounded_channel();
-    let requests = data::spawn(db.spec.clone(), options.read_only, events_tx);
-    let mut app = App::new(
-        db.target.clone(),
-        options.read_only,
-        node.is_some(),
-        Utc::now(),
-    );
+    let requests = data::spawn(spec, options.read_only, events_tx);
+    let mut app = App::new(target, options.read_only, node.is_some(), Utc::now());
     app.theme = Theme::from_env(std::env::var("NO_COLOR").ok().as_deref());
     app.zone = Zone::Local;
+    if let Some(error) = unreachable {
+        update::update(
+            &mut app,
+            Action::Data(super::action::DataEvent::Connection(
+                super::action::Link::Lost { error },
+            )),
+        );
+    }
     if let Some(note) = startup_note {
         app.error(note);
     }
 
+    let killer = node.as_ref().map(NodeHandle::killer);
+    if let Some(node) = &node {
+        app.shutdown_grace = chrono::Duration::from_std(node.shutdown_grace())
+            .unwrap_or_else(|_| chrono::Duration::seconds(30));
+    }
+    let mut node = NodeSlot {
+        handle: node,
+        stopping: None,
+        killer,
+    };
     let result = {
         let mut guard = TerminalGuard::enter().context("setting up the terminal")?;
         event_loop(
             &mut guard.terminal,
             &mut app,
-            node.as_ref(),
+            &mut node,
             &requests,
             events_rx,
         )
         .await
     };
     let _ = requests.send(Effect::Quit);
-    if let Some(node) = node {
-        let busy = node.status().busy;
+    if let Some(handle) = node.handle.take() {
+        // Quit with nothing running here (or a signal): the graceful path.
+        let busy = handle.status().busy;
         if busy > 0 {
-            eprintln!("crondeck: waiting for {busy} running job(s) of this console's scheduler to finish…");
+            eprintln!("crondeck: waiting for {busy} running job(s) of this console's scheduler to finish (Ctrl-C stops them now)…");
         }
-        crate::signals::shutdown_or_stop_now(node)
+        crate::signals::shutdown_or_stop_now(handle)
             .await
+            .context("stopping the embedded scheduler node")?;
+    } else if let Some(task) = node.stopping.take() {
+        // A signal ended the console while the node was shutting down.
+        let killer = node.killer.clone();
+        let second = tokio::spawn(async move {
+            if crate::signals::wait_for_stop_signal().await.is_ok() {
+                if let Some(k) = killer {
+                    k.kill();
+                }
+            }
+        });
+        let outcome = task.await;
+        second.abort();
+        outcome
+            .context("the scheduler shutdown panicked")?
             .context("stopping the embedded scheduler node")?;
     }
     drop(db);
     result
 }
 
+/// This console's scheduler node, as the event loop sees it.
+struct NodeSlot {
+    /// Until a quit asks it to stop.
+    handle: Option<NodeHandle>,
+    /// Its graceful shutdown, once begun.
+    stopping: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    /// Status and stop-now, before and during the shutdown.
+    killer: Option<NodeKiller>,
+}
+
+impl NodeSlot {
+    fn status(&self) -> Option<crate::scheduler::NodeStatus> {
+        self.killer.as_ref().map(NodeKiller::status)
+    }
+
+    /// Carry out an effect meant for the node; false if it is not one.
+    fn handle_effect(&mut self, effect: &Effect) -> bool {
+        match effect {
+            Effect::StopOwnRuns => {
+                if let Some(k) = &self.killer {
+                    let by = format!("{} (quitting the console)", Actor::current().label());
+                    let n = k.cancel_all(&by);
+                    tracing::warn!(runs = n, "console quit: stopping this node's runs now");
+                }
+                true
+            }
+            Effect::ShutdownNode => {
+                if let Some(handle) = self.handle.take() {
+                    tracing::info!(
+                        "console quit: the scheduler node stops claiming and waits for its runs"
+                    );
+                    self.stopping = Some(tokio::spawn(handle.shutdown()));
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
 async fn event_loop(
     terminal: &mut Term,
     app: &mut App,
-    node: Option<&NodeHandle>,
+    node: &mut NodeSlot,
     requests: &mpsc::UnboundedSender<Effect>,
     mut events_rx: mpsc::UnboundedReceiver<super::action::DataEvent>,
 ) -> anyhow::Result<()> {
@@ -127,15 +225,37 @@ async fn event_loop(
         }
         let action = tokio::select! {
             event = input.next() => match event {
-                Some(Ok(Event::Key(key))) => Action::Key(key),
+                Some(Ok(Event::Key(key))) => {
+                    // What `q` decides on must be this instant's: a run
+                    // claimed since the last tick counts.
+                    let status = node.status();
+                    if status != app.own_node {
+                        update::update(app, Action::OwnNode(status));
+                    }
+                    Action::Key(key)
+                }
                 Some(Ok(Event::Resize(width, height))) => Action::Resize { width, height },
                 Some(Ok(_)) => continue,
                 Some(Err(e)) => return Err(e).context("reading the terminal"),
                 // The terminal is gone.
                 None => Action::Terminate,
             },
+            outcome = async {
+                match node.stopping.as_mut() {
+                    Some(task) => task.await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                node.stopping = None;
+                match outcome {
+                    Ok(Ok(())) => {}
+                    Ok(Err(error)) => tracing::warn!(error = %format!("{error:#}"), "stopping the embedded scheduler node"),
+                    Err(error) => tracing::error!(%error, "the scheduler shutdown panicked"),
+                }
+                Action::NodeStopped
+            }
             _ = tick.tick() => {
-                let status = node.map(NodeHandle::status);
+                let status = node.status();
                 if status != app.own_node {
                     update::update(app, Action::OwnNode(status));
                 }
@@ -147,6 +267,9 @@ async fn event_loop(
             _ = interrupt.recv() => Action::Terminate,
         };
         for effect in update::update(app, action) {
+            if node.handle_effect(&effect) {
+                continue;
+            }
             if effect != Effect::Quit {
                 // The data task only ends after Quit, so a send cannot fail
                 // before then; if it did, the console shows STALE data.

@@ -115,6 +115,7 @@ pub fn jobs() -> Vec<Job> {
     running.runtime.running_run_id = Some(77);
     running.runtime.running_since = Some(now() - secs(12));
     running.runtime.running_node_name = Some("node-a".into());
+    running.runtime.running_node_id = Some("n-a".into());
 
     let mut ok = job(6, "heartbeat", "every 5s", ActionKind::Sql, "SELECT 1");
     ok.spec.priority = 1;
@@ -310,8 +311,8 @@ pub fn audit() -> Vec<AuditRecord> {
         record(
             2,
             "pause",
-            Some(json!({"active": true, "paused": null})),
-            Some(json!({"active": false, "paused": {"reason": "deploy"}})),
+            Some(json!({"active": true, "paused_by": null, "paused_reason": null})),
+            Some(json!({"active": false, "paused_by": "ops@bastion", "paused_reason": "deploy"})),
             Some("deploy"),
         ),
         record(3, "run", None, Some(json!({"request_id": 12})), None),

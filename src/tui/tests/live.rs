@@ -91,6 +91,7 @@ fn run_view(lines: usize) -> App {
         Action::Data(DataEvent::Runs {
             job_id: 6,
             runs: runs(),
+            more: false,
         }),
     );
     update(&mut app, key(KeyCode::Enter));

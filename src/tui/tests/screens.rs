@@ -123,6 +123,7 @@ fn detail_app() -> App {
         Action::Data(DataEvent::Runs {
             job_id: id,
             runs: runs(),
+            more: false,
         }),
     );
     app

@@ -93,6 +93,7 @@ fn polls_on_the_detail_and_run_screens_reload_them() {
         Action::Data(DataEvent::Runs {
             job_id: 6,
             runs: runs(),
+            more: false,
         }),
     );
     update(&mut app, key(KeyCode::Enter)); // the running run
@@ -130,6 +131,7 @@ fn results_for_another_screen_are_ignored() {
         Action::Data(DataEvent::Runs {
             job_id: 6,
             runs: runs(),
+            more: false,
         }),
     );
     update(&mut app, Action::Data(DataEvent::Audit(audit())));
@@ -149,6 +151,7 @@ fn results_for_another_screen_are_ignored() {
         Action::Data(DataEvent::Runs {
             job_id: 5,
             runs: runs(),
+            more: false,
         }),
     );
     assert!(matches!(app.stack.last(), Some(Screen::Detail(d)) if d.runs.is_none()));

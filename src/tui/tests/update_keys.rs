@@ -191,6 +191,7 @@ fn enter_opens_detail_then_run_and_esc_backs_out() {
         Action::Data(DataEvent::Runs {
             job_id: 6,
             runs: runs(),
+            more: false,
         }),
     );
     update(&mut app, ch('j'));
@@ -232,11 +233,19 @@ fn help_opens_and_any_key_closes_it() {
 }
 
 #[test]
-fn q_and_ctrl_c_quit() {
-    let mut app = app();
+fn q_and_ctrl_c_quit_when_nothing_runs_here() {
+    let idle = |mut app: crate::tui::app::App| {
+        // This console's node runs nothing (the running job is another's).
+        if let Some(node) = app.own_node.as_mut() {
+            node.busy = 0;
+            node.node_id = "n-elsewhere".into();
+        }
+        app
+    };
+    let mut app = idle(app());
     assert_eq!(update(&mut app, ch('q')), vec![Effect::Quit]);
     assert!(app.quit);
-    let mut app = super::fixtures::app();
+    let mut app = idle(super::fixtures::app());
     assert_eq!(update(&mut app, ctrl('c')), vec![Effect::Quit]);
 }
 
@@ -380,6 +389,8 @@ fn the_schedule_editor_validates_every_keystroke() {
         vec![Effect::Mutate(Mutation::Schedule {
             job: "heartbeat".into(),
             schedule: Schedule::parse("90m").unwrap(),
+            // What the dialog opened on travels with the change.
+            was: Schedule::parse("5s").unwrap(),
         })]
     );
     // Cron with a zone, and manual, are accepted too.
@@ -458,7 +469,8 @@ fn priority_must_be_a_non_negative_number() {
         confirm(&mut app),
         vec![Effect::Mutate(Mutation::Priority {
             job: "heartbeat".into(),
-            priority: 0
+            priority: 0,
+            was: 1,
         })]
     );
 }

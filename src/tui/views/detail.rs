@@ -51,7 +51,7 @@ const RUN_COLUMNS: [Column; 9] = [
     },
     Column {
         title: "RESULT",
-        width: 14,
+        width: 24,
         drop: 2,
     },
     Column {
@@ -232,13 +232,67 @@ fn upcoming(app: &App, job: &Job, d: &DetailState) -> Vec<Line<'static>> {
     lines
 }
 
+/// The history's heading: which page, which filter, the paging keys; or
+/// the time being typed.
+fn history_line(app: &App, d: &DetailState) -> Line<'static> {
+    let t = &app.theme;
+    if let Some(input) = &d.jump {
+        return Line::from(vec![
+            Span::styled(" jump to ", t.key()),
+            Span::raw(one_line(input.value())),
+            Span::styled(
+                "▏ -8h · 02:00 · 2026-11-30 22:00 · ⏎ jump (empty: now) · esc",
+                t.dim(),
+            ),
+        ]);
+    }
+    let count = d.runs.as_ref().map_or(0, Vec::len);
+    let first = d.first_row();
+    let mut parts = vec![if count == 0 {
+        "history".to_string()
+    } else {
+        format!("runs {first}–{}", first + count - 1)
+    }];
+    parts.push(if d.newer.is_empty() {
+        "newest".to_string()
+    } else {
+        format!("page {}", d.newer.len() + 1)
+    });
+    if let Some(status) = &d.query.status {
+        parts.push(format!("only {status}"));
+    }
+    if let Some(at) = d.query.at {
+        parts.push(format!("from {} back", app.zone.format(at, "%m-%d %H:%M")));
+    }
+    if d.more {
+        parts.push("more older".to_string());
+    } else if count > 0 {
+        parts.push("oldest reached".to_string());
+    }
+    Line::from(vec![
+        Span::styled(format!(" {}", parts.join(" · ")), t.title()),
+        Span::styled("  ] [ page · f status · t time", t.dim()),
+    ])
+}
+
 fn history(frame: &mut Frame, area: Rect, app: &App, d: &DetailState) {
     let t = &app.theme;
+    let [heading, area] = Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(area);
+    frame.render_widget(Paragraph::new(history_line(app, d)), heading);
     let Some(runs) = &d.runs else {
+        frame.render_widget(
+            Paragraph::new(Line::styled(" loading runs…", t.dim())),
+            area,
+        );
         return;
     };
     if runs.is_empty() {
-        frame.render_widget(Paragraph::new(Line::styled(" no runs yet", t.dim())), area);
+        let text = if d.query == crate::db::runs::RunPageQuery::default() {
+            " no runs yet"
+        } else {
+            " no runs match"
+        };
+        frame.render_widget(Paragraph::new(Line::styled(text, t.dim())), area);
         return;
     }
     let keep = fit_columns(&RUN_COLUMNS, area.width);
@@ -276,9 +330,16 @@ fn run_cells(app: &App, r: &RunRow) -> [String; 9] {
     } else if let Some(state) = &r.sqlstate {
         format!("SQLSTATE {state}")
     } else if let Some(reason) = &r.reason {
-        one_line(reason)
+        reason_words(reason)
     } else {
         String::new()
+    };
+    // Skipped and coalesced rows stand for several ticks: say how many,
+    // also where the TICKS column does not fit.
+    let result = match (r.ticks, result.is_empty()) {
+        (n, _) if n <= 1 => result,
+        (n, true) => format!("{n} ticks"),
+        (n, false) => format!("{result}, {n} ticks"),
     };
     let duration = match (r.duration_ms, r.started_at) {
         (Some(ms), _) => millis(ms),
@@ -297,4 +358,13 @@ fn run_cells(app: &App, r: &RunRow) -> [String; 9] {
         result,
         r.ticks.to_string(),
     ]
+}
+
+/// A skipped tick's reason as the operator reads it.
+fn reason_words(reason: &str) -> String {
+    match reason {
+        "scheduler_down" => "no node on time".to_string(),
+        "catchup_skip" => "catch-up skip".to_string(),
+        other => one_line(other),
+    }
 }

@@ -60,6 +60,10 @@ fn nodes_line(app: &App) -> Line<'static> {
     let t = &app.theme;
     let cluster = app.cluster();
     let mut spans = vec![Span::raw(" ")];
+    // First, so a narrow screen never cuts it: whether jobs run in here.
+    if !app.scheduler {
+        spans.push(Span::styled("this console runs no node · ", t.dim()));
+    }
     if app.data_at.is_some() && cluster.no_live_node() {
         spans.push(Span::styled(
             " ‼ NO LIVE NODE: nothing is executing jobs ",
@@ -85,9 +89,7 @@ fn nodes_line(app: &App) -> Line<'static> {
             .collect();
         spans.push(Span::raw(names.join(", ")));
     }
-    if !app.scheduler {
-        spans.push(Span::styled(" · this console runs no scheduler", t.dim()));
-    } else if app.own_node.as_ref().is_some_and(|s| !s.lease_ok) {
+    if app.scheduler && app.own_node.as_ref().is_some_and(|s| !s.lease_ok) {
         spans.push(Span::styled(" · this node lost its lease", t.warn()));
     }
     Line::from(spans)

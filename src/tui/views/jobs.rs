@@ -223,7 +223,11 @@ fn cells(app: &App, job: &Job, state: State) -> [String; 10] {
         (Some(since), None) if rt.running_run_id.is_some() => {
             format!("running {}", compact(now - since))
         }
-        _ => short_result(rt),
+        // Why it is paused says more than its last result (in the detail).
+        _ => match job.pause.as_ref().and_then(|p| p.reason.as_deref()) {
+            Some(reason) if state == State::Paused => format!("‖ {}", one_line(reason)),
+            _ => short_result(rt),
+        },
     };
     let duration = match (rt.last_duration_ms, app.typical_ms.get(&job.id)) {
         (None, _) => "-".to_string(),
@@ -233,7 +237,11 @@ fn cells(app: &App, job: &Job, state: State) -> [String; 10] {
         (Some(last), None) => compact_millis(last),
     };
     let next = match state {
-        State::Paused => "paused".to_string(),
+        // A timed pause says when it ends.
+        State::Paused => match job.pause.as_ref().and_then(|p| p.until) {
+            Some(until) if until > now => format!("til {}", compact(until - now)),
+            _ => "paused".to_string(),
+        },
         State::Done => "done".to_string(),
         _ => compact_next(job.nextcall, now),
     };

@@ -8,6 +8,8 @@ pub mod header;
 pub mod help;
 pub mod jobs;
 pub mod notifications;
+pub mod nodes;
+pub mod quit;
 pub mod run;
 
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -54,6 +56,7 @@ fn draw_screen(frame: &mut Frame, app: &App) {
         Some(Screen::Run(r)) => run::draw(frame, body, app, r),
         Some(Screen::Audit(a)) => audit::draw(frame, body, app, a),
         Some(Screen::Notifications(n)) => notifications::draw(frame, body, app, n),
+        Some(Screen::Nodes(n)) => nodes::draw(frame, body, app, n),
     }
     help::footer(frame, bottom, app);
     if let Some(d) = &app.dialog {
@@ -61,6 +64,9 @@ fn draw_screen(frame: &mut Frame, app: &App) {
     }
     if app.help {
         help::draw(frame, area, app);
+    }
+    if let Some(q) = &app.quitting {
+        quit::draw(frame, area, app, q);
     }
 }
 
