@@ -1205,3 +1205,67 @@ async fn smtp_refuses_a_relay_certificate_it_cannot_verify() {
     );
     assert!(mails.lock().unwrap().is_empty());
 }
+
+/// Two channels of one episode delivered at the same moment by two nodes:
+/// the episode ends `sent`, not `pending` for ever. The second report waits
+/// for the first to commit (held open here), then sees it.
+#[tokio::test]
+async fn two_channels_finishing_at_once_leave_the_episode_sent() {
+    let db = TestDb::new().await;
+    let setup = db.client().await;
+    setup
+        .batch_execute(
+            "INSERT INTO crondeck.notifications (dedup_key, event, message, payload, created_by)
+                 VALUES ('race/1', 'overdue', 'm', '{}', 'test');
+             INSERT INTO crondeck.notification_deliveries
+                 (notification_id, channel, kind, max_attempts)
+                 SELECT id, c, 'webhook', 3 FROM crondeck.notifications, unnest(ARRAY['a', 'b']) c;",
+        )
+        .await
+        .unwrap();
+    let claimed = setup
+        .query(
+            "SELECT delivery_id, attempt FROM crondeck.outbox_claim('n', ARRAY['a', 'b'], 60000, 10)",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 2);
+    let ids: Vec<(i64, i32)> = claimed.iter().map(|r| (r.get(0), r.get(1))).collect();
+
+    let first = db.client().await;
+    first.batch_execute("BEGIN").await.unwrap();
+    let done: bool = first
+        .query_one(
+            "SELECT crondeck.outbox_finish($1, 'n', $2, NULL)",
+            &[&ids[0].0, &ids[0].1],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(done);
+    let second = db.client().await;
+    let (b_id, b_attempt) = ids[1];
+    let other = tokio::spawn(async move {
+        second
+            .query_one(
+                "SELECT crondeck.outbox_finish($1, 'n', $2, NULL)",
+                &[&b_id, &b_attempt],
+            )
+            .await
+            .unwrap()
+            .get::<_, bool>(0)
+    });
+    // The second report is under way (it waits on the first's lock or has
+    // already computed its summary) before the first commits.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    first.batch_execute("COMMIT").await.unwrap();
+    assert!(other.await.unwrap());
+    let status: String = scalar(
+        &setup,
+        "SELECT status FROM crondeck.notifications WHERE dedup_key = 'race/1'",
+        &[],
+    )
+    .await;
+    assert_eq!(status, "sent");
+}

@@ -116,6 +116,12 @@ BEGIN
     IF episode IS NULL THEN
         RETURN false;
     END IF;
+    -- Two channels of one episode may finish at the same moment on two nodes.
+    -- Lock the episode first, so the summary below (a new statement, hence a
+    -- new snapshot) sees the other finish once it committed; computed in the
+    -- same statement as the lock, both would see the other still pending and
+    -- the episode would stay 'pending' for ever.
+    PERFORM 1 FROM crondeck.notifications WHERE id = episode FOR UPDATE;
     UPDATE crondeck.notifications n
     SET status = s.status, deliveries = s.deliveries, sent_at = s.sent_at
     FROM (SELECT CASE WHEN bool_or(x.status IN ('pending', 'retrying')) THEN 'pending'

@@ -7,8 +7,8 @@ pub mod dialog;
 pub mod header;
 pub mod help;
 pub mod jobs;
-pub mod notifications;
 pub mod nodes;
+pub mod notifications;
 pub mod quit;
 pub mod run;
 
