@@ -55,6 +55,12 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "shell_allow_dirs",
         sql: include_str!("migrations/0007_shell_allow_dirs.sql"),
     },
+    // issue 15 (perf): change tracking for the console's incremental refresh.
+    Migration {
+        version: 10,
+        name: "change_tracking",
+        sql: include_str!("migrations/0010_change_tracking.sql"),
+    },
 ];
 
 /// Arbitrary but fixed key for `pg_advisory_lock`; "crondeck" in ASCII.

@@ -336,19 +336,64 @@ impl App {
         self.clock_offset = db_now - wall;
         self.now = db_now;
         self.data_at = Some(db_now);
-        self.haystack = jobs
-            .iter()
-            .map(|j| {
-                format!(
-                    "{} {} {}",
-                    j.spec.name,
-                    j.spec.tags.join(" "),
-                    j.spec.command
-                )
-                .to_lowercase()
-            })
-            .collect();
+        self.haystack = jobs.iter().map(haystack_of).collect();
         self.jobs = jobs;
+        self.take_snapshot(nodes, typical_ms, unrunnable, first);
+    }
+
+    /// Take an incremental snapshot: `changed` jobs replace (or join) the
+    /// ones held, `removed` ones go. Per-job derived state (the filter's
+    /// haystack) is rebuilt for the changed jobs only.
+    #[allow(clippy::too_many_arguments)]
+    pub fn merge_jobs(
+        &mut self,
+        changed: Vec<Job>,
+        removed: &[i64],
+        nodes: Vec<NodeRow>,
+        typical_ms: HashMap<i64, i64>,
+        unrunnable: HashSet<i64>,
+        db_now: DateTime<Utc>,
+        wall: DateTime<Utc>,
+    ) {
+        let first = self.data_at.is_none();
+        self.clock_offset = db_now - wall;
+        self.now = db_now;
+        self.data_at = Some(db_now);
+        if !removed.is_empty() {
+            let gone: HashSet<i64> = removed.iter().copied().collect();
+            let keep: Vec<bool> = self.jobs.iter().map(|j| !gone.contains(&j.id)).collect();
+            let mut keep_job = keep.iter();
+            self.jobs
+                .retain(|_| keep_job.next().copied().unwrap_or(true));
+            let mut keep_hay = keep.iter();
+            self.haystack
+                .retain(|_| keep_hay.next().copied().unwrap_or(true));
+        }
+        let mut incoming: HashMap<i64, Job> = changed.into_iter().map(|j| (j.id, j)).collect();
+        if !incoming.is_empty() {
+            for (job, hay) in self.jobs.iter_mut().zip(self.haystack.iter_mut()) {
+                if let Some(new) = incoming.remove(&job.id) {
+                    *hay = haystack_of(&new);
+                    *job = new;
+                }
+            }
+            let mut added: Vec<Job> = incoming.into_values().collect();
+            added.sort_by_key(|j| j.id);
+            for job in added {
+                self.haystack.push(haystack_of(&job));
+                self.jobs.push(job);
+            }
+        }
+        self.take_snapshot(nodes, typical_ms, unrunnable, first);
+    }
+
+    fn take_snapshot(
+        &mut self,
+        nodes: Vec<NodeRow>,
+        typical_ms: HashMap<i64, i64>,
+        unrunnable: HashSet<i64>,
+        first: bool,
+    ) {
         self.nodes = nodes;
         self.typical_ms = typical_ms;
         self.unrunnable = unrunnable;
@@ -504,6 +549,17 @@ impl App {
             error: true,
         });
     }
+}
+
+/// What the filter matches a job against.
+fn haystack_of(j: &Job) -> String {
+    format!(
+        "{} {} {}",
+        j.spec.name,
+        j.spec.tags.join(" "),
+        j.spec.command
+    )
+    .to_lowercase()
 }
 
 /// `text` wrapped to `width` with a one-cell margin on every line.

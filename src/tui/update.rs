@@ -89,14 +89,26 @@ fn on_data(app: &mut App, event: DataEvent) -> Vec<Effect> {
         DataEvent::Jobs(snapshot) => {
             let s = *snapshot;
             app.conn = Conn::Live;
-            app.set_jobs(
-                s.jobs,
-                s.nodes,
-                s.typical_ms,
-                s.unrunnable,
-                s.db_now,
-                s.wall,
-            );
+            if s.full {
+                app.set_jobs(
+                    s.jobs,
+                    s.nodes,
+                    s.typical_ms,
+                    s.unrunnable,
+                    s.db_now,
+                    s.wall,
+                );
+            } else {
+                app.merge_jobs(
+                    s.jobs,
+                    &s.removed,
+                    s.nodes,
+                    s.typical_ms,
+                    s.unrunnable,
+                    s.db_now,
+                    s.wall,
+                );
+            }
         }
         DataEvent::Runs { job_id, runs } => {
             if let Some(Screen::Detail(d)) = app.stack.last_mut() {
