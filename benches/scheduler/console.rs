@@ -35,7 +35,7 @@ const CHANGED: i64 = 100;
 const CHANGE_SQL: &str = "UPDATE crondeck.jobs SET last_status = 'succeeded',
          last_started_at = now(), last_ended_at = now(), last_duration_ms = 3,
          failure_streak = 0
-     WHERE id IN (SELECT 1 + floor(random() * $1)::bigint FROM generate_series(1, $2))";
+     WHERE id IN (SELECT 1 + floor(random() * $1::int8)::bigint FROM generate_series(1, $2::int8))";
 
 fn ms(since: Instant) -> f64 {
     since.elapsed().as_secs_f64() * 1000.0

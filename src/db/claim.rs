@@ -20,7 +20,10 @@
 //! The statements on the path from a tick to its run's start and end are
 //! sent typed (`query_typed`: parse, bind and execute in one round trip)
 //! rather than prepared first (two round trips): a tick's lateness is mostly
-//! round trips.
+//! round trips. The claim's `BEGIN` is pipelined with its first statement,
+//! which probes what else the claim must do and reads and locks the due jobs
+//! (`first_read`), and all its scheduled starts are one statement
+//! (`start_scheduled`): the run's insert is the second round trip.
 //!
 //! Both are fenced on the node's *registration* being alive by lease in
 //! database time (`db::nodes::alive_at`), not on anything the node believes:
@@ -53,8 +56,8 @@ use super::jobs::{job_columns_of, job_from_row, JOB_COLUMNS};
 use super::nodes::alive_at;
 use super::requests::request_retry;
 use super::runs::{
-    run_finish, run_insert_scheduled, run_insert_skipped, run_insert_started, Finished, NewRun,
-    RunOutcome, RunStatus, ScheduledStart, TickReason, Trigger,
+    run_finish, run_insert_skipped, run_insert_started, Finished, NewRun, RunOutcome, RunStatus,
+    ScheduledStart, TickReason, Trigger,
 };
 use super::DbError;
 use crate::job::{Catchup, Job};
@@ -139,13 +142,21 @@ async fn readable_job(
 }
 
 /// Run one claim transaction, starting at most `limit` runs.
+///
+/// The transaction's `BEGIN` and its first statement (the probe and the
+/// due jobs, `first_read`) are sent together, so a tick's run is inserted
+/// after two round trips (that one and the insert) instead of four. The
+/// client must be a plain connection, not already inside a transaction.
 pub async fn claim(
-    client: &mut impl GenericClient,
+    client: &mut tokio_postgres::Client,
     claimer: &Claimer<'_>,
     limit: usize,
 ) -> Result<ClaimReport, DbError> {
-    let tx = client.transaction().await?;
-    let work = probe(&tx, claimer).await?;
+    let tx = PipelinedTransaction {
+        client: &*client,
+        done: false,
+    };
+    let (work, due) = first_read(&tx, claimer, limit).await?;
     if !work.registration_alive {
         // Fenced: a registration whose lease ran out claims nothing, even if
         // no other node has declared it dead yet (a node just woken from a
@@ -156,29 +167,62 @@ pub async fn claim(
     let now = work.now;
     let mut report = ClaimReport::default();
     if work.pauses_to_lift {
-        resume_expired_pauses(&tx, claimer, now, &mut report).await?;
+        resume_expired_pauses(tx.client, claimer, now, &mut report).await?;
     }
     if work.overlapping_ticks {
-        skip_overlapping_ticks(&tx, claimer, now, &mut report).await?;
+        skip_overlapping_ticks(tx.client, claimer, now, &mut report).await?;
     }
     if limit > 0 && work.pending_requests {
-        start_requests(&tx, claimer, limit, &mut report).await?;
+        start_requests(tx.client, claimer, limit, &mut report).await?;
     }
     let left = limit.saturating_sub(report.started.len());
-    if left > 0 {
-        start_due_jobs(&tx, claimer, now, left, &mut report).await?;
+    if left > 0 && !due.is_empty() {
+        start_due_jobs(tx.client, claimer, now, left, due, &mut report).await?;
     }
     tx.commit().await?;
     Ok(report)
 }
 
+/// A transaction begun by sending `BEGIN` without waiting for its answer
+/// (`tokio_postgres::Client::transaction` waits for it). Like
+/// `tokio_postgres::Transaction`, it rolls back when dropped unfinished (a
+/// failed statement, a cancelled future), so the connection never goes back
+/// to the pool inside it.
+struct PipelinedTransaction<'a> {
+    client: &'a tokio_postgres::Client,
+    done: bool,
+}
+
+impl PipelinedTransaction<'_> {
+    async fn commit(mut self) -> Result<(), DbError> {
+        self.done = true;
+        self.client.batch_execute("COMMIT").await?;
+        Ok(())
+    }
+
+    async fn rollback(mut self) -> Result<(), DbError> {
+        self.done = true;
+        self.client.batch_execute("ROLLBACK").await?;
+        Ok(())
+    }
+}
+
+impl Drop for PipelinedTransaction<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            // What `tokio_postgres::Transaction`'s own drop does: queue a
+            // ROLLBACK on the connection without waiting for its answer.
+            self.client.__private_api_rollback(None);
+        }
+    }
+}
+
 /// What a claim has to look at, from one cheap read at the start of the
-/// claim transaction. Most claims start one due job and have nothing to
-/// resume, skip or serve; each query skipped here is two round trips (parse,
-/// then execute) off the start of every run. Something committed by another
-/// session just after this read wakes the node again (NOTIFY), or is due by
-/// time and caught by `next_wake`, so nothing is missed, only seen one claim
-/// later.
+/// claim transaction. Most claims start due jobs and have nothing to
+/// resume, skip or serve; each query skipped here is a round trip off the
+/// start of every run. Something committed by another session just after
+/// this read wakes the node again (NOTIFY), or is due by time and caught by
+/// `next_wake`, so nothing is missed, only seen one claim later.
 struct Probe {
     now: DateTime<Utc>,
     /// The claimer's registration is alive by lease at the claim's instant.
@@ -188,43 +232,88 @@ struct Probe {
     pending_requests: bool,
 }
 
-async fn probe(tx: &impl GenericClient, claimer: &Claimer<'_>) -> Result<Probe, DbError> {
+/// `BEGIN`, then in one statement the probe and the due jobs this claim may
+/// start (locked `FOR UPDATE SKIP LOCKED`, in (priority, nextcall) order, at
+/// most `limit`), sent together: one round trip. The due jobs are read only
+/// if the registration is alive in that same statement, and the caller
+/// starts nothing unless it is. They are read before the claim's other
+/// steps, which cannot take them: paused jobs are not active, overlapping
+/// ticks belong to running jobs, and a job that a request starts first is
+/// left for the next claim (see `start_due_jobs`), as when the due jobs
+/// were read after the requests.
+async fn first_read(
+    tx: &PipelinedTransaction<'_>,
+    claimer: &Claimer<'_>,
+    limit: usize,
+) -> Result<(Probe, Vec<tokio_postgres::Row>), DbError> {
     // Each test walks a small index: paused jobs, running runs (one per
     // running job: `runs_one_running`), pending requests. The registration
     // is looked at first: the rest is useless if it is dead.
     let sql = format!(
-        "SELECT now(),
-             EXISTS (SELECT 1 FROM crondeck.nodes WHERE id = $3 AND {alive}),
-             EXISTS (SELECT 1 FROM crondeck.jobs
-                     WHERE NOT active AND numbercall <> 0 AND paused_until <= now()),
-             EXISTS (SELECT 1 FROM crondeck.runs r JOIN crondeck.jobs j ON j.id = r.job_id
-                     WHERE r.status = 'running' AND j.active AND j.numbercall <> 0
-                       AND j.nextcall <= now()
-                       AND crondeck.can_run(j.action_kind, j.command, $1, $2)),
-             EXISTS (SELECT 1 FROM crondeck.run_requests
-                     WHERE state = 'pending' AND not_before <= now()),
-             -- This transaction's tick updates are the scheduler's own
-             -- (not audited; see crondeck.jobs_audit).
-             set_config('crondeck.context', 'scheduler', true)",
+        "WITH probe AS MATERIALIZED (
+             SELECT now() AS claim_now,
+                 EXISTS (SELECT 1 FROM crondeck.nodes WHERE id = $3 AND {alive}) AS alive,
+                 EXISTS (SELECT 1 FROM crondeck.jobs
+                         WHERE NOT active AND numbercall <> 0 AND paused_until <= now())
+                     AS pauses,
+                 EXISTS (SELECT 1 FROM crondeck.runs r JOIN crondeck.jobs j ON j.id = r.job_id
+                         WHERE r.status = 'running' AND j.active AND j.numbercall <> 0
+                           AND j.nextcall <= now()
+                           AND crondeck.can_run(j.action_kind, j.command, $1, $2))
+                     AS overlaps,
+                 EXISTS (SELECT 1 FROM crondeck.run_requests
+                         WHERE state = 'pending' AND not_before <= now()) AS requests,
+                 -- This transaction's tick updates are the scheduler's own
+                 -- (not audited; see crondeck.jobs_audit).
+                 set_config('crondeck.context', 'scheduler', true) AS context
+         ),
+         due AS (
+             SELECT {JOB_COLUMNS} FROM crondeck.jobs
+             WHERE active AND numbercall <> 0 AND nextcall <= now() AND running_run_id IS NULL
+               AND crondeck.can_run(action_kind, command, $1, $2)
+               AND (SELECT alive FROM probe)
+             ORDER BY priority, nextcall
+             LIMIT $4
+             FOR UPDATE SKIP LOCKED
+         )
+         SELECT probe.claim_now, probe.alive, probe.pauses, probe.overlaps, probe.requests,
+                due.*
+         FROM probe LEFT JOIN due ON true",
         alive = alive_at("now()")
     );
-    let row = tx
-        .query_typed_one(
-            &sql,
-            &[
-                (&claimer.allow_shell, Type::BOOL),
-                (&claimer.shell_allow, Type::TEXT_ARRAY),
-                (&claimer.node_id, Type::TEXT),
-            ],
-        )
-        .await?;
-    Ok(Probe {
-        now: row.try_get(0)?,
-        registration_alive: row.try_get(1)?,
-        pauses_to_lift: row.try_get(2)?,
-        overlapping_ticks: row.try_get(3)?,
-        pending_requests: row.try_get(4)?,
-    })
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let params: [(&(dyn ToSql + Sync), Type); 4] = [
+        (&claimer.allow_shell, Type::BOOL),
+        (&claimer.shell_allow, Type::TEXT_ARRAY),
+        (&claimer.node_id, Type::TEXT),
+        (&limit, Type::INT8),
+    ];
+    // Polled in order: BEGIN goes out first, the read right behind it.
+    let (begun, read) = futures_util::future::join(
+        tx.client.batch_execute("BEGIN"),
+        tx.client.query_typed(&sql, &params),
+    )
+    .await;
+    begun?;
+    let rows = read?;
+    let first = rows
+        .first()
+        .ok_or_else(|| DbError::Corrupt("the claim's first read returned no row".into()))?;
+    let probe = Probe {
+        now: first.try_get(0)?,
+        registration_alive: first.try_get(1)?,
+        pauses_to_lift: first.try_get(2)?,
+        overlapping_ticks: first.try_get(3)?,
+        pending_requests: first.try_get(4)?,
+    };
+    // No due job: the probe's one row, with a NULL job.
+    let mut due = Vec::with_capacity(rows.len());
+    for row in rows {
+        if row.try_get::<_, Option<i64>>("id")?.is_some() {
+            due.push(row);
+        }
+    }
+    Ok((probe, due))
 }
 
 async fn resume_expired_pauses(
@@ -385,24 +474,18 @@ async fn start_due_jobs(
     claimer: &Claimer<'_>,
     now: DateTime<Utc>,
     limit: usize,
+    due: Vec<tokio_postgres::Row>,
     report: &mut ClaimReport,
 ) -> Result<(), DbError> {
-    let sql = format!(
-        "SELECT {JOB_COLUMNS} FROM crondeck.jobs
-         WHERE active AND numbercall <> 0 AND nextcall <= now() AND running_run_id IS NULL
-           AND crondeck.can_run(action_kind, command, $1, $3)
-         ORDER BY priority, nextcall
-         LIMIT $2
-         FOR UPDATE SKIP LOCKED"
-    );
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let params: [(&(dyn ToSql + Sync), Type); 3] = [
-        (&claimer.allow_shell, Type::BOOL),
-        (&limit, Type::INT8),
-        (&claimer.shell_allow, Type::TEXT_ARRAY),
-    ];
+    // Jobs a request of this claim started are running now: their tick is
+    // left due, and the next claim records it as an overlap.
+    let started_by_requests: Vec<i64> = report.started.iter().map(|r| r.job.id).collect();
     let mut starts = Vec::new();
-    for row in tx.query_typed(&sql, &params).await? {
+    for row in due {
+        let id: i64 = row.try_get("id")?;
+        if started_by_requests.contains(&id) {
+            continue;
+        }
         let Some(job) = readable_job(tx, &row).await? else {
             continue;
         };
@@ -425,6 +508,11 @@ async fn start_due_jobs(
             report.skipped_ticks += ticks;
             continue;
         }
+        if starts.len() >= limit {
+            // Read (and locked) but not started: requests of this claim took
+            // the workers. Still due; the next claim takes it.
+            continue;
+        }
         let numbercall = if job.spec.numbercall > 0 {
             job.spec.numbercall - 1
         } else {
@@ -445,36 +533,20 @@ async fn start_due_jobs(
     if starts.is_empty() {
         return Ok(());
     }
-    // Every start in two statements, whatever their number: a herd of due
+    // Every start in one statement, whatever their number: a herd of due
     // jobs used to cost two statements per job, one after the other, and
     // the last job's start waited for all of them.
-    let ticks: Vec<ScheduledStart> = starts.iter().map(|s| s.tick.clone()).collect();
-    let inserted = run_insert_scheduled(tx, &ticks, claimer.node_id, claimer.node_name).await?;
-    let runs: HashMap<i64, (i64, DateTime<Utc>)> = inserted
-        .into_iter()
-        .map(|(job_id, run_id, started_at)| (job_id, (run_id, started_at)))
-        .collect();
-    let mut marks = Vec::with_capacity(starts.len());
-    for start in &starts {
-        let &(run_id, started_at) = runs.get(&start.job.id).ok_or_else(|| {
+    let started = start_scheduled(tx, claimer, &starts).await?;
+    for start in starts {
+        let &(run_id, started_at) = started.get(&start.job.id).ok_or_else(|| {
             DbError::Corrupt(format!("no run was inserted for job {}", start.job.id))
         })?;
-        marks.push(RunningMark {
-            job_id: start.job.id,
-            run_id,
-            started_at,
-            nextcall: start.next,
-            numbercall: start.numbercall,
-        });
-    }
-    mark_running_scheduled(tx, claimer.node_id, &marks).await?;
-    for (start, mark) in starts.into_iter().zip(marks) {
         report.started.push(ClaimedRun {
             scheduled_for: start.tick.scheduled_for,
             job: start.job,
-            run_id: mark.run_id,
+            run_id,
             trigger: Trigger::Schedule,
-            started_at: mark.started_at,
+            started_at,
             attempt: 0,
         });
     }
@@ -489,49 +561,76 @@ struct DueStart {
     numbercall: i32,
 }
 
-/// A scheduled run started: what its job row must now say.
-struct RunningMark {
-    job_id: i64,
-    run_id: i64,
-    started_at: DateTime<Utc>,
-    nextcall: DateTime<Utc>,
-    numbercall: i32,
-}
-
-/// For scheduled runs: point each job at its new run, move `nextcall` and
-/// count down `numbercall` (reaching 0 makes the job done and inactive), in
-/// one statement.
-async fn mark_running_scheduled(
+/// Insert every start's run (`running`, owned by the claimer, `started_at`
+/// the insert's clock) and point each job at its run, moving `nextcall` and
+/// counting down `numbercall` (reaching 0 makes the job done and inactive):
+/// one statement, one round trip. Returns each job's (run id, started_at).
+async fn start_scheduled(
     tx: &impl GenericClient,
-    node_id: &str,
-    marks: &[RunningMark],
-) -> Result<(), DbError> {
-    let job_ids: Vec<i64> = marks.iter().map(|m| m.job_id).collect();
-    let run_ids: Vec<i64> = marks.iter().map(|m| m.run_id).collect();
-    let started: Vec<DateTime<Utc>> = marks.iter().map(|m| m.started_at).collect();
-    let next: Vec<DateTime<Utc>> = marks.iter().map(|m| m.nextcall).collect();
-    let numbercalls: Vec<i32> = marks.iter().map(|m| m.numbercall).collect();
-    tx.execute_typed(
-        "UPDATE crondeck.jobs j SET running_run_id = t.run_id, running_node_id = $6,
-             running_since = t.started_at, last_run_id = t.run_id,
-             last_started_at = t.started_at, last_status = 'running',
-             nextcall = t.nextcall, numbercall = t.numbercall,
-             active = j.active AND t.numbercall <> 0,
-             first_due_at = coalesce(j.first_due_at, j.nextcall)
-         FROM unnest($1::int8[], $2::int8[], $3::timestamptz[], $4::timestamptz[], $5::int4[])
-              AS t(job_id, run_id, started_at, nextcall, numbercall)
-         WHERE j.id = t.job_id",
-        &[
-            (&job_ids, Type::INT8_ARRAY),
-            (&run_ids, Type::INT8_ARRAY),
-            (&started, Type::TIMESTAMPTZ_ARRAY),
-            (&next, Type::TIMESTAMPTZ_ARRAY),
-            (&numbercalls, Type::INT4_ARRAY),
-            (&node_id, Type::TEXT),
-        ],
-    )
-    .await?;
-    Ok(())
+    claimer: &Claimer<'_>,
+    starts: &[DueStart],
+) -> Result<HashMap<i64, (i64, DateTime<Utc>)>, DbError> {
+    let job_ids: Vec<i64> = starts.iter().map(|s| s.job.id).collect();
+    let ticks_at: Vec<DateTime<Utc>> = starts.iter().map(|s| s.tick.scheduled_for).collect();
+    let ticks: Vec<i32> = starts.iter().map(|s| s.tick.ticks).collect();
+    let reasons: Vec<Option<&str>> = starts
+        .iter()
+        .map(|s| s.tick.reason.map(TickReason::as_str))
+        .collect();
+    let next: Vec<DateTime<Utc>> = starts.iter().map(|s| s.next).collect();
+    let numbercalls: Vec<i32> = starts.iter().map(|s| s.numbercall).collect();
+    let rows = tx
+        .query_typed(
+            "WITH t AS (
+                 SELECT * FROM unnest($1::int8[], $2::timestamptz[], $3::int4[], $4::text[],
+                                      $5::timestamptz[], $6::int4[])
+                     AS t(job_id, scheduled_for, ticks, reason, nextcall, numbercall)
+             ),
+             started AS (
+                 INSERT INTO crondeck.runs (job_id, trigger, scheduled_for, ticks, reason, status,
+                     node_id, node_name, attempt, started_at)
+                 SELECT t.job_id, 'schedule', t.scheduled_for, t.ticks, t.reason, 'running',
+                        $7, $8, 0, clock_timestamp()
+                 FROM t
+                 RETURNING job_id, id, started_at
+             ),
+             marked AS (
+                 UPDATE crondeck.jobs j SET running_run_id = s.id, running_node_id = $7,
+                     running_since = s.started_at, last_run_id = s.id,
+                     last_started_at = s.started_at, last_status = 'running',
+                     nextcall = t.nextcall, numbercall = t.numbercall,
+                     active = j.active AND t.numbercall <> 0,
+                     first_due_at = coalesce(j.first_due_at, j.nextcall)
+                 FROM started s JOIN t ON t.job_id = s.job_id
+                 WHERE j.id = s.job_id
+                 RETURNING j.id
+             )
+             SELECT s.job_id, s.id, s.started_at, (SELECT count(*) FROM marked)
+             FROM started s",
+            &[
+                (&job_ids, Type::INT8_ARRAY),
+                (&ticks_at, Type::TIMESTAMPTZ_ARRAY),
+                (&ticks, Type::INT4_ARRAY),
+                (&reasons, Type::TEXT_ARRAY),
+                (&next, Type::TIMESTAMPTZ_ARRAY),
+                (&numbercalls, Type::INT4_ARRAY),
+                (&claimer.node_id, Type::TEXT),
+                (&claimer.node_name, Type::TEXT),
+            ],
+        )
+        .await?;
+    let mut started = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        let marked: i64 = row.try_get(3)?;
+        if usize::try_from(marked).ok() != Some(rows.len()) {
+            return Err(DbError::Corrupt(format!(
+                "{} runs were started but {marked} jobs pointed at them",
+                rows.len()
+            )));
+        }
+        started.insert(row.try_get(0)?, (row.try_get(1)?, row.try_get(2)?));
+    }
+    Ok(started)
 }
 
 /// For requested runs (manual, event, retry): point the job at its new run.
