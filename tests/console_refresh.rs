@@ -85,7 +85,24 @@ async fn assert_matches_full_reload(app: &App, check: &Client, seed: u64, step: 
         app.unrunnable, unrunnable,
         "seed {seed} step {step}: the jobs no node may run differ from a full reload"
     );
-    // The filter's per-job state follows the jobs.
+    // Derived state (health, name order, the widest name) equals the state
+    // of a console given the full reload at the same instant.
+    let mut fresh = App::new(app.target.clone(), true, false, app.now);
+    fresh.set_jobs(
+        job_list(check).await.unwrap(),
+        app.nodes.clone(),
+        app.typical_ms.clone(),
+        unrunnable,
+        app.now,
+        app.now,
+    );
+    let order = |a: &App| a.view.iter().map(|&i| a.jobs[i].id).collect::<Vec<_>>();
+    assert_eq!(
+        order(app),
+        order(&fresh),
+        "seed {seed} step {step}: the table's order differs from a full reload's"
+    );
+    assert_eq!(app.longest_name, fresh.longest_name);
     assert_eq!(app.view.len(), app.jobs.len());
 }
 
@@ -152,7 +169,7 @@ async fn random_sequence(seed: u64, steps: usize) {
                     .filter(|id| !locked_by_others.contains(id))
                     .collect();
                 let writer = &mut writers[w];
-                let op = rng.below(10);
+                let op = rng.below(11);
                 if op < 3 || free.is_empty() {
                     names += 1;
                     let spec = spec(&mut rng, names);
@@ -177,6 +194,7 @@ async fn random_sequence(seed: u64, steps: usize) {
                                  paused_at = CASE WHEN active THEN now() END
                              WHERE id = $1"
                         }
+                        8 => "UPDATE crondeck.jobs SET name = 'r' || name WHERE id = $1",
                         // What a finish writes.
                         _ => {
                             "UPDATE crondeck.jobs SET last_status = 'succeeded',
