@@ -1,5 +1,5 @@
-//! The claim's batched first read (issue 15): `BEGIN`, the probe and the due
-//! jobs in one round trip, every scheduled start in one statement. Against
+//! The claim's pipelined first read (issue 15): `BEGIN`, the probe and the
+//! due jobs in one round trip, then every scheduled start at once. Against
 //! real PostgreSQL: a herd is started as far as the free workers go and no
 //! further, a request and the same job's due tick never start two runs, what
 //! is left stays due for the next claim, and the connection is never left

@@ -20,10 +20,9 @@
 //! The statements on the path from a tick to its run's start and end are
 //! sent typed (`query_typed`: parse, bind and execute in one round trip)
 //! rather than prepared first (two round trips): a tick's lateness is mostly
-//! round trips. The claim's `BEGIN` is pipelined with its first statement,
-//! which probes what else the claim must do and reads and locks the due jobs
-//! (`first_read`), and all its scheduled starts are one statement
-//! (`start_scheduled`): the run's insert is the second round trip.
+//! round trips. The claim's `BEGIN`, its probe (what else the claim must do)
+//! and its read of the due jobs are pipelined (`first_read`): the run's
+//! insert is the second round trip.
 //!
 //! Both are fenced on the node's *registration* being alive by lease in
 //! database time (`db::nodes::alive_at`), not on anything the node believes:
@@ -56,8 +55,8 @@ use super::jobs::{job_columns_of, job_from_row, JOB_COLUMNS};
 use super::nodes::alive_at;
 use super::requests::request_retry;
 use super::runs::{
-    run_finish, run_insert_skipped, run_insert_started, Finished, NewRun, RunOutcome, RunStatus,
-    ScheduledStart, TickReason, Trigger,
+    run_finish, run_insert_scheduled, run_insert_skipped, run_insert_started, Finished, NewRun,
+    RunOutcome, RunStatus, ScheduledStart, TickReason, Trigger,
 };
 use super::DbError;
 use crate::job::{Catchup, Job};
@@ -143,10 +142,10 @@ async fn readable_job(
 
 /// Run one claim transaction, starting at most `limit` runs.
 ///
-/// The transaction's `BEGIN` and its first statement (the probe and the
-/// due jobs, `first_read`) are sent together, so a tick's run is inserted
-/// after two round trips (that one and the insert) instead of four. The
-/// client must be a plain connection, not already inside a transaction.
+/// The transaction's `BEGIN`, the probe and the due jobs' read
+/// (`first_read`) are sent together, so a tick's run is inserted after two
+/// round trips (that one and the insert) instead of four. The client must
+/// be a plain connection, not already inside a transaction.
 pub async fn claim(
     client: &mut tokio_postgres::Client,
     claimer: &Claimer<'_>,
@@ -232,15 +231,20 @@ struct Probe {
     pending_requests: bool,
 }
 
-/// `BEGIN`, then in one statement the probe and the due jobs this claim may
-/// start (locked `FOR UPDATE SKIP LOCKED`, in (priority, nextcall) order, at
-/// most `limit`), sent together: one round trip. The due jobs are read only
-/// if the registration is alive in that same statement, and the caller
-/// starts nothing unless it is. They are read before the claim's other
-/// steps, which cannot take them: paused jobs are not active, overlapping
-/// ticks belong to running jobs, and a job that a request starts first is
-/// left for the next claim (see `start_due_jobs`), as when the due jobs
-/// were read after the requests.
+/// `BEGIN`, the probe, and the due jobs this claim may start (locked `FOR
+/// UPDATE SKIP LOCKED`, in (priority, nextcall) order, at most `limit`),
+/// sent together without waiting for each other's answers: one round trip.
+/// The caller starts nothing unless the probe, in the same transaction at
+/// the same instant, found the registration alive; a dead registration's
+/// claim only held its due rows locked until its rollback. The due jobs are
+/// read before the claim's other steps, which cannot take them: paused jobs
+/// are not active, overlapping ticks belong to running jobs, and a job that
+/// a request starts first is left for the next claim (see
+/// `start_due_jobs`), as when the due jobs were read after the requests.
+///
+/// Three statements pipelined, not one: the probe and the due read as one
+/// statement (CTEs) cost the server more to plan than the round trip saved
+/// (0.84 against 0.55 ms per claim with pgbench, issue 15).
 async fn first_read(
     tx: &PipelinedTransaction<'_>,
     claimer: &Claimer<'_>,
@@ -249,71 +253,58 @@ async fn first_read(
     // Each test walks a small index: paused jobs, running runs (one per
     // running job: `runs_one_running`), pending requests. The registration
     // is looked at first: the rest is useless if it is dead.
-    let sql = format!(
-        "WITH probe AS MATERIALIZED (
-             SELECT now() AS claim_now,
-                 EXISTS (SELECT 1 FROM crondeck.nodes WHERE id = $3 AND {alive}) AS alive,
-                 EXISTS (SELECT 1 FROM crondeck.jobs
-                         WHERE NOT active AND numbercall <> 0 AND paused_until <= now())
-                     AS pauses,
-                 EXISTS (SELECT 1 FROM crondeck.runs r JOIN crondeck.jobs j ON j.id = r.job_id
-                         WHERE r.status = 'running' AND j.active AND j.numbercall <> 0
-                           AND j.nextcall <= now()
-                           AND crondeck.can_run(j.action_kind, j.command, $1, $2))
-                     AS overlaps,
-                 EXISTS (SELECT 1 FROM crondeck.run_requests
-                         WHERE state = 'pending' AND not_before <= now()) AS requests,
-                 -- This transaction's tick updates are the scheduler's own
-                 -- (not audited; see crondeck.jobs_audit).
-                 set_config('crondeck.context', 'scheduler', true) AS context
-         ),
-         due AS (
-             SELECT {JOB_COLUMNS} FROM crondeck.jobs
-             WHERE active AND numbercall <> 0 AND nextcall <= now() AND running_run_id IS NULL
-               AND crondeck.can_run(action_kind, command, $1, $2)
-               AND (SELECT alive FROM probe)
-             ORDER BY priority, nextcall
-             LIMIT $4
-             FOR UPDATE SKIP LOCKED
-         )
-         SELECT probe.claim_now, probe.alive, probe.pauses, probe.overlaps, probe.requests,
-                due.*
-         FROM probe LEFT JOIN due ON true",
+    let probe_sql = format!(
+        "SELECT now(),
+             EXISTS (SELECT 1 FROM crondeck.nodes WHERE id = $3 AND {alive}),
+             EXISTS (SELECT 1 FROM crondeck.jobs
+                     WHERE NOT active AND numbercall <> 0 AND paused_until <= now()),
+             EXISTS (SELECT 1 FROM crondeck.runs r JOIN crondeck.jobs j ON j.id = r.job_id
+                     WHERE r.status = 'running' AND j.active AND j.numbercall <> 0
+                       AND j.nextcall <= now()
+                       AND crondeck.can_run(j.action_kind, j.command, $1, $2)),
+             EXISTS (SELECT 1 FROM crondeck.run_requests
+                     WHERE state = 'pending' AND not_before <= now()),
+             -- This transaction's tick updates are the scheduler's own
+             -- (not audited; see crondeck.jobs_audit).
+             set_config('crondeck.context', 'scheduler', true)",
         alive = alive_at("now()")
     );
+    let due_sql = format!(
+        "SELECT {JOB_COLUMNS} FROM crondeck.jobs
+         WHERE active AND numbercall <> 0 AND nextcall <= now() AND running_run_id IS NULL
+           AND crondeck.can_run(action_kind, command, $1, $3)
+         ORDER BY priority, nextcall
+         LIMIT $2
+         FOR UPDATE SKIP LOCKED"
+    );
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let params: [(&(dyn ToSql + Sync), Type); 4] = [
+    let probe_params: [(&(dyn ToSql + Sync), Type); 3] = [
         (&claimer.allow_shell, Type::BOOL),
         (&claimer.shell_allow, Type::TEXT_ARRAY),
         (&claimer.node_id, Type::TEXT),
-        (&limit, Type::INT8),
     ];
-    // Polled in order: BEGIN goes out first, the read right behind it.
-    let (begun, read) = futures_util::future::join(
+    let due_params: [(&(dyn ToSql + Sync), Type); 3] = [
+        (&claimer.allow_shell, Type::BOOL),
+        (&limit, Type::INT8),
+        (&claimer.shell_allow, Type::TEXT_ARRAY),
+    ];
+    // Polled in order: the three go out one behind the other.
+    let (begun, probe, due) = futures_util::future::join3(
         tx.client.batch_execute("BEGIN"),
-        tx.client.query_typed(&sql, &params),
+        tx.client.query_typed_one(&probe_sql, &probe_params),
+        tx.client.query_typed(&due_sql, &due_params),
     )
     .await;
     begun?;
-    let rows = read?;
-    let first = rows
-        .first()
-        .ok_or_else(|| DbError::Corrupt("the claim's first read returned no row".into()))?;
+    let row = probe?;
     let probe = Probe {
-        now: first.try_get(0)?,
-        registration_alive: first.try_get(1)?,
-        pauses_to_lift: first.try_get(2)?,
-        overlapping_ticks: first.try_get(3)?,
-        pending_requests: first.try_get(4)?,
+        now: row.try_get(0)?,
+        registration_alive: row.try_get(1)?,
+        pauses_to_lift: row.try_get(2)?,
+        overlapping_ticks: row.try_get(3)?,
+        pending_requests: row.try_get(4)?,
     };
-    // No due job: the probe's one row, with a NULL job.
-    let mut due = Vec::with_capacity(rows.len());
-    for row in rows {
-        if row.try_get::<_, Option<i64>>("id")?.is_some() {
-            due.push(row);
-        }
-    }
-    Ok((probe, due))
+    Ok((probe, due?))
 }
 
 async fn resume_expired_pauses(
@@ -533,20 +524,39 @@ async fn start_due_jobs(
     if starts.is_empty() {
         return Ok(());
     }
-    // Every start in one statement, whatever their number: a herd of due
+    // Every start in two statements, whatever their number: a herd of due
     // jobs used to cost two statements per job, one after the other, and
-    // the last job's start waited for all of them.
-    let started = start_scheduled(tx, claimer, &starts).await?;
-    for start in starts {
-        let &(run_id, started_at) = started.get(&start.job.id).ok_or_else(|| {
+    // the last job's start waited for all of them. Not one statement (the
+    // insert and the update in one CTE): planning the update before the
+    // insert ran delayed every run's start by more than the round trip it
+    // saved (issue 15, measured).
+    let ticks: Vec<ScheduledStart> = starts.iter().map(|s| s.tick.clone()).collect();
+    let inserted = run_insert_scheduled(tx, &ticks, claimer.node_id, claimer.node_name).await?;
+    let runs: HashMap<i64, (i64, DateTime<Utc>)> = inserted
+        .into_iter()
+        .map(|(job_id, run_id, started_at)| (job_id, (run_id, started_at)))
+        .collect();
+    let mut marks = Vec::with_capacity(starts.len());
+    for start in &starts {
+        let &(run_id, started_at) = runs.get(&start.job.id).ok_or_else(|| {
             DbError::Corrupt(format!("no run was inserted for job {}", start.job.id))
         })?;
+        marks.push(RunningMark {
+            job_id: start.job.id,
+            run_id,
+            started_at,
+            nextcall: start.next,
+            numbercall: start.numbercall,
+        });
+    }
+    mark_running_scheduled(tx, claimer.node_id, &marks).await?;
+    for (start, mark) in starts.into_iter().zip(marks) {
         report.started.push(ClaimedRun {
             scheduled_for: start.tick.scheduled_for,
             job: start.job,
-            run_id,
+            run_id: mark.run_id,
             trigger: Trigger::Schedule,
-            started_at,
+            started_at: mark.started_at,
             attempt: 0,
         });
     }
@@ -561,76 +571,49 @@ struct DueStart {
     numbercall: i32,
 }
 
-/// Insert every start's run (`running`, owned by the claimer, `started_at`
-/// the insert's clock) and point each job at its run, moving `nextcall` and
-/// counting down `numbercall` (reaching 0 makes the job done and inactive):
-/// one statement, one round trip. Returns each job's (run id, started_at).
-async fn start_scheduled(
+/// A scheduled run started: what its job row must now say.
+struct RunningMark {
+    job_id: i64,
+    run_id: i64,
+    started_at: DateTime<Utc>,
+    nextcall: DateTime<Utc>,
+    numbercall: i32,
+}
+
+/// For scheduled runs: point each job at its new run, move `nextcall` and
+/// count down `numbercall` (reaching 0 makes the job done and inactive), in
+/// one statement.
+async fn mark_running_scheduled(
     tx: &impl GenericClient,
-    claimer: &Claimer<'_>,
-    starts: &[DueStart],
-) -> Result<HashMap<i64, (i64, DateTime<Utc>)>, DbError> {
-    let job_ids: Vec<i64> = starts.iter().map(|s| s.job.id).collect();
-    let ticks_at: Vec<DateTime<Utc>> = starts.iter().map(|s| s.tick.scheduled_for).collect();
-    let ticks: Vec<i32> = starts.iter().map(|s| s.tick.ticks).collect();
-    let reasons: Vec<Option<&str>> = starts
-        .iter()
-        .map(|s| s.tick.reason.map(TickReason::as_str))
-        .collect();
-    let next: Vec<DateTime<Utc>> = starts.iter().map(|s| s.next).collect();
-    let numbercalls: Vec<i32> = starts.iter().map(|s| s.numbercall).collect();
-    let rows = tx
-        .query_typed(
-            "WITH t AS (
-                 SELECT * FROM unnest($1::int8[], $2::timestamptz[], $3::int4[], $4::text[],
-                                      $5::timestamptz[], $6::int4[])
-                     AS t(job_id, scheduled_for, ticks, reason, nextcall, numbercall)
-             ),
-             started AS (
-                 INSERT INTO crondeck.runs (job_id, trigger, scheduled_for, ticks, reason, status,
-                     node_id, node_name, attempt, started_at)
-                 SELECT t.job_id, 'schedule', t.scheduled_for, t.ticks, t.reason, 'running',
-                        $7, $8, 0, clock_timestamp()
-                 FROM t
-                 RETURNING job_id, id, started_at
-             ),
-             marked AS (
-                 UPDATE crondeck.jobs j SET running_run_id = s.id, running_node_id = $7,
-                     running_since = s.started_at, last_run_id = s.id,
-                     last_started_at = s.started_at, last_status = 'running',
-                     nextcall = t.nextcall, numbercall = t.numbercall,
-                     active = j.active AND t.numbercall <> 0,
-                     first_due_at = coalesce(j.first_due_at, j.nextcall)
-                 FROM started s JOIN t ON t.job_id = s.job_id
-                 WHERE j.id = s.job_id
-                 RETURNING j.id
-             )
-             SELECT s.job_id, s.id, s.started_at, (SELECT count(*) FROM marked)
-             FROM started s",
-            &[
-                (&job_ids, Type::INT8_ARRAY),
-                (&ticks_at, Type::TIMESTAMPTZ_ARRAY),
-                (&ticks, Type::INT4_ARRAY),
-                (&reasons, Type::TEXT_ARRAY),
-                (&next, Type::TIMESTAMPTZ_ARRAY),
-                (&numbercalls, Type::INT4_ARRAY),
-                (&claimer.node_id, Type::TEXT),
-                (&claimer.node_name, Type::TEXT),
-            ],
-        )
-        .await?;
-    let mut started = HashMap::with_capacity(rows.len());
-    for row in &rows {
-        let marked: i64 = row.try_get(3)?;
-        if usize::try_from(marked).ok() != Some(rows.len()) {
-            return Err(DbError::Corrupt(format!(
-                "{} runs were started but {marked} jobs pointed at them",
-                rows.len()
-            )));
-        }
-        started.insert(row.try_get(0)?, (row.try_get(1)?, row.try_get(2)?));
-    }
-    Ok(started)
+    node_id: &str,
+    marks: &[RunningMark],
+) -> Result<(), DbError> {
+    let job_ids: Vec<i64> = marks.iter().map(|m| m.job_id).collect();
+    let run_ids: Vec<i64> = marks.iter().map(|m| m.run_id).collect();
+    let started: Vec<DateTime<Utc>> = marks.iter().map(|m| m.started_at).collect();
+    let next: Vec<DateTime<Utc>> = marks.iter().map(|m| m.nextcall).collect();
+    let numbercalls: Vec<i32> = marks.iter().map(|m| m.numbercall).collect();
+    tx.execute_typed(
+        "UPDATE crondeck.jobs j SET running_run_id = t.run_id, running_node_id = $6,
+             running_since = t.started_at, last_run_id = t.run_id,
+             last_started_at = t.started_at, last_status = 'running',
+             nextcall = t.nextcall, numbercall = t.numbercall,
+             active = j.active AND t.numbercall <> 0,
+             first_due_at = coalesce(j.first_due_at, j.nextcall)
+         FROM unnest($1::int8[], $2::int8[], $3::timestamptz[], $4::timestamptz[], $5::int4[])
+              AS t(job_id, run_id, started_at, nextcall, numbercall)
+         WHERE j.id = t.job_id",
+        &[
+            (&job_ids, Type::INT8_ARRAY),
+            (&run_ids, Type::INT8_ARRAY),
+            (&started, Type::TIMESTAMPTZ_ARRAY),
+            (&next, Type::TIMESTAMPTZ_ARRAY),
+            (&numbercalls, Type::INT4_ARRAY),
+            (&node_id, Type::TEXT),
+        ],
+    )
+    .await?;
+    Ok(())
 }
 
 /// For requested runs (manual, event, retry): point the job at its new run.
