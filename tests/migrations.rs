@@ -5,7 +5,7 @@
 mod common;
 
 use common::{text, TestDb};
-use crondeck::db::migrate::{latest_version, migrate, MigrateError};
+use crondeck::db::migrate::{latest_version, migrate, MigrateError, MIGRATIONS};
 use tokio_postgres::error::SqlState;
 
 #[tokio::test]
@@ -13,7 +13,11 @@ async fn fresh_database_gets_every_migration_then_nothing_on_rerun() {
     let db = TestDb::empty().await;
     let mut client = db.client().await;
     let first = migrate(&mut client).await.expect("first migrate");
-    assert_eq!(first.applied, (1..=latest_version()).collect::<Vec<_>>());
+    // Every embedded version (numbers are assigned per branch, so not always contiguous).
+    assert_eq!(
+        first.applied,
+        MIGRATIONS.iter().map(|m| m.version).collect::<Vec<_>>()
+    );
     assert_eq!(first.current, latest_version());
     let second = migrate(&mut client).await.expect("second migrate");
     assert!(second.applied.is_empty());
@@ -51,7 +55,7 @@ async fn two_processes_migrating_at_once_apply_each_migration_once() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(rows, i64::from(latest_version()));
+    assert_eq!(rows, i64::try_from(MIGRATIONS.len()).unwrap());
 }
 
 #[tokio::test]

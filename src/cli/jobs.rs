@@ -5,7 +5,7 @@ use clap::Args;
 use super::output;
 use crate::database::Database;
 use crate::db::audit::{audit_list, Actor};
-use crate::db::jobs::{job_get_or_unreadable, job_list};
+use crate::db::jobs::{job_get_or_unreadable, job_stream};
 use crate::db::runs::run_get;
 use crate::job::{ActionKind, Catchup, JobSpec};
 use crate::ops::{self, db_now, AddOptions, JobChanges, OpsError};
@@ -219,16 +219,38 @@ fn schedule_from(
 }
 
 pub async fn list(db: &Database, args: &ListArgs) -> anyhow::Result<()> {
-    let mut jobs = job_list(&db.client).await?;
-    if let Some(tag) = &args.tag {
-        jobs.retain(|j| j.spec.tags.iter().any(|t| t == tag));
-    }
+    use futures_util::TryStreamExt as _;
+    use std::io::Write as _;
+
+    // Written as the rows arrive (issue 15): at 100,000 jobs, holding them
+    // all cost hundreds of megabytes.
     let now = db_now(&db.client).await?;
+    let jobs = job_stream(&db.client, args.tag.as_deref()).await?;
+    futures_util::pin_mut!(jobs);
+    let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
     if args.json {
-        let json: Vec<_> = jobs.iter().map(|j| j.to_json(now)).collect();
-        outln!("{}", text::json(&serde_json::to_string_pretty(&json)?));
+        let mut first = true;
+        while let Some(job) = jobs.try_next().await? {
+            let element = serde_json::to_string_pretty(&job.to_json(now))?;
+            // As `to_string_pretty` of the whole array would lay it out.
+            let indented = element.replace('\n', "\n  ");
+            let sep = if first { "[\n  " } else { ",\n  " };
+            write!(stdout, "{sep}{}", text::json(&indented))?;
+            first = false;
+        }
+        writeln!(stdout, "{}", if first { "[]" } else { "\n]" })?;
+        stdout.flush()?;
     } else {
-        out!("{}", output::job_table(&jobs, now));
+        let mut table = output::JobTableWriter::new(now);
+        while let Some(job) = jobs.try_next().await? {
+            let chunk = table.push(&job);
+            if !chunk.is_empty() {
+                write!(stdout, "{}", text::block(&chunk))?;
+            }
+        }
+        write!(stdout, "{}", text::block(&table.finish()))?;
+        stdout.flush()?;
+        drop(stdout);
         no_live_node_banner(db).await;
     }
     Ok(())

@@ -16,31 +16,38 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
         .iter()
         .map(|row| row.iter().map(|cell| crate::text::field(cell)).collect())
         .collect();
-    let rows = &rows;
+    let widths = column_widths(header, &rows);
+    let mut out = table_line(&widths, &mut header.iter().copied());
+    for row in &rows {
+        out.push_str(&table_line(&widths, &mut row.iter().map(String::as_str)));
+    }
+    out
+}
+
+/// The widest of each column (header included), of escaped cells.
+fn column_widths(header: &[&str], rows: &[Vec<String>]) -> Vec<usize> {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
             *width = (*width).max(cell.chars().count());
         }
     }
-    let mut out = String::new();
-    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
-        let mut text = String::new();
-        for (i, cell) in cells.enumerate() {
-            if i + 1 == widths.len() {
-                text.push_str(cell);
-            } else {
-                let _ = write!(text, "{cell:<width$}  ", width = widths[i]);
-            }
+    widths
+}
+
+/// One line of a table: cells padded to `widths`, the last one not.
+fn table_line(widths: &[usize], cells: &mut dyn Iterator<Item = &str>) -> String {
+    let mut text = String::new();
+    for (i, cell) in cells.enumerate() {
+        if i + 1 == widths.len() {
+            text.push_str(cell);
+        } else {
+            let _ = write!(text, "{cell:<width$}  ", width = widths[i]);
         }
-        out.push_str(text.trim_end());
-        out.push('\n');
-    };
-    line(&mut header.iter().copied());
-    for row in rows {
-        line(&mut row.iter().map(String::as_str));
     }
-    out
+    let mut line = text.trim_end().to_string();
+    line.push('\n');
+    line
 }
 
 /// "in 4m (2026-11-21 10:04:00 +01:00)", or why there is no next run.
@@ -68,36 +75,96 @@ fn state_word(job: &Job, now: DateTime<Utc>) -> String {
     health.primary.word().to_string()
 }
 
-pub fn job_table(jobs: &[Job], now: DateTime<Utc>) -> String {
-    if jobs.is_empty() {
-        return "no jobs (add one with `crondeck add`, see `crondeck add --help`)\n".to_string();
+pub const NO_JOBS: &str = "no jobs (add one with `crondeck add`, see `crondeck add --help`)\n";
+
+const JOB_HEADER: [&str; 10] = [
+    "STATE", "NAME", "SCHEDULE", "NEXT RUN", "LAST RUN", "RESULT", "DURATION", "PRI", "NODE",
+    "TAGS",
+];
+
+/// One row of the jobs table, unescaped.
+fn job_row(job: &Job, now: DateTime<Utc>) -> Vec<String> {
+    let rt = &job.runtime;
+    vec![
+        state_word(job, now),
+        job.spec.name.clone(),
+        job.spec.schedule.describe(),
+        next_run_relative(job, now),
+        rt.last_started_at
+            .map_or_else(|| "-".to_string(), |t| format_relative(t, now)),
+        rt.last_result(),
+        millis_short(rt.last_duration_ms),
+        job.spec.priority.to_string(),
+        rt.running_node_name.clone().unwrap_or_else(|| "-".into()),
+        job.spec.tags.join(","),
+    ]
+}
+
+/// The jobs table written as the jobs arrive (`crondeck list` at 100,000
+/// jobs): the column widths are those of the first `STREAM_WIDTH_ROWS`
+/// rows, so up to that many jobs the output is exactly `job_table`'s; past
+/// it, a wider cell pushes the rest of its line right instead of the whole
+/// table being held in memory.
+pub struct JobTableWriter {
+    now: DateTime<Utc>,
+    head: Vec<Vec<String>>,
+    widths: Option<Vec<usize>>,
+    rows: usize,
+}
+
+const STREAM_WIDTH_ROWS: usize = 1000;
+
+impl JobTableWriter {
+    pub fn new(now: DateTime<Utc>) -> JobTableWriter {
+        JobTableWriter {
+            now,
+            head: Vec::new(),
+            widths: None,
+            rows: 0,
+        }
     }
-    let rows: Vec<Vec<String>> = jobs
-        .iter()
-        .map(|job| {
-            let rt = &job.runtime;
-            vec![
-                state_word(job, now),
-                job.spec.name.clone(),
-                job.spec.schedule.describe(),
-                next_run_relative(job, now),
-                rt.last_started_at
-                    .map_or_else(|| "-".to_string(), |t| format_relative(t, now)),
-                rt.last_result(),
-                millis_short(rt.last_duration_ms),
-                job.spec.priority.to_string(),
-                rt.running_node_name.clone().unwrap_or_else(|| "-".into()),
-                job.spec.tags.join(","),
-            ]
-        })
-        .collect();
-    table(
-        &[
-            "STATE", "NAME", "SCHEDULE", "NEXT RUN", "LAST RUN", "RESULT", "DURATION", "PRI",
-            "NODE", "TAGS",
-        ],
-        &rows,
-    )
+
+    /// Add a job; returns text ready to write (empty while the widths are
+    /// still being measured).
+    pub fn push(&mut self, job: &Job) -> String {
+        self.rows += 1;
+        let row: Vec<String> = job_row(job, self.now)
+            .iter()
+            .map(|cell| crate::text::field(cell))
+            .collect();
+        match &self.widths {
+            Some(widths) => table_line(widths, &mut row.iter().map(String::as_str)),
+            None => {
+                self.head.push(row);
+                if self.head.len() < STREAM_WIDTH_ROWS {
+                    return String::new();
+                }
+                self.flush_head()
+            }
+        }
+    }
+
+    /// The rest, once every job was pushed.
+    pub fn finish(mut self) -> String {
+        if self.rows == 0 {
+            return NO_JOBS.to_string();
+        }
+        if self.widths.is_none() {
+            return self.flush_head();
+        }
+        String::new()
+    }
+
+    fn flush_head(&mut self) -> String {
+        let head = std::mem::take(&mut self.head);
+        let widths = column_widths(&JOB_HEADER, &head);
+        let mut out = table_line(&widths, &mut JOB_HEADER.iter().copied());
+        for row in &head {
+            out.push_str(&table_line(&widths, &mut row.iter().map(String::as_str)));
+        }
+        self.widths = Some(widths);
+        out
+    }
 }
 
 pub fn job_detail(

@@ -20,7 +20,9 @@
 //! The statements on the path from a tick to its run's start and end are
 //! sent typed (`query_typed`: parse, bind and execute in one round trip)
 //! rather than prepared first (two round trips): a tick's lateness is mostly
-//! round trips.
+//! round trips. The claim's `BEGIN`, its probe (what else the claim must do)
+//! and its read of the due jobs are pipelined (`first_read`): the run's
+//! insert is the second round trip.
 //!
 //! Both are fenced on the node's *registration* being alive by lease in
 //! database time (`db::nodes::alive_at`), not on anything the node believes:
@@ -151,13 +153,21 @@ async fn readable_job(
 }
 
 /// Run one claim transaction, starting at most `limit` runs.
+///
+/// The transaction's `BEGIN`, the probe and the due jobs' read
+/// (`first_read`) are sent together, so a tick's run is inserted after two
+/// round trips (that one and the insert) instead of four. The client must
+/// be a plain connection, not already inside a transaction.
 pub async fn claim(
-    client: &mut impl GenericClient,
+    client: &mut tokio_postgres::Client,
     claimer: &Claimer<'_>,
     limit: usize,
 ) -> Result<ClaimReport, DbError> {
-    let tx = client.transaction().await?;
-    let work = probe(&tx, claimer).await?;
+    let tx = PipelinedTransaction {
+        client: &*client,
+        done: false,
+    };
+    let (work, due) = first_read(&tx, claimer, limit).await?;
     if !work.registration_alive {
         // Fenced: a registration whose lease ran out claims nothing, even if
         // no other node has declared it dead yet (a node just woken from a
@@ -168,29 +178,62 @@ pub async fn claim(
     let now = work.now;
     let mut report = ClaimReport::default();
     if work.pauses_to_lift {
-        resume_expired_pauses(&tx, claimer, now, &mut report).await?;
+        resume_expired_pauses(tx.client, claimer, now, &mut report).await?;
     }
     if work.overlapping_ticks {
-        skip_overlapping_ticks(&tx, claimer, now, &mut report).await?;
+        skip_overlapping_ticks(tx.client, claimer, now, &mut report).await?;
     }
     if limit > 0 && work.pending_requests {
-        start_requests(&tx, claimer, limit, &mut report).await?;
+        start_requests(tx.client, claimer, limit, &mut report).await?;
     }
     let left = limit.saturating_sub(report.started.len());
-    if left > 0 {
-        start_due_jobs(&tx, claimer, now, left, &mut report).await?;
+    if left > 0 && !due.is_empty() {
+        start_due_jobs(tx.client, claimer, now, left, due, &mut report).await?;
     }
     tx.commit().await?;
     Ok(report)
 }
 
+/// A transaction begun by sending `BEGIN` without waiting for its answer
+/// (`tokio_postgres::Client::transaction` waits for it). Like
+/// `tokio_postgres::Transaction`, it rolls back when dropped unfinished (a
+/// failed statement, a cancelled future), so the connection never goes back
+/// to the pool inside it.
+struct PipelinedTransaction<'a> {
+    client: &'a tokio_postgres::Client,
+    done: bool,
+}
+
+impl PipelinedTransaction<'_> {
+    async fn commit(mut self) -> Result<(), DbError> {
+        self.done = true;
+        self.client.batch_execute("COMMIT").await?;
+        Ok(())
+    }
+
+    async fn rollback(mut self) -> Result<(), DbError> {
+        self.done = true;
+        self.client.batch_execute("ROLLBACK").await?;
+        Ok(())
+    }
+}
+
+impl Drop for PipelinedTransaction<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            // What `tokio_postgres::Transaction`'s own drop does: queue a
+            // ROLLBACK on the connection without waiting for its answer.
+            self.client.__private_api_rollback(None);
+        }
+    }
+}
+
 /// What a claim has to look at, from one cheap read at the start of the
-/// claim transaction. Most claims start one due job and have nothing to
-/// resume, skip or serve; each query skipped here is two round trips (parse,
-/// then execute) off the start of every run. Something committed by another
-/// session just after this read wakes the node again (NOTIFY), or is due by
-/// time and caught by `next_wake`, so nothing is missed, only seen one claim
-/// later.
+/// claim transaction. Most claims start due jobs and have nothing to
+/// resume, skip or serve; each query skipped here is a round trip off the
+/// start of every run. Something committed by another session just after
+/// this read wakes the node again (NOTIFY), or is due by time and caught by
+/// `next_wake`, so nothing is missed, only seen one claim later.
 struct Probe {
     now: DateTime<Utc>,
     /// The claimer's registration is alive by lease at the claim's instant.
@@ -200,11 +243,29 @@ struct Probe {
     pending_requests: bool,
 }
 
-async fn probe(tx: &impl GenericClient, claimer: &Claimer<'_>) -> Result<Probe, DbError> {
+/// `BEGIN`, the probe, and the due jobs this claim may start (locked `FOR
+/// UPDATE SKIP LOCKED`, in (priority, nextcall) order, at most `limit`),
+/// sent together without waiting for each other's answers: one round trip.
+/// The caller starts nothing unless the probe, in the same transaction at
+/// the same instant, found the registration alive; a dead registration's
+/// claim only held its due rows locked until its rollback. The due jobs are
+/// read before the claim's other steps, which cannot take them: paused jobs
+/// are not active, overlapping ticks belong to running jobs, and a job that
+/// a request starts first is left for the next claim (see
+/// `start_due_jobs`), as when the due jobs were read after the requests.
+///
+/// Three statements pipelined, not one: the probe and the due read as one
+/// statement (CTEs) cost the server more to plan than the round trip saved
+/// (0.84 against 0.55 ms per claim with pgbench, issue 15).
+async fn first_read(
+    tx: &PipelinedTransaction<'_>,
+    claimer: &Claimer<'_>,
+    limit: usize,
+) -> Result<(Probe, Vec<tokio_postgres::Row>), DbError> {
     // Each test walks a small index: paused jobs, running runs (one per
     // running job: `runs_one_running`), pending requests. The registration
     // is looked at first: the rest is useless if it is dead.
-    let sql = format!(
+    let probe_sql = format!(
         "SELECT now(),
              EXISTS (SELECT 1 FROM crondeck.nodes WHERE id = $3 AND {alive}),
              EXISTS (SELECT 1 FROM crondeck.jobs
@@ -220,23 +281,42 @@ async fn probe(tx: &impl GenericClient, claimer: &Claimer<'_>) -> Result<Probe, 
              set_config('crondeck.context', 'scheduler', true)",
         alive = alive_at("now()")
     );
-    let row = tx
-        .query_typed_one(
-            &sql,
-            &[
-                (&claimer.allow_shell, Type::BOOL),
-                (&claimer.shell_allow, Type::TEXT_ARRAY),
-                (&claimer.node_id, Type::TEXT),
-            ],
-        )
-        .await?;
-    Ok(Probe {
+    let due_sql = format!(
+        "SELECT {JOB_COLUMNS} FROM crondeck.jobs
+         WHERE active AND numbercall <> 0 AND nextcall <= now() AND running_run_id IS NULL
+           AND crondeck.can_run(action_kind, command, $1, $3)
+         ORDER BY priority, nextcall
+         LIMIT $2
+         FOR UPDATE SKIP LOCKED"
+    );
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let probe_params: [(&(dyn ToSql + Sync), Type); 3] = [
+        (&claimer.allow_shell, Type::BOOL),
+        (&claimer.shell_allow, Type::TEXT_ARRAY),
+        (&claimer.node_id, Type::TEXT),
+    ];
+    let due_params: [(&(dyn ToSql + Sync), Type); 3] = [
+        (&claimer.allow_shell, Type::BOOL),
+        (&limit, Type::INT8),
+        (&claimer.shell_allow, Type::TEXT_ARRAY),
+    ];
+    // Polled in order: the three go out one behind the other.
+    let (begun, probe, due) = futures_util::future::join3(
+        tx.client.batch_execute("BEGIN"),
+        tx.client.query_typed_one(&probe_sql, &probe_params),
+        tx.client.query_typed(&due_sql, &due_params),
+    )
+    .await;
+    begun?;
+    let row = probe?;
+    let probe = Probe {
         now: row.try_get(0)?,
         registration_alive: row.try_get(1)?,
         pauses_to_lift: row.try_get(2)?,
         overlapping_ticks: row.try_get(3)?,
         pending_requests: row.try_get(4)?,
-    })
+    };
+    Ok((probe, due?))
 }
 
 async fn resume_expired_pauses(
@@ -418,24 +498,18 @@ async fn start_due_jobs(
     claimer: &Claimer<'_>,
     now: DateTime<Utc>,
     limit: usize,
+    due: Vec<tokio_postgres::Row>,
     report: &mut ClaimReport,
 ) -> Result<(), DbError> {
-    let sql = format!(
-        "SELECT {JOB_COLUMNS} FROM crondeck.jobs
-         WHERE active AND numbercall <> 0 AND nextcall <= now() AND running_run_id IS NULL
-           AND crondeck.can_run(action_kind, command, $1, $3)
-         ORDER BY priority, nextcall
-         LIMIT $2
-         FOR UPDATE SKIP LOCKED"
-    );
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let params: [(&(dyn ToSql + Sync), Type); 3] = [
-        (&claimer.allow_shell, Type::BOOL),
-        (&limit, Type::INT8),
-        (&claimer.shell_allow, Type::TEXT_ARRAY),
-    ];
+    // Jobs a request of this claim started are running now: their tick is
+    // left due, and the next claim records it as an overlap.
+    let started_by_requests: Vec<i64> = report.started.iter().map(|r| r.job.id).collect();
     let mut starts = Vec::new();
-    for row in tx.query_typed(&sql, &params).await? {
+    for row in due {
+        let id: i64 = row.try_get("id")?;
+        if started_by_requests.contains(&id) {
+            continue;
+        }
         let Some(job) = readable_job(tx, &row).await? else {
             continue;
         };
@@ -456,6 +530,11 @@ async fn start_due_jobs(
             )
             .await?;
             report.skipped_ticks += ticks;
+            continue;
+        }
+        if starts.len() >= limit {
+            // Read (and locked) but not started: requests of this claim took
+            // the workers. Still due; the next claim takes it.
             continue;
         }
         let numbercall = if job.spec.numbercall > 0 {
@@ -480,7 +559,10 @@ async fn start_due_jobs(
     }
     // Every start in two statements, whatever their number: a herd of due
     // jobs used to cost two statements per job, one after the other, and
-    // the last job's start waited for all of them.
+    // the last job's start waited for all of them. Not one statement (the
+    // insert and the update in one CTE): planning the update before the
+    // insert ran delayed every run's start by more than the round trip it
+    // saved (issue 15, measured).
     let ticks: Vec<ScheduledStart> = starts.iter().map(|s| s.tick.clone()).collect();
     let inserted = run_insert_scheduled(tx, &ticks, claimer.node_id, claimer.node_name).await?;
     let runs: HashMap<i64, (i64, DateTime<Utc>)> = inserted

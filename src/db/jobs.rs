@@ -327,6 +327,30 @@ pub async fn job_list(client: &impl GenericClient) -> Result<Vec<Job>, DbError> 
     rows.iter().map(job_from_row_or_unreadable).collect()
 }
 
+/// The jobs `job_list` returns (only those tagged `tag`, if given), as a
+/// stream decoded row by row as they arrive: `crondeck list` at 100,000 jobs
+/// writes them as they come instead of holding them all.
+pub async fn job_stream(
+    client: &impl GenericClient,
+    tag: Option<&str>,
+) -> Result<impl futures_util::Stream<Item = Result<Job, DbError>>, DbError> {
+    use futures_util::StreamExt as _;
+    use tokio_postgres::types::ToSql;
+
+    let columns = job_columns_of("j");
+    let sql = format!(
+        "SELECT {columns}, {LAST_RUN_COLUMNS}
+         FROM crondeck.jobs j
+         LEFT JOIN crondeck.runs lr ON lr.id = j.last_run_id
+         LEFT JOIN crondeck.nodes rn ON rn.id = j.running_node_id
+         WHERE $1::text IS NULL OR $1::text = ANY (j.tags)
+         ORDER BY j.priority, j.nextcall NULLS LAST, j.name"
+    );
+    let params: [&(dyn ToSql + Sync); 1] = [&tag];
+    let rows = client.query_raw(&sql, params).await?;
+    Ok(rows.map(|row| job_from_row_or_unreadable(&row?)))
+}
+
 /// Replace a job's schedule and next tick.
 pub async fn job_update_schedule(
     client: &impl GenericClient,
@@ -476,4 +500,138 @@ pub async fn job_update_definition(
         .await
         .map_err(|e| DbError::from_write(e, &spec.name))?;
     Ok(())
+}
+
+/// What the console reads on a refresh: the jobs that changed since its
+/// previous snapshot (all of them the first time), the jobs removed since,
+/// and the live nodes, all from one snapshot (see `jobs_changed_since`).
+#[derive(Debug)]
+pub struct JobsDelta {
+    /// Pass back as `since` on the next call: the snapshot's `xmin`.
+    pub horizon: i64,
+    /// The database's `now()` at the snapshot.
+    pub db_now: DateTime<Utc>,
+    /// `since` was `None`: `changed` holds every job.
+    pub full: bool,
+    /// Each with whether no live node may run it (no shell-enabled node,
+    /// allow-lists), as `nodes::jobs_no_node_can_run` decides.
+    pub changed: Vec<(Job, bool)>,
+    pub removed: Vec<i64>,
+    pub nodes: Vec<super::nodes::NodeRow>,
+    /// A fingerprint of what decides runnability on the live nodes (ids,
+    /// shell permission, allow-lists); when it differs from the caller's,
+    /// `all_unrunnable` holds the whole set again.
+    pub nodes_key: String,
+    pub all_unrunnable: Option<Vec<i64>>,
+}
+
+/// Live nodes, by lease in database time (as `nodes::node_list_live`).
+const LIVE_NODE: &str =
+    "n.stopped_at IS NULL AND n.heartbeat_at >= now() - n.lease_ms * interval '1 millisecond'";
+
+/// The jobs written or removed since the snapshot whose horizon is `since`
+/// (every job when `None`), with their last result and running node, in one
+/// repeatable-read snapshot.
+///
+/// Every job row carries the id of the transaction that last wrote it, and a
+/// removed job leaves a tombstone with the remover's id (migration 0010). A
+/// transaction whose changes the previous snapshot did not see has an id at
+/// least that snapshot's `xmin` (it was running then, or began later), so
+/// reading `change_xid >= since` misses nothing; it may re-read a few rows
+/// seen already, which is harmless. A long transaction holding `xmin` back
+/// makes the reads larger, never wrong. Rows are decoded as they arrive, so
+/// a full read never holds every raw row at once.
+pub async fn jobs_changed_since(
+    client: &mut tokio_postgres::Client,
+    since: Option<i64>,
+    nodes_key: Option<&str>,
+) -> Result<JobsDelta, DbError> {
+    use futures_util::TryStreamExt as _;
+    use tokio_postgres::types::ToSql;
+
+    let tx = client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?;
+    let head_sql = format!(
+        "SELECT now(), pg_snapshot_xmin(pg_current_snapshot())::text::bigint,
+             (SELECT coalesce(md5(string_agg(n.id || ':' || n.allow_shell::text || ':'
+                                             || coalesce(n.shell_allow::text, ''),
+                                             ',' ORDER BY n.id)), '')
+              FROM crondeck.nodes n WHERE {LIVE_NODE})"
+    );
+    let columns = job_columns_of("j");
+    let filter = if since.is_some() {
+        "WHERE j.change_xid >= $1"
+    } else {
+        "WHERE $1::int8 IS NULL"
+    };
+    let jobs_sql = format!(
+        "SELECT {columns}, {LAST_RUN_COLUMNS},
+             NOT EXISTS (SELECT 1 FROM crondeck.nodes n
+                         WHERE {LIVE_NODE}
+                           AND crondeck.can_run(j.action_kind, j.command, n.allow_shell,
+                                                n.shell_allow)) AS unrunnable
+         FROM crondeck.jobs j
+         LEFT JOIN crondeck.runs lr ON lr.id = j.last_run_id
+         LEFT JOIN crondeck.nodes rn ON rn.id = j.running_node_id
+         {filter}"
+    );
+    let changed = async {
+        let params: [&(dyn ToSql + Sync); 1] = [&since];
+        let rows = tx.query_raw(&jobs_sql, params).await?;
+        futures_util::pin_mut!(rows);
+        let mut changed = Vec::new();
+        while let Some(row) = rows.try_next().await? {
+            let unrunnable: bool = row.try_get("unrunnable")?;
+            changed.push((job_from_row_or_unreadable(&row)?, unrunnable));
+        }
+        Ok::<_, DbError>(changed)
+    };
+    let removed = async {
+        match since {
+            None => Ok(Vec::new()),
+            Some(since) => {
+                let rows = tx
+                    .query(
+                        "SELECT DISTINCT job_id FROM crondeck.jobs_removed WHERE change_xid >= $1",
+                        &[&since],
+                    )
+                    .await?;
+                rows.iter()
+                    .map(|r| Ok(r.try_get(0)?))
+                    .collect::<Result<Vec<i64>, DbError>>()
+            }
+        }
+    };
+    // Sent together: one snapshot, one round trip's wait.
+    let (head, nodes, changed, removed) = tokio::join!(
+        tx.query_one(&head_sql, &[]),
+        super::nodes::node_list_live(&tx),
+        changed,
+        removed
+    );
+    let head = head?;
+    let db_now: DateTime<Utc> = head.try_get(0)?;
+    let horizon: i64 = head.try_get(1)?;
+    let key: String = head.try_get(2)?;
+    let all_unrunnable = if since.is_some() && nodes_key != Some(key.as_str()) {
+        Some(super::nodes::jobs_no_node_can_run(&tx).await?)
+    } else {
+        None
+    };
+    let delta = JobsDelta {
+        horizon,
+        db_now,
+        full: since.is_none(),
+        changed: changed?,
+        removed: removed?,
+        nodes: nodes?,
+        nodes_key: key,
+        all_unrunnable,
+    };
+    tx.commit().await?;
+    Ok(delta)
 }

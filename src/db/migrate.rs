@@ -67,8 +67,13 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 10,
+        name: "change_tracking",
+        sql: include_str!("migrations/0010_change_tracking.sql"),
+    },
+    Migration {
+        version: 11,
         name: "fresh_streak",
-        sql: include_str!("migrations/0010_fresh_streak.sql"),
+        sql: include_str!("migrations/0011_fresh_streak.sql"),
     },
 ];
 

@@ -448,7 +448,7 @@ async fn cycle(
     };
     let Ok(report) = tokio::time::timeout(
         shared.request_deadline(),
-        claim(&mut **client, &claimer, free),
+        claim(&mut client, &claimer, free),
     )
     .await
     else {

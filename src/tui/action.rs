@@ -85,7 +85,12 @@ pub struct JobsSnapshot {
     pub db_now: DateTime<Utc>,
     /// This host's clock at the same moment, to keep a clock offset.
     pub wall: DateTime<Utc>,
+    /// `true`: `jobs` is every job. `false`: only the jobs that changed since
+    /// the previous snapshot, and `removed` the ids of those removed since
+    /// (see `db::jobs::jobs_changed_since`).
+    pub full: bool,
     pub jobs: Vec<Job>,
+    pub removed: Vec<i64>,
     pub nodes: Vec<NodeRow>,
     /// Typical (median) duration in ms of recent runs, by job id.
     pub typical_ms: HashMap<i64, i64>,

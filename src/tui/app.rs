@@ -284,8 +284,16 @@ pub struct App {
     pub data_at: Option<DateTime<Utc>>,
     pub jobs: Vec<Job>,
     pub health: Vec<JobHealth>,
-    /// Lower-case "name tags command" per job, for `/`.
-    haystack: Vec<String>,
+    /// Per job (parallel to `jobs`), rebuilt only for the jobs a snapshot
+    /// changes.
+    derived: Vec<Derived>,
+    /// The widest name in the view, in terminal cells (the name column asks
+    /// for it); kept with the view so a frame never walks every job.
+    pub longest_name: usize,
+    /// Each job's place in natural name order (parallel to `jobs`): the
+    /// sorts' tie-break compares these instead of names, and they are
+    /// recomputed only when a job is added or renamed.
+    name_rank: Vec<u32>,
     pub typical_ms: HashMap<i64, i64>,
     /// Jobs no live node may run.
     pub unrunnable: HashSet<i64>,
@@ -335,7 +343,9 @@ impl App {
             data_at: None,
             jobs: Vec::new(),
             health: Vec::new(),
-            haystack: Vec::new(),
+            derived: Vec::new(),
+            longest_name: 0,
+            name_rank: Vec::new(),
             typical_ms: HashMap::new(),
             unrunnable: HashSet::new(),
             progress: HashMap::new(),
@@ -508,19 +518,75 @@ impl App {
         self.clock_offset = db_now - wall;
         self.now = db_now;
         self.data_at = Some(db_now);
-        self.haystack = jobs
-            .iter()
-            .map(|j| {
-                format!(
-                    "{} {} {}",
-                    j.spec.name,
-                    j.spec.tags.join(" "),
-                    j.spec.command
-                )
-                .to_lowercase()
-            })
-            .collect();
+        self.derived = jobs.iter().map(Derived::of).collect();
         self.jobs = jobs;
+        self.rank_names();
+        self.take_snapshot(nodes, typical_ms, unrunnable, first);
+    }
+
+    /// Take an incremental snapshot: `changed` jobs replace (or join) the
+    /// ones held, `removed` ones go. Per-job derived state (the filter's
+    /// haystack) is rebuilt for the changed jobs only.
+    #[allow(clippy::too_many_arguments)]
+    pub fn merge_jobs(
+        &mut self,
+        changed: Vec<Job>,
+        removed: &[i64],
+        nodes: Vec<NodeRow>,
+        typical_ms: HashMap<i64, i64>,
+        unrunnable: HashSet<i64>,
+        db_now: DateTime<Utc>,
+        wall: DateTime<Utc>,
+    ) {
+        let first = self.data_at.is_none();
+        self.clock_offset = db_now - wall;
+        self.now = db_now;
+        self.data_at = Some(db_now);
+        if !removed.is_empty() {
+            let gone: HashSet<i64> = removed.iter().copied().collect();
+            let keep: Vec<bool> = self.jobs.iter().map(|j| !gone.contains(&j.id)).collect();
+            let mut keep_job = keep.iter();
+            self.jobs
+                .retain(|_| keep_job.next().copied().unwrap_or(true));
+            let mut keep_derived = keep.iter();
+            self.derived
+                .retain(|_| keep_derived.next().copied().unwrap_or(true));
+            // What is left keeps its relative order.
+            let mut keep_rank = keep.iter();
+            self.name_rank
+                .retain(|_| keep_rank.next().copied().unwrap_or(true));
+        }
+        let mut incoming: HashMap<i64, Job> = changed.into_iter().map(|j| (j.id, j)).collect();
+        let mut renamed = false;
+        if !incoming.is_empty() {
+            for (job, derived) in self.jobs.iter_mut().zip(self.derived.iter_mut()) {
+                if let Some(new) = incoming.remove(&job.id) {
+                    renamed |= new.spec.name != job.spec.name;
+                    *derived = Derived::of(&new);
+                    *job = new;
+                }
+            }
+            let mut added: Vec<Job> = incoming.into_values().collect();
+            added.sort_by_key(|j| j.id);
+            renamed |= !added.is_empty();
+            for job in added {
+                self.derived.push(Derived::of(&job));
+                self.jobs.push(job);
+            }
+        }
+        if renamed {
+            self.rank_names();
+        }
+        self.take_snapshot(nodes, typical_ms, unrunnable, first);
+    }
+
+    fn take_snapshot(
+        &mut self,
+        nodes: Vec<NodeRow>,
+        typical_ms: HashMap<i64, i64>,
+        unrunnable: HashSet<i64>,
+        first: bool,
+    ) {
         self.nodes = nodes;
         self.typical_ms = typical_ms;
         self.unrunnable = unrunnable;
@@ -554,7 +620,19 @@ impl App {
         self.rebuild_view();
     }
 
-    fn matches(&self, i: usize) -> bool {
+    /// Rank every job by natural name order (`name_rank`).
+    fn rank_names(&mut self) {
+        let mut order: Vec<usize> = (0..self.jobs.len()).collect();
+        order.sort_by(|&a, &b| {
+            natural::natural_cmp(&self.jobs[a].spec.name, &self.jobs[b].spec.name)
+        });
+        self.name_rank = vec![0; self.jobs.len()];
+        for (rank, i) in order.into_iter().enumerate() {
+            self.name_rank[i] = u32::try_from(rank).unwrap_or(u32::MAX);
+        }
+    }
+
+    fn matches(&self, i: usize, needle: &str) -> bool {
         let h = &self.health[i];
         let quick = match self.quick {
             None => true,
@@ -564,13 +642,12 @@ impl App {
             Some(Quick::Running) => h.running,
             Some(Quick::Paused) => h.primary == State::Paused,
         };
-        let needle = self.filter.trim().to_lowercase();
-        quick && (needle.is_empty() || self.haystack[i].contains(&needle))
+        quick && (needle.is_empty() || self.derived[i].haystack.contains(needle))
     }
 
     fn compare(&self, a: usize, b: usize) -> std::cmp::Ordering {
         let (ja, jb) = (&self.jobs[a], &self.jobs[b]);
-        let by_name = || natural::natural_cmp(&ja.spec.name, &jb.spec.name);
+        let by_name = || self.name_rank[a].cmp(&self.name_rank[b]);
         let nulls_last = |x: Option<DateTime<Utc>>, y: Option<DateTime<Utc>>| match (x, y) {
             (Some(x), Some(y)) => x.cmp(&y),
             (Some(_), None) => std::cmp::Ordering::Less,
@@ -595,11 +672,19 @@ impl App {
 
     /// Filter and sort, then put the cursor back on the selected job.
     pub fn rebuild_view(&mut self) {
-        let mut view: Vec<usize> = (0..self.jobs.len()).filter(|&i| self.matches(i)).collect();
+        let needle = self.filter.trim().to_lowercase();
+        let mut view: Vec<usize> = (0..self.jobs.len())
+            .filter(|&i| self.matches(i, &needle))
+            .collect();
         view.sort_by(|&a, &b| self.compare(a, b));
         if self.reverse {
             view.reverse();
         }
+        self.longest_name = view
+            .iter()
+            .map(|&i| self.derived[i].name_cells)
+            .max()
+            .unwrap_or(0);
         self.view = view;
         let found = self
             .selected
@@ -675,6 +760,30 @@ impl App {
             text: text.into(),
             error: true,
         });
+    }
+}
+
+/// What the console derives from one job, once per version of the job.
+#[derive(Debug, Clone)]
+struct Derived {
+    /// Lower-case "name tags command", for `/`.
+    haystack: String,
+    /// Terminal cells of the name as the table shows it.
+    name_cells: usize,
+}
+
+impl Derived {
+    fn of(j: &Job) -> Derived {
+        Derived {
+            haystack: format!(
+                "{} {} {}",
+                j.spec.name,
+                j.spec.tags.join(" "),
+                j.spec.command
+            )
+            .to_lowercase(),
+            name_cells: format::cells(&format::one_line(&j.spec.name)),
+        }
     }
 }
 

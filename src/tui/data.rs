@@ -13,7 +13,7 @@
 //!
 //! The UI never waits for this task: it sends requests and goes on drawing.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -25,8 +25,8 @@ use super::action::{DataEvent, Effect, JobsSnapshot, Link, Mutation};
 use super::app::{AUDIT_LIMIT, HISTORY_LIMIT};
 use crate::db::audit::{audit_list, Actor};
 use crate::db::connect::ConnectionSpec;
-use crate::db::jobs::job_list;
-use crate::db::nodes::{jobs_no_node_can_run, node_list_live, node_overview};
+use crate::db::jobs::jobs_changed_since;
+use crate::db::nodes::node_overview;
 use crate::db::runs::{
     run_get, run_page, run_progress_running, run_typical_durations, RunPageQuery,
 };
@@ -168,7 +168,7 @@ async fn run(
         refresh: true,
         ..Pending::default()
     };
-    let mut typical: (HashMap<i64, i64>, Option<Instant>) = (HashMap::new(), None);
+    let mut refresher = Refresher::default();
     let mut link: Option<Connection> = None;
     let mut backoff = BACKOFF_START;
     loop {
@@ -210,7 +210,7 @@ async fn run(
             let outcome = {
                 let request = tokio::time::timeout(
                     REQUEST_DEADLINE,
-                    perform(&mut current.client, &actor, read_only, work, &mut typical),
+                    perform(&mut current.client, &actor, read_only, work, &mut refresher),
                 );
                 tokio::pin!(request);
                 loop {
@@ -256,6 +256,7 @@ async fn run(
             if let Some(error) = lost {
                 tracing::warn!(%error, "console: database connection lost");
                 link = None;
+                refresher.reset();
                 pending.refresh = true;
                 let _ = events.send(DataEvent::Connection(Link::Lost { error }));
             }
@@ -272,12 +273,91 @@ async fn run(
                 // The connection task ended: the server is gone.
                 None => {
                     link = None;
+                    refresher.reset();
                     let _ = events.send(DataEvent::Connection(Link::Lost {
                         error: "the connection to the database closed".into(),
                     }));
                 }
             },
         }
+    }
+}
+
+/// The data task's memory between refreshes: where the last snapshot
+/// stood, and what it derived per job, so that a refresh reads only the jobs
+/// changed since (`db::jobs::jobs_changed_since`). The jobs themselves live
+/// in the console's `App`, which merges each incremental snapshot.
+#[derive(Default)]
+pub struct Refresher {
+    /// The previous snapshot's horizon; `None`: the next refresh reads all.
+    since: Option<i64>,
+    /// When the previous snapshot was taken.
+    at: Option<Instant>,
+    nodes_key: Option<String>,
+    /// Jobs no live node may run, kept per job.
+    unrunnable: HashSet<i64>,
+    typical: HashMap<i64, i64>,
+    typical_at: Option<Instant>,
+}
+
+/// Tombstones of removed jobs are kept a day (migration 0010); a refresh
+/// after a longer pause than this reads everything again.
+const FULL_AFTER: Duration = Duration::from_secs(3600);
+
+impl Refresher {
+    /// Forget the previous snapshot: the next refresh reads every job (after
+    /// a lost connection, whose snapshot may be far behind).
+    pub fn reset(&mut self) {
+        self.since = None;
+        self.nodes_key = None;
+    }
+
+    /// One refresh: the jobs changed since the previous one (all of them the
+    /// first time), the live nodes, the jobs no node may run, the database
+    /// clock, and the typical durations every `TYPICAL_EVERY`.
+    pub async fn refresh(&mut self, client: &mut Client) -> Result<JobsSnapshot, DbError> {
+        let wall: DateTime<Utc> = Utc::now();
+        if self.at.map_or(true, |at| at.elapsed() >= FULL_AFTER) {
+            self.reset();
+        }
+        let delta = jobs_changed_since(client, self.since, self.nodes_key.as_deref()).await?;
+        if delta.full {
+            self.unrunnable.clear();
+        }
+        if let Some(all) = delta.all_unrunnable {
+            self.unrunnable = all.into_iter().collect();
+        } else {
+            for (job, unrunnable) in &delta.changed {
+                if *unrunnable {
+                    self.unrunnable.insert(job.id);
+                } else {
+                    self.unrunnable.remove(&job.id);
+                }
+            }
+        }
+        for id in &delta.removed {
+            self.unrunnable.remove(id);
+        }
+        if self
+            .typical_at
+            .map_or(true, |at| at.elapsed() >= TYPICAL_EVERY)
+        {
+            self.typical = run_typical_durations(&*client, TYPICAL_RUNS).await?;
+            self.typical_at = Some(Instant::now());
+        }
+        self.since = Some(delta.horizon);
+        self.nodes_key = Some(delta.nodes_key);
+        self.at = Some(Instant::now());
+        Ok(JobsSnapshot {
+            db_now: delta.db_now,
+            wall,
+            full: delta.full,
+            jobs: delta.changed.into_iter().map(|(job, _)| job).collect(),
+            removed: delta.removed,
+            nodes: delta.nodes,
+            typical_ms: self.typical.clone(),
+            unrunnable: self.unrunnable.clone(),
+        })
     }
 }
 
@@ -309,39 +389,13 @@ async fn perform(
     actor: &Actor,
     read_only: bool,
     work: Work,
-    typical: &mut (HashMap<i64, i64>, Option<Instant>),
+    refresher: &mut Refresher,
 ) -> Result<DataEvent, Failure> {
     let lost = |e: DbError| classify(e, false);
     match work {
-        Work::Refresh => {
-            let wall: DateTime<Utc> = Utc::now();
-            let (jobs, nodes, now, unrunnable) = tokio::join!(
-                job_list(&*client),
-                node_list_live(&*client),
-                ops::db_now(&*client),
-                jobs_no_node_can_run(&*client)
-            );
-            let now = now.map_err(|e| match e {
-                OpsError::Db(e) => lost(e),
-                OpsError::Invalid(m) => Failure::Lost(m, false),
-            })?;
-            let (jobs, nodes) = (jobs.map_err(lost)?, nodes.map_err(lost)?);
-            let unrunnable = unrunnable.map_err(lost)?.into_iter().collect();
-            if typical.1.map_or(true, |at| at.elapsed() >= TYPICAL_EVERY) {
-                typical.0 = run_typical_durations(&*client, TYPICAL_RUNS)
-                    .await
-                    .map_err(lost)?;
-                typical.1 = Some(Instant::now());
-            }
-            Ok(DataEvent::Jobs(Box::new(JobsSnapshot {
-                db_now: now,
-                wall,
-                jobs,
-                nodes,
-                typical_ms: typical.0.clone(),
-                unrunnable,
-            })))
-        }
+        Work::Refresh => Ok(DataEvent::Jobs(Box::new(
+            refresher.refresh(client).await.map_err(lost)?,
+        ))),
         Work::Runs(job_id) => {
             let (runs, more) = run_page(&*client, job_id, &RunPageQuery::default(), HISTORY_LIMIT)
                 .await

@@ -183,14 +183,26 @@ fn on_data(app: &mut App, event: DataEvent) -> Vec<Effect> {
         DataEvent::Jobs(snapshot) => {
             let s = *snapshot;
             app.conn = Conn::Live;
-            app.set_jobs(
-                s.jobs,
-                s.nodes,
-                s.typical_ms,
-                s.unrunnable,
-                s.db_now,
-                s.wall,
-            );
+            if s.full {
+                app.set_jobs(
+                    s.jobs,
+                    s.nodes,
+                    s.typical_ms,
+                    s.unrunnable,
+                    s.db_now,
+                    s.wall,
+                );
+            } else {
+                app.merge_jobs(
+                    s.jobs,
+                    &s.removed,
+                    s.nodes,
+                    s.typical_ms,
+                    s.unrunnable,
+                    s.db_now,
+                    s.wall,
+                );
+            }
             // Progress bars: only worth a request when something runs.
             if app.jobs.iter().any(|j| j.runtime.running_run_id.is_some()) {
                 return vec![Effect::LoadProgress];

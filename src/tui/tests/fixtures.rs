@@ -207,7 +207,9 @@ pub fn snapshot(jobs: Vec<Job>, nodes: Vec<NodeRow>) -> Action {
     Action::Data(DataEvent::Jobs(Box::new(JobsSnapshot {
         db_now: now(),
         wall: now(),
+        full: true,
         jobs,
+        removed: Vec::new(),
         nodes,
         typical_ms: typical,
         unrunnable: Default::default(),
