@@ -43,7 +43,13 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Vec<Figure>> {
             &["pg_cron"],
             &[
                 ("cron.database_name", CRON_DB.to_string()),
-                // pg_cron connects for each run; the server has only a socket.
+                // Runs in background workers, not over a libpq connection: the
+                // launcher's server asks for a SCRAM password on its socket,
+                // which pg_cron's own connections do not have (every run
+                // failed to connect, and no figure came out). Enough worker
+                // processes for pg_cron's default 32 concurrent runs.
+                ("cron.use_background_workers", "on".to_string()),
+                ("max_worker_processes", "48".to_string()),
                 ("cron.host", socket),
             ],
         )
@@ -112,6 +118,21 @@ async fn side_by_side(
         .iter()
         .map(|r| r.get(0))
         .collect();
+    if theirs.is_empty() {
+        // Say why instead of printing an empty row.
+        for row in cron
+            .query(
+                "SELECT status, left(return_message, 200), count(*) FROM cron.job_run_details
+                 GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 5",
+                &[],
+            )
+            .await?
+        {
+            let (status, message, n): (Option<String>, Option<String>, i64) =
+                (row.get(0), row.get(1), row.get(2));
+            eprintln!("   pg_cron recorded {n} run(s) {status:?}: {message:?}");
+        }
+    }
     cron.batch_execute(
         "SELECT cron.unschedule(jobid) FROM cron.job; DELETE FROM cron.job_run_details",
     )
