@@ -354,22 +354,7 @@ async fn a_delivery_survives_kill_9_of_its_node_and_the_receiver_sees_it_once() 
         "timeout = \"8s\"\nretries = 3\nevents = [\"failure_streak\"]\n",
     );
     let mut client = db.client().await;
-    let mut spec = JobSpec::new(
-        "broken",
-        Schedule::parse("every 1s").unwrap(),
-        ActionKind::Sql,
-        "SELECT 1 / 0",
-    );
-    spec.failure.threshold = 0;
-    spec.failure.notify_after = Some(1);
-    ops::add(
-        &mut client,
-        &Actor::current(),
-        &spec,
-        &AddOptions::default(),
-    )
-    .await
-    .unwrap();
+    add_broken_job(&mut client).await;
 
     let mut first = scheduler(&db, &config, "first");
     wait_for(Duration::from_secs(30), "the first POST", || async {
@@ -994,35 +979,11 @@ async fn smtp_starttls_is_required_never_downgraded_to_plain_text() {
     .unwrap();
     let notifier = Arc::new(Notifier::from_file(&config, "mailer").unwrap().unwrap());
     let mut client = db.client().await;
-    let mut spec = JobSpec::new(
-        "broken",
-        Schedule::parse("every 1s").unwrap(),
-        ActionKind::Sql,
-        "SELECT 1 / 0",
-    );
-    spec.failure.threshold = 0;
-    spec.failure.notify_after = Some(1);
-    ops::add(
-        &mut client,
-        &Actor::current(),
-        &spec,
-        &AddOptions::default(),
-    )
-    .await
-    .unwrap();
+    add_broken_job(&mut client).await;
     let node = NodeHandle::start(db.spec.clone(), node_config("n1", &notifier))
         .await
         .unwrap();
-    wait_for(Duration::from_secs(30), "the attempt given up", || async {
-        let status: String = scalar(
-            &client,
-            "SELECT coalesce(max(status), '') FROM crondeck.notification_deliveries",
-            &[],
-        )
-        .await;
-        (status == "failed").then_some(())
-    })
-    .await;
+    wait_until_given_up(&client).await;
     node.shutdown().await.unwrap();
     let heard = commands.lock().unwrap().clone();
     assert!(
@@ -1071,22 +1032,7 @@ async fn smtp_starttls_with_a_private_ca_sends_auth_and_mail_only_over_tls() {
     .unwrap();
     let notifier = Arc::new(Notifier::from_file(&config, "mailer").unwrap().unwrap());
     let mut client = db.client().await;
-    let mut spec = JobSpec::new(
-        "broken",
-        Schedule::parse("every 1s").unwrap(),
-        ActionKind::Sql,
-        "SELECT 1 / 0",
-    );
-    spec.failure.threshold = 0;
-    spec.failure.notify_after = Some(1);
-    ops::add(
-        &mut client,
-        &Actor::current(),
-        &spec,
-        &AddOptions::default(),
-    )
-    .await
-    .unwrap();
+    add_broken_job(&mut client).await;
     let node = NodeHandle::start(db.spec.clone(), node_config("n1", &notifier))
         .await
         .unwrap();
@@ -1165,35 +1111,11 @@ async fn smtp_refuses_a_relay_certificate_it_cannot_verify() {
     .unwrap();
     let notifier = Arc::new(Notifier::from_file(&config, "mailer").unwrap().unwrap());
     let mut client = db.client().await;
-    let mut spec = JobSpec::new(
-        "broken",
-        Schedule::parse("every 1s").unwrap(),
-        ActionKind::Sql,
-        "SELECT 1 / 0",
-    );
-    spec.failure.threshold = 0;
-    spec.failure.notify_after = Some(1);
-    ops::add(
-        &mut client,
-        &Actor::current(),
-        &spec,
-        &AddOptions::default(),
-    )
-    .await
-    .unwrap();
+    add_broken_job(&mut client).await;
     let node = NodeHandle::start(db.spec.clone(), node_config("n1", &notifier))
         .await
         .unwrap();
-    wait_for(Duration::from_secs(30), "the attempt given up", || async {
-        let status: String = scalar(
-            &client,
-            "SELECT coalesce(max(status), '') FROM crondeck.notification_deliveries",
-            &[],
-        )
-        .await;
-        (status == "failed").then_some(())
-    })
-    .await;
+    wait_until_given_up(&client).await;
     node.shutdown().await.unwrap();
     let heard = commands.lock().unwrap().clone();
     assert!(heard.iter().any(|c| c == "STARTTLS"), "{heard:?}");
@@ -1268,4 +1190,34 @@ async fn two_channels_finishing_at_once_leave_the_episode_sent() {
     )
     .await;
     assert_eq!(status, "sent");
+}
+
+/// "broken": an SQL job that fails every second and notifies after its first
+/// failure (never auto-paused).
+async fn add_broken_job(client: &mut tokio_postgres::Client) {
+    let mut spec = JobSpec::new(
+        "broken",
+        Schedule::parse("every 1s").unwrap(),
+        ActionKind::Sql,
+        "SELECT 1 / 0",
+    );
+    spec.failure.threshold = 0;
+    spec.failure.notify_after = Some(1);
+    ops::add(client, &Actor::current(), &spec, &AddOptions::default())
+        .await
+        .unwrap();
+}
+
+/// Until the (only) delivery has been given up (`failed`).
+async fn wait_until_given_up(client: &tokio_postgres::Client) {
+    wait_for(Duration::from_secs(30), "the attempt given up", || async {
+        let status: String = scalar(
+            client,
+            "SELECT coalesce(max(status), '') FROM crondeck.notification_deliveries",
+            &[],
+        )
+        .await;
+        (status == "failed").then_some(())
+    })
+    .await;
 }

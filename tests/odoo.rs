@@ -306,14 +306,7 @@ async fn running_state_and_progress_are_read_without_disturbing_the_worker() {
     let (_, err) = text(&out);
     assert_eq!(out.status.code(), Some(3), "{err}");
     assert!(err.contains("running"), "{err}");
-    wait_for(LIMIT, "the run to end", || async {
-        worker
-            .control
-            .events()
-            .contains(&Event::Finished(2, "fully done"))
-            .then_some(())
-    })
-    .await;
+    until_event(&worker, Event::Finished(2, "fully done"), "the run to end").await;
     let c = cron(&db.list(), 2);
     assert!(c["running"].is_null());
     // Now the edit goes through.
@@ -427,14 +420,7 @@ async fn sixteen_numbercall_runs_out_and_deactivates() {
     let worker = db.worker(Duration::from_millis(200)).await;
     let out = db.run(&["run", "#2"]);
     assert!(out.status.success(), "{}", text(&out).1);
-    wait_for(LIMIT, "cron 2 to run", || async {
-        worker
-            .control
-            .events()
-            .contains(&Event::Finished(2, "done"))
-            .then_some(())
-    })
-    .await;
+    until_event(&worker, Event::Finished(2, "done"), "cron 2 to run").await;
     let c = cron(&db.list(), 2);
     assert_eq!(c["numbercall"], 0);
     assert_eq!(c["active"], false);
@@ -470,14 +456,7 @@ async fn nineteen_accepts_never_and_the_worker_schedules_it_in_2099() {
     let worker = db.worker(Duration::from_millis(200)).await;
     let out = db.run(&["set", "3", "--every", "never", "--next", "now"]);
     assert!(out.status.success(), "{}", text(&out).1);
-    wait_for(LIMIT, "cron 3 to run", || async {
-        worker
-            .control
-            .events()
-            .contains(&Event::Finished(3, "fully done"))
-            .then_some(())
-    })
-    .await;
+    until_event(&worker, Event::Finished(3, "fully done"), "cron 3 to run").await;
     let c = cron(&db.list(), 3);
     assert_eq!(c["interval"], "never");
     assert!(c["nextcall"].as_str().unwrap().starts_with("2099"), "{c}");
@@ -640,14 +619,7 @@ async fn failures_count_up_and_lastcall_means_last_attempted() {
     worker.control.set(2, Behavior::Fail);
     let before = cron(&db.list(), 2);
     assert!(db.run(&["run", "2"]).status.success());
-    wait_for(LIMIT, "cron 2 to fail", || async {
-        worker
-            .control
-            .events()
-            .contains(&Event::Finished(2, "failed"))
-            .then_some(())
-    })
-    .await;
+    until_event(&worker, Event::Finished(2, "failed"), "cron 2 to fail").await;
     let after = cron(&db.list(), 2);
     assert_eq!(after["failure_count"], 1);
     assert_eq!(after["state"], "failing");
@@ -658,13 +630,11 @@ async fn failures_count_up_and_lastcall_means_last_attempted() {
     );
     worker.control.set(2, Behavior::Succeed);
     assert!(db.run(&["run", "2"]).status.success());
-    wait_for(LIMIT, "cron 2 to succeed", || async {
-        worker
-            .control
-            .events()
-            .contains(&Event::Finished(2, "fully done"))
-            .then_some(())
-    })
+    until_event(
+        &worker,
+        Event::Finished(2, "fully done"),
+        "cron 2 to succeed",
+    )
     .await;
     let healed = cron(&db.list(), 2);
     assert_eq!(healed["failure_count"], 0);
@@ -676,15 +646,21 @@ async fn failures_count_up_and_lastcall_means_last_attempted() {
     worker.control.set(2, Behavior::Fail);
     let before = cron(&db.list(), 2);
     assert!(db.run(&["run", "2"]).status.success());
-    wait_for(LIMIT, "cron 2 to fail on 16", || async {
-        worker
-            .control
-            .events()
-            .contains(&Event::Finished(2, "failed"))
-            .then_some(())
-    })
+    until_event(
+        &worker,
+        Event::Finished(2, "failed"),
+        "cron 2 to fail on 16",
+    )
     .await;
     let after = cron(&db.list(), 2);
     assert!(after["failure_count"].is_null());
     assert_ne!(after["lastcall"], before["lastcall"]);
+}
+
+/// Until the simulated worker reports `event`.
+async fn until_event(worker: &odoo_worker::Worker, event: Event, what: &str) {
+    wait_for(LIMIT, what, || async {
+        worker.control.events().contains(&event).then_some(())
+    })
+    .await;
 }

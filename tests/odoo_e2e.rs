@@ -3,11 +3,11 @@
 //! Every wait polls the screen or the worker's events until a deadline.
 
 mod common;
+mod tmux;
+use tmux::Tmux;
 #[path = "common/odoo_worker.rs"]
 mod odoo_worker;
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use common::scalar;
@@ -17,94 +17,6 @@ const LIMIT: Duration = Duration::from_secs(40);
 /// The worker's poll: shorter than Odoo's 60 s so the test is quick, longer
 /// than the NOTIFY path needs.
 const POLL: Duration = Duration::from_secs(4);
-
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn start(script: &Path, env: &[(&str, String)]) -> Tmux {
-        let socket = format!("crondeck-odoo-e2e-{}", std::process::id());
-        let tmux = Tmux { socket };
-        let mut cmd = Command::new("tmux");
-        cmd.args([
-            "-L",
-            &tmux.socket,
-            "-f",
-            "/dev/null",
-            "new-session",
-            "-d",
-            "-s",
-            "e2e",
-        ])
-        .args(["-x", "120", "-y", "30"])
-        .arg(script)
-        .env_remove("NO_COLOR");
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let out = cmd.output().expect("tmux is installed");
-        assert!(
-            out.status.success(),
-            "tmux: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        tmux
-    }
-
-    fn tmux(&self, args: &[&str]) -> String {
-        let out = Command::new("tmux")
-            .args(["-L", &self.socket])
-            .args(args)
-            .output()
-            .expect("run tmux");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn keys(&self, keys: &[&str]) {
-        let mut args = vec!["send-keys", "-t", "e2e"];
-        args.extend_from_slice(keys);
-        self.tmux(&args);
-    }
-
-    fn type_text(&self, text: &str) {
-        self.tmux(&["send-keys", "-t", "e2e", "-l", text]);
-    }
-
-    fn screen(&self) -> String {
-        self.tmux(&["capture-pane", "-p", "-t", "e2e"])
-    }
-
-    fn screen_with_colours(&self) -> String {
-        self.tmux(&["capture-pane", "-p", "-e", "-t", "e2e"])
-    }
-
-    async fn wait(&self, what: &str, check: impl Fn(&str) -> bool) -> String {
-        let deadline = tokio::time::Instant::now() + LIMIT;
-        loop {
-            let screen = self.screen();
-            if check(&screen) {
-                return screen;
-            }
-            if tokio::time::Instant::now() > deadline {
-                panic!("timed out waiting for {what}; the screen:\n{screen}");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    async fn wait_text(&self, text: &str) -> String {
-        self.wait(&format!("{text:?}"), |s| s.contains(text)).await
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .args(["-L", &self.socket, "kill-server"])
-            .output();
-    }
-}
 
 fn row<'a>(screen: &'a str, needle: &str) -> &'a str {
     screen
@@ -177,7 +89,7 @@ async fn odoo_console_end_to_end() {
         ),
         ("TERM", "xterm-256color".to_string()),
     ];
-    let tmux = Tmux::start(&script, &env);
+    let tmux = Tmux::start_sized(&script, &env, 120, 30);
     let screen = tmux
         .wait("the Odoo crons", |s| {
             s.contains("Odoo 18.0")

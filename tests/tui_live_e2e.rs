@@ -7,10 +7,8 @@
 //! process.
 
 mod common;
-
-use std::path::Path;
-use std::process::Command;
-use std::time::Duration;
+mod tmux;
+use tmux::Tmux;
 
 use common::TestDb;
 use crondeck::db::audit::Actor;
@@ -18,76 +16,6 @@ use crondeck::job::{ActionKind, JobSpec};
 use crondeck::ops::{self, AddOptions};
 use crondeck::schedule::Schedule;
 use crondeck::scheduler::{NodeConfig, NodeHandle};
-
-const LIMIT: Duration = Duration::from_secs(30);
-
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn start(script: &Path, env: &[(&str, String)]) -> Tmux {
-        let tmux = Tmux {
-            socket: format!("crondeck-live-e2e-{}", std::process::id()),
-        };
-        let mut cmd = Command::new("tmux");
-        cmd.args(["-L", &tmux.socket, "-f", "/dev/null", "new-session", "-d"])
-            .args(["-s", "e2e", "-x", "100", "-y", "30"])
-            .arg(script)
-            .env_remove("NO_COLOR");
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let out = cmd.output().expect("tmux is installed");
-        assert!(
-            out.status.success(),
-            "tmux: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        tmux
-    }
-
-    fn tmux(&self, args: &[&str]) -> String {
-        let out = Command::new("tmux")
-            .args(["-L", &self.socket])
-            .args(args)
-            .output()
-            .expect("run tmux");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn keys(&self, keys: &[&str]) {
-        let mut args = vec!["send-keys", "-t", "e2e"];
-        args.extend_from_slice(keys);
-        self.tmux(&args);
-    }
-
-    fn screen(&self) -> String {
-        self.tmux(&["capture-pane", "-p", "-t", "e2e"])
-    }
-
-    async fn wait(&self, what: &str, check: impl Fn(&str) -> bool) -> String {
-        let deadline = tokio::time::Instant::now() + LIMIT;
-        loop {
-            let screen = self.screen();
-            if check(&screen) {
-                return screen;
-            }
-            if tokio::time::Instant::now() > deadline {
-                panic!("timed out after {LIMIT:?} waiting for {what}; the screen:\n{screen}");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .args(["-L", &self.socket, "kill-server"])
-            .output();
-    }
-}
 
 /// The "running for …" fact of the run view.
 fn elapsed(screen: &str) -> Option<String> {
@@ -154,7 +82,7 @@ async fn the_run_view_follows_a_running_shell_job_like_tail_f() {
             dir.path().join("config").display().to_string(),
         ),
     ];
-    let tmux = Tmux::start(&script, &env);
+    let tmux = Tmux::start_sized(&script, &env, 100, 30);
     tmux.wait("the console, live", |s| {
         s.contains("● live") && s.contains("live-e2e")
     })

@@ -216,22 +216,23 @@ pub async fn node_list_live(client: &impl GenericClient) -> Result<Vec<NodeRow>,
             &[],
         )
         .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(NodeRow {
-                id: r.try_get(0)?,
-                name: r.try_get(1)?,
-                host: r.try_get(2)?,
-                pid: r.try_get(3)?,
-                workers: r.try_get(4)?,
-                busy: r.try_get(5)?,
-                allow_shell: r.try_get(6)?,
-                started_at: r.try_get(7)?,
-                heartbeat_at: r.try_get(8)?,
-                lease_ms: r.try_get(9)?,
-            })
-        })
-        .collect()
+    rows.iter().map(node_row).collect()
+}
+
+/// A node row from its first ten columns, in `NodeRow`'s field order.
+fn node_row(r: &tokio_postgres::Row) -> Result<NodeRow, DbError> {
+    Ok(NodeRow {
+        id: r.try_get(0)?,
+        name: r.try_get(1)?,
+        host: r.try_get(2)?,
+        pid: r.try_get(3)?,
+        workers: r.try_get(4)?,
+        busy: r.try_get(5)?,
+        allow_shell: r.try_get(6)?,
+        started_at: r.try_get(7)?,
+        heartbeat_at: r.try_get(8)?,
+        lease_ms: r.try_get(9)?,
+    })
 }
 
 /// A run taken away from a dead node.
@@ -354,18 +355,7 @@ pub async fn node_overview(client: &impl GenericClient) -> Result<Vec<NodeOvervi
     rows.iter()
         .map(|r| {
             Ok(NodeOverview {
-                node: NodeRow {
-                    id: r.try_get(0)?,
-                    name: r.try_get(1)?,
-                    host: r.try_get(2)?,
-                    pid: r.try_get(3)?,
-                    workers: r.try_get(4)?,
-                    busy: r.try_get(5)?,
-                    allow_shell: r.try_get(6)?,
-                    started_at: r.try_get(7)?,
-                    heartbeat_at: r.try_get(8)?,
-                    lease_ms: r.try_get(9)?,
-                },
+                node: node_row(r)?,
                 version: r.try_get(10)?,
                 stopped_at: r.try_get(11)?,
                 alive: r.try_get(12)?,

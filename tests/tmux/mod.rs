@@ -8,7 +8,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-pub const LIMIT: Duration = Duration::from_secs(30);
+pub const LIMIT: Duration = Duration::from_secs(40);
 
 /// One tmux server (own socket) with one session running the console.
 pub struct Tmux {
@@ -80,6 +80,11 @@ impl Tmux {
 
     pub fn screen(&self) -> String {
         self.tmux(&["capture-pane", "-p", "-t", "e2e"])
+    }
+
+    /// The screen with its colour escapes (`capture-pane -e`).
+    pub fn screen_with_colours(&self) -> String {
+        self.tmux(&["capture-pane", "-p", "-e", "-t", "e2e"])
     }
 
     /// Wait until the screen satisfies `check`; panic with the screen if not.
