@@ -535,10 +535,27 @@ async fn run_as_must_be_a_role_the_defining_login_holds() {
     assert_eq!(stored, ["allowed", "owned", "victim"]);
 }
 
+/// The wrapper `f`: (SECURITY DEFINER, owner, runs the statements).
+async fn wrapper_state(client: &Client, f: &str) -> Option<(bool, String, bool)> {
+    let row = client
+        .query_opt(
+            "SELECT p.prosecdef, pg_get_userbyid(p.proowner)::text,
+                    p.prosrc LIKE '%EXECUTE statements%'
+             FROM pg_proc p WHERE p.oid = to_regprocedure($1)",
+            &[&format!("{f}(text)")],
+        )
+        .await
+        .unwrap();
+    row.map(|r| (r.get(0), r.get(1), r.get(2)))
+}
+
+/// The wrapper a role's jobs run in is made once and kept (issue 15): no
+/// catalog write per run, and so no `TEMPORARY` needed by the job's role;
+/// the role holds no right on the wrappers' schema.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_job_role_without_temporary_fails_with_the_reason_until_granted() {
+async fn a_job_role_needs_no_temporary_and_its_wrapper_is_made_once() {
     let s = Setup::new().await;
-    // A hardened database: TEMPORARY is no longer granted to PUBLIC.
+    // A hardened database: TEMPORARY is not granted to PUBLIC.
     s.client
         .batch_execute(&format!(
             "REVOKE TEMPORARY ON DATABASE {} FROM PUBLIC",
@@ -547,38 +564,203 @@ async fn a_job_role_without_temporary_fails_with_the_reason_until_granted() {
         .await
         .unwrap();
     let node = s.start_node(2).await;
-    let job = s
+    for n in 1..=3 {
+        let job = s
+            .add(
+                &format!("insert-{n}"),
+                "every 1h",
+                &format!("INSERT INTO public.app VALUES ({n})"),
+                Some(&s.job_role),
+            )
+            .await;
+        let (status, _, error) = s.outcome(job).await;
+        assert_eq!(status, "succeeded", "{error:?}");
+    }
+    let plain = s.add("plain", "every 1h", "SELECT 1", None).await;
+    let (status, _, error) = s.outcome(plain).await;
+    assert_eq!(status, "succeeded", "{error:?}");
+    assert_eq!(s.app_rows().await, vec![1, 2, 3]);
+    let wrappers: i64 = scalar(
+        &s.client,
+        "SELECT count(*) FROM pg_proc p JOIN pg_roles r ON r.oid = p.proowner
+         WHERE p.pronamespace = 'crondeck_exec'::regnamespace AND p.prosecdef
+           AND r.rolname = ANY ($1)",
+        &[&vec![s.job_role.clone(), "crondeck_job".to_string()]],
+    )
+    .await;
+    assert_eq!(wrappers, 2, "one wrapper per role, not one per run");
+    for privilege in ["USAGE", "CREATE"] {
+        let held: bool = scalar(
+            &s.client,
+            "SELECT has_schema_privilege($1, 'crondeck_exec', $2)",
+            &[&s.job_role, &privilege],
+        )
+        .await;
+        assert!(
+            !held,
+            "the job's role holds {privilege} on the wrappers' schema"
+        );
+    }
+    node.shutdown().await.unwrap();
+}
+
+/// A job cannot change the function its role's jobs run in: not its body,
+/// not SECURITY INVOKER (which would run the next job's statements as the
+/// node), not its grants. Dropped with DROP OWNED, it is made again; given
+/// to another role with REASSIGN OWNED, it runs nothing, as that role or
+/// any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_cannot_tamper_with_its_wrapper() {
+    let s = Setup::new().await;
+    let node = s.start_node(2).await;
+    let first = s
         .add(
-            "no-temp",
+            "first",
             "every 1h",
             "INSERT INTO public.app VALUES (1)",
             Some(&s.job_role),
         )
         .await;
-    let (status, sqlstate, error) = s.outcome(job).await;
-    assert_eq!(status, "failed");
+    assert_eq!(s.outcome(first).await.0, "succeeded");
+    let oid: i64 = scalar(
+        &s.client,
+        "SELECT oid::int8 FROM pg_roles WHERE rolname = $1",
+        &[&s.job_role],
+    )
+    .await;
+    let f = format!("crondeck_exec.job_{oid}");
+    let attacks = [
+        format!(
+            "CREATE OR REPLACE FUNCTION {f}(statements text) RETURNS bigint \
+             LANGUAGE sql SECURITY INVOKER AS 'SELECT 0::bigint'"
+        ),
+        format!("ALTER FUNCTION {f}(text) SECURITY INVOKER"),
+        format!("GRANT EXECUTE ON FUNCTION {f}(text) TO PUBLIC"),
+        format!("COMMENT ON FUNCTION {f}(text) IS 'mine'"),
+        format!("DROP FUNCTION {f}(text)"),
+    ];
+    for (i, attack) in attacks.iter().enumerate() {
+        let job = s
+            .add(
+                &format!("attack-{i}"),
+                "every 1h",
+                attack,
+                Some(&s.job_role),
+            )
+            .await;
+        let (status, sqlstate, error) = s.outcome(job).await;
+        assert_eq!(status, "failed", "{attack}");
+        assert_eq!(
+            sqlstate.as_deref(),
+            Some(SqlState::INSUFFICIENT_PRIVILEGE.code()),
+            "{attack}: {error:?}"
+        );
+    }
     assert_eq!(
-        sqlstate.as_deref(),
-        Some(SqlState::INSUFFICIENT_PRIVILEGE.code())
+        wrapper_state(&s.client, &f).await,
+        Some((true, s.job_role.clone(), true)),
+        "the wrapper is as it was made"
     );
-    let error = error.unwrap_or_default();
-    assert!(
-        error.contains("temporary") && error.contains(&s.job_role),
-        "{error}"
+
+    // DROP OWNED needs no name: the wrapper goes, and is made again.
+    let dropper = s
+        .add(
+            "drop-owned",
+            "every 1h",
+            "DROP OWNED BY CURRENT_USER",
+            Some(&s.job_role),
+        )
+        .await;
+    s.outcome(dropper).await;
+    let mut made_again = false;
+    for n in 10..13 {
+        let job = s
+            .add(
+                &format!("after-drop-{n}"),
+                "every 1h",
+                &format!("INSERT INTO public.app VALUES ({n})"),
+                Some(&s.job_role),
+            )
+            .await;
+        if s.outcome(job).await.0 == "succeeded" {
+            made_again = true;
+            break;
+        }
+    }
+    assert!(made_again, "no run succeeded after the wrapper was dropped");
+    assert_eq!(
+        wrapper_state(&s.client, &f).await,
+        Some((true, s.job_role.clone(), true))
     );
-    assert!(s.app_rows().await.is_empty());
-    // Granted TEMPORARY, as the README asks of a hardened database (this
-    // test database is a clone of a template, and a database's own grants
-    // are not cloned with it).
+
+    // REASSIGN OWNED to a role the job's role is a member of, so that the
+    // wrapper would run as that role: PostgreSQL refuses it (the new owner
+    // has no CREATE on the schema either).
+    let other = format!("{}_other", s.db.name);
     s.client
         .batch_execute(&format!(
-            "GRANT TEMPORARY ON DATABASE {} TO crondeck_job",
-            s.db.name
+            "CREATE ROLE {other} NOLOGIN; GRANT {other} TO {job_role};",
+            job_role = s.job_role
         ))
         .await
         .unwrap();
-    let plain = s.add("plain", "every 1h", "SELECT 1", None).await;
-    let (status, _, error) = s.outcome(plain).await;
-    assert_eq!(status, "succeeded", "{error:?}");
+    let giver = s
+        .add(
+            "reassign",
+            "every 1h",
+            &format!("REASSIGN OWNED BY CURRENT_USER TO {other}"),
+            Some(&s.job_role),
+        )
+        .await;
+    let (status, sqlstate, error) = s.outcome(giver).await;
+    assert_eq!(status, "failed", "{error:?}");
+    assert_eq!(
+        sqlstate.as_deref(),
+        Some(SqlState::INSUFFICIENT_PRIVILEGE.code()),
+        "{error:?}"
+    );
+    assert_eq!(
+        wrapper_state(&s.client, &f).await,
+        Some((true, s.job_role.clone(), true))
+    );
+    // Given away all the same (by a superuser): it runs nothing, as that
+    // role or any other; the node's runs through it fail.
+    s.client
+        .batch_execute(&format!("ALTER FUNCTION {f}(text) OWNER TO {other}"))
+        .await
+        .unwrap();
+    let before = s.app_rows().await;
+    let mut refused = 0;
+    for n in 20..23 {
+        let job = s
+            .add(
+                &format!("after-reassign-{n}"),
+                "every 1h",
+                &format!("INSERT INTO public.app VALUES ({n})"),
+                Some(&s.job_role),
+            )
+            .await;
+        let (status, _, error) = s.outcome(job).await;
+        if status == "failed" {
+            refused += 1;
+        }
+        assert_ne!(
+            status, "succeeded",
+            "a job ran through a wrapper owned by another role"
+        );
+        let _ = error;
+    }
+    assert_eq!(refused, 3);
+    let direct = s
+        .client
+        .batch_execute(&format!("SELECT {f}('INSERT INTO public.app VALUES (99)')"))
+        .await
+        .expect_err("the wrapper runs only as the role it was made for");
+    assert_eq!(
+        direct.code(),
+        Some(&SqlState::INSUFFICIENT_PRIVILEGE),
+        "{direct}"
+    );
+    assert_eq!(s.app_rows().await, before, "nothing ran as the other role");
     node.shutdown().await.unwrap();
 }

@@ -58,7 +58,7 @@ use super::runs::{
     run_finish, run_insert_scheduled, run_insert_skipped, run_insert_started, Finished, NewRun,
     RunOutcome, RunStatus, ScheduledStart, TickReason, Trigger,
 };
-use super::DbError;
+use super::{DbError, PipelinedTransaction};
 use crate::job::{Catchup, Job};
 use crate::schedule::Schedule;
 
@@ -163,10 +163,7 @@ pub async fn claim(
     claimer: &Claimer<'_>,
     limit: usize,
 ) -> Result<ClaimReport, DbError> {
-    let tx = PipelinedTransaction {
-        client: &*client,
-        done: false,
-    };
+    let tx = PipelinedTransaction::new(client);
     let (work, due) = first_read(&tx, claimer, limit).await?;
     if !work.registration_alive {
         // Fenced: a registration whose lease ran out claims nothing, even if
@@ -192,40 +189,6 @@ pub async fn claim(
     }
     tx.commit().await?;
     Ok(report)
-}
-
-/// A transaction begun by sending `BEGIN` without waiting for its answer
-/// (`tokio_postgres::Client::transaction` waits for it). Like
-/// `tokio_postgres::Transaction`, it rolls back when dropped unfinished (a
-/// failed statement, a cancelled future), so the connection never goes back
-/// to the pool inside it.
-struct PipelinedTransaction<'a> {
-    client: &'a tokio_postgres::Client,
-    done: bool,
-}
-
-impl PipelinedTransaction<'_> {
-    async fn commit(mut self) -> Result<(), DbError> {
-        self.done = true;
-        self.client.batch_execute("COMMIT").await?;
-        Ok(())
-    }
-
-    async fn rollback(mut self) -> Result<(), DbError> {
-        self.done = true;
-        self.client.batch_execute("ROLLBACK").await?;
-        Ok(())
-    }
-}
-
-impl Drop for PipelinedTransaction<'_> {
-    fn drop(&mut self) {
-        if !self.done {
-            // What `tokio_postgres::Transaction`'s own drop does: queue a
-            // ROLLBACK on the connection without waiting for its answer.
-            self.client.__private_api_rollback(None);
-        }
-    }
 }
 
 /// What a claim has to look at, from one cheap read at the start of the
@@ -703,44 +666,49 @@ pub async fn finish(
     actor: &Actor,
 ) -> Result<FinishResult, DbError> {
     let run = completion.run;
-    let Some(Finished {
-        started_at,
-        ended_at,
-    }) = run_finish(
-        tx,
-        run.run_id,
-        completion.node_id,
-        completion.status,
-        &completion.outcome,
-    )
-    .await?
-    else {
-        return Ok(FinishResult::Fenced);
-    };
     let success = completion.status == RunStatus::Succeeded;
     let failed = matches!(completion.status, RunStatus::Failed | RunStatus::TimedOut);
-    let duration_ms = (ended_at - started_at).num_milliseconds();
-    let row = tx
-        .query_typed_opt(
-            "UPDATE crondeck.jobs SET running_run_id = NULL, running_node_id = NULL,
-                 running_since = NULL, last_ended_at = $3, last_status = $4,
-                 last_duration_ms = $5,
-                 last_success_at = CASE WHEN $6 THEN $3 ELSE last_success_at END,
-                 failure_streak = CASE WHEN $6 THEN 0 ELSE failure_streak END,
-                 failure_streak_since = CASE WHEN $6 THEN NULL ELSE failure_streak_since END
-             WHERE id = $1 AND running_run_id = $2
-             RETURNING retry_max, retry_backoff_ms, active, numbercall, nextcall",
+    // The run's update and the job's are sent together (one round trip):
+    // the job's reads the run's end from the run row the first one just
+    // wrote, and matches nothing if that one was fenced (the run is then
+    // not ours with this status), so either both apply or the caller rolls
+    // back.
+    let (recorded, freed) = futures_util::future::join(
+        run_finish(
+            tx,
+            run.run_id,
+            completion.node_id,
+            completion.status,
+            &completion.outcome,
+        ),
+        tx.query_typed_opt(
+            "UPDATE crondeck.jobs j SET running_run_id = NULL, running_node_id = NULL,
+                 running_since = NULL, last_ended_at = r.ended_at, last_status = r.status,
+                 last_duration_ms = trunc(extract(epoch FROM r.ended_at - r.started_at) * 1000)::int8,
+                 last_success_at = CASE WHEN $4 THEN r.ended_at ELSE j.last_success_at END,
+                 failure_streak = CASE WHEN $4 THEN 0 ELSE j.failure_streak END,
+                 failure_streak_since = CASE WHEN $4 THEN NULL ELSE j.failure_streak_since END
+             FROM crondeck.runs r
+             WHERE j.id = $1 AND j.running_run_id = $2
+               AND r.id = $2 AND r.status = $3 AND r.ended_at IS NOT NULL
+             RETURNING j.retry_max, j.retry_backoff_ms, j.active, j.numbercall, j.nextcall",
             &[
                 (&run.job.id, Type::INT8),
                 (&run.run_id, Type::INT8),
-                (&ended_at, Type::TIMESTAMPTZ),
                 (&completion.status.as_str(), Type::TEXT),
-                (&duration_ms, Type::INT8),
                 (&success, Type::BOOL),
             ],
-        )
-        .await?;
-    let Some(row) = row else {
+        ),
+    )
+    .await;
+    let Some(Finished {
+        started_at,
+        ended_at,
+    }) = recorded?
+    else {
+        return Ok(FinishResult::Fenced);
+    };
+    let Some(row) = freed? else {
         // The job was freed by someone else (rescue) after all: same as fenced.
         return Ok(FinishResult::Fenced);
     };

@@ -75,6 +75,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "fresh_streak",
         sql: include_str!("migrations/0011_fresh_streak.sql"),
     },
+    Migration {
+        version: 12,
+        name: "job_wrappers",
+        sql: include_str!("migrations/0012_job_wrappers.sql"),
+    },
 ];
 
 /// Arbitrary but fixed key for `pg_advisory_lock`; "crondeck" in ASCII.

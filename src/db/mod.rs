@@ -76,3 +76,57 @@ impl DbError {
         }
     }
 }
+
+/// A transaction begun by sending `BEGIN` without waiting for its answer
+/// (`tokio_postgres::Client::transaction` waits for it). Like
+/// `tokio_postgres::Transaction`, it rolls back when dropped unfinished (a
+/// failed statement, a cancelled future), so the connection never goes back
+/// to the pool inside it.
+pub(crate) struct PipelinedTransaction<'a> {
+    pub(crate) client: &'a tokio_postgres::Client,
+    done: bool,
+}
+
+impl<'a> PipelinedTransaction<'a> {
+    /// The caller sends `BEGIN` (alone or first in a batch) on `client`.
+    pub(crate) fn new(client: &'a tokio_postgres::Client) -> PipelinedTransaction<'a> {
+        PipelinedTransaction {
+            client,
+            done: false,
+        }
+    }
+
+    pub(crate) async fn commit(mut self) -> Result<(), tokio_postgres::Error> {
+        self.done = true;
+        self.client.batch_execute("COMMIT").await
+    }
+
+    /// End the transaction with `statements`, a batch whose last statement
+    /// is `COMMIT` or `ROLLBACK`. If the batch fails, whatever is left of the
+    /// transaction is rolled back.
+    pub(crate) async fn end_with(mut self, statements: &str) -> Result<(), tokio_postgres::Error> {
+        self.done = true;
+        let ended = self.client.batch_execute(statements).await;
+        if ended.is_err() {
+            // After a failed COMMIT there is no transaction left, and this
+            // only draws a warning.
+            self.client.__private_api_rollback(None);
+        }
+        ended
+    }
+
+    pub(crate) async fn rollback(mut self) -> Result<(), tokio_postgres::Error> {
+        self.done = true;
+        self.client.batch_execute("ROLLBACK").await
+    }
+}
+
+impl Drop for PipelinedTransaction<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            // What `tokio_postgres::Transaction`'s own drop does: queue a
+            // ROLLBACK on the connection without waiting for its answer.
+            self.client.__private_api_rollback(None);
+        }
+    }
+}

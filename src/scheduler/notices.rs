@@ -7,7 +7,7 @@
 //! connection's task reads its messages itself (`Connection::poll_message`)
 //! and hands notices to whatever run is attached to the connection at that
 //! moment. A run finds its connection by the server's process id (it asks
-//! for `pg_backend_pid()` anyway, see `sql::publish_backend_pid`), and is
+//! for `pg_backend_pid()` anyway, see `sessions::SessionPids`), and is
 //! attached only while its statements execute ([`NoticeRouter::attach`]):
 //! notices of the node's own statements around them are not the job's.
 //!

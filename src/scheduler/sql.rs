@@ -14,12 +14,11 @@
 //!
 //! # The job's role is a boundary
 //!
-//! The statements are not sent to the server as they are: inside the job's
-//! transaction the node becomes the job's role, creates a temporary
-//! `SECURITY DEFINER` PL/pgSQL function owned by that role, becomes itself
-//! again and calls the function with the statements as its argument; the
-//! function `EXECUTE`s them. PostgreSQL itself then refuses, with the job's
-//! statements parsed by its own parser:
+//! The statements are not sent to the server as they are: the node calls the
+//! job role's wrapper, a `SECURITY DEFINER` PL/pgSQL function owned by that
+//! role (`crondeck_exec.job_<role oid>(text)`), with the statements as its
+//! argument; the function `EXECUTE`s them. PostgreSQL itself then refuses,
+//! with the job's statements parsed by its own parser:
 //!
 //! - any change of role or session authorization (`SET ROLE`, `RESET ROLE`,
 //!   `SET SESSION AUTHORIZATION`, `set_config('role', ...)`): "cannot set
@@ -32,6 +31,16 @@
 //! and the statements have exactly the privileges of the job's role. The
 //! timeout is armed on the node's call, so `SET statement_timeout = 0` in the
 //! job does not lift it.
+//!
+//! The wrapper is made once per job role, by the first node that runs a job
+//! as it, and kept (`ensure_wrapper`): a function made and dropped in every
+//! run cost two catalog writes per run, whose invalidations every session of
+//! the database had to process. It lives in a schema the job roles have no
+//! right on, so its owner cannot name it to replace, alter or grant it
+//! (migration 12); what the owner can do without naming it is refused too:
+//! given to another role (`REASSIGN OWNED`), its body refuses to run, and the
+//! node refuses to call it; dropped (`DROP OWNED`), the next run makes it
+//! again.
 //!
 //! After the function returns, before the node's own statements run in that
 //! transaction, the node closes the job's cursors (a `WITH HOLD` cursor would
@@ -74,6 +83,7 @@ use super::live::{self, JobOutput, Stream, Streams};
 use super::node::Shared;
 use crate::db::claim::{finish, ClaimedRun, Completion, FinishResult};
 use crate::db::runs::{RunOutcome, RunStatus};
+use crate::db::PipelinedTransaction;
 
 /// Extra time past `statement_timeout` before the node cancels from outside
 /// (the server normally enforces the timeout itself).
@@ -194,8 +204,8 @@ fn note(code: &SqlState, run: &ClaimedRun) -> Option<String> {
     let role = run.job.spec.run_as.as_deref().unwrap_or(DEFAULT_JOB_ROLE);
     if *code == SqlState::INSUFFICIENT_PRIVILEGE {
         Some(format!(
-            "the job's statements run as role \"{role}\", with its privileges only (and it needs \
-             TEMPORARY on the database); they may not change role or session authorization"
+            "the job's statements run as role \"{role}\", with its privileges only; they may \
+             not change role or session authorization"
         ))
     } else if *code == SqlState::FEATURE_NOT_SUPPORTED
         || *code == SqlState::INVALID_TRANSACTION_TERMINATION
@@ -233,14 +243,14 @@ async fn run_on_job_connection(
     interrupted: &mut bool,
     timed_out: &mut bool,
 ) -> Result<(), Failure> {
-    let mut client = shared
+    let client = shared
         .job_pool
         .get()
         .await
         .map_err(|e| Failure::Node(format!("no database connection for the job: {e}")))?;
-    let result = run_in_transaction(
+    let (result, reset) = run_in_transaction(
         shared,
-        &mut client,
+        &client,
         run,
         node_id,
         cancel,
@@ -251,75 +261,101 @@ async fn run_on_job_connection(
     )
     .await;
     // A cancel request may still be in flight towards this session: never
-    // reuse it. Otherwise reset everything the job may have left behind.
+    // reuse it. Otherwise it was reset (`DISCARD ALL`, sent right behind the
+    // transaction's end), or it is closed.
     if *interrupted || *timed_out {
         drop(deadpool_postgres::Object::take(client));
     } else {
-        reset_session(client, run.run_id).await;
+        match reset {
+            Ok(()) => {
+                // The server forgot every prepared statement; so must the client.
+                client.clear_type_cache();
+                client.statement_cache.clear();
+            }
+            Err(error) => {
+                tracing::warn!(run = run.run_id, %error,
+                    "could not reset the SQL job's session; closing the connection");
+                drop(deadpool_postgres::Object::take(client));
+            }
+        }
     }
     result
 }
 
-/// `DISCARD ALL` after the job's transaction ended; a session that cannot be
-/// reset is closed rather than returned to the pool.
-async fn reset_session(client: deadpool_postgres::Object, run_id: i64) {
-    match client.batch_execute("DISCARD ALL").await {
-        Ok(()) => {
-            // The server forgot every prepared statement; so must the client.
-            client.clear_type_cache();
-            client.statement_cache.clear();
-        }
-        Err(error) => {
-            tracing::warn!(run = run_id, %error,
-                "could not reset the SQL job's session; closing the connection");
-            drop(deadpool_postgres::Object::take(client));
-        }
-    }
-}
+/// `DISCARD ALL`: everything the job may have left in the session. It cannot
+/// run inside a transaction, so it goes right behind the transaction's end
+/// (pipelined: no round trip of its own).
+const RESET_SESSION: &str = "DISCARD ALL";
 
-/// The job's temporary wrapper function (see the module documentation).
-fn wrapper_name(run_id: i64) -> String {
-    format!("pg_temp.crondeck_job_{run_id}")
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn run_in_transaction(
+/// The wrapper function of the job's role (see the module documentation and
+/// migration 12), made if it does not exist yet; its qualified name.
+async fn ensure_wrapper(
     shared: &Shared,
-    client: &mut tokio_postgres::Client,
-    run: &ClaimedRun,
-    node_id: &str,
-    cancel: &CancellationToken,
-    output: &Arc<JobOutput>,
-    stop_live: &CancellationToken,
-    interrupted: &mut bool,
-    timed_out: &mut bool,
-) -> Result<(), Failure> {
-    let spec = &run.job.spec;
-    let cancel_token = client.cancel_token();
-    let backend_pid = publish_backend_pid(shared, client, run.run_id).await;
-    let tx = client.transaction().await.map_err(Failure::Db)?;
-    let timeout_ms = spec
-        .timeout
-        .map_or(0, |t| t.as_millis().min(i32::MAX as u128));
-    let role = quote_ident(spec.run_as.as_deref().unwrap_or(DEFAULT_JOB_ROLE));
-    let wrapper = wrapper_name(run.run_id);
-    // The name lets a rescuer find and terminate this session if the run is
-    // taken away from this node (`db::nodes::node_rescue_dead`).
-    let application_name = format!(
-        "SET LOCAL application_name = 'crondeck run {}';",
-        run.run_id
-    );
-    // Created as the job's role, so it is owned by it and, being SECURITY
-    // DEFINER, runs the statements as that role and no other.
-    let setup = format!(
-        "{application_name}
-         SET LOCAL statement_timeout = {timeout_ms};
-         SET LOCAL ROLE {role};
-         CREATE FUNCTION {wrapper}(statements text) RETURNS bigint
+    client: &tokio_postgres::Client,
+    role: &str,
+) -> Result<String, Failure> {
+    if let Some(name) = shared.wrappers.known(role) {
+        return Ok(name);
+    }
+    // Made by another node, or by this one before it restarted?
+    let look = || async {
+        let row = client
+            .query_typed_opt(
+                "SELECT r.oid::int8,
+                     EXISTS (SELECT 1 FROM pg_proc p
+                             WHERE p.pronamespace = 'crondeck_exec'::regnamespace
+                               AND p.proname = 'job_' || r.oid AND p.prosecdef
+                               AND p.proowner = r.oid),
+                     EXISTS (SELECT 1 FROM pg_proc p
+                             WHERE p.pronamespace = 'crondeck_exec'::regnamespace
+                               AND p.proname = 'job_' || r.oid)
+                 FROM pg_roles r WHERE r.rolname = $1",
+                &[(&role, Type::TEXT)],
+            )
+            .await
+            .map_err(Failure::Db)?;
+        let Some(row) = row else {
+            return Err(Failure::Node(format!(
+                "the job's role \"{role}\" does not exist (create it, or change the job's run_as)"
+            )));
+        };
+        let oid: i64 = row.try_get(0).map_err(Failure::Db)?;
+        let sound: bool = row.try_get(1).map_err(Failure::Db)?;
+        let present: bool = row.try_get(2).map_err(Failure::Db)?;
+        Ok((format!("crondeck_exec.job_{oid}"), sound, present))
+    };
+    let (name, sound, present) = look().await?;
+    if sound {
+        shared.wrappers.remember(role, &name);
+        return Ok(name);
+    }
+    if present {
+        // Given away (REASSIGN OWNED by the role) or altered by a superuser:
+        // never call it, and never quietly replace what someone changed.
+        return Err(Failure::Node(format!(
+            "the SQL job wrapper {name}(text) is no longer a SECURITY DEFINER function owned by \
+             role \"{role}\"; crondeck will not run jobs through it (a superuser can DROP \
+             FUNCTION {name}(text); the next run makes it again)"
+        )));
+    }
+    let role_ident = quote_ident(role);
+    let oid = name.trim_start_matches("crondeck_exec.job_");
+    // Granted, used and revoked in one transaction: no other session sees
+    // the job's role with any right on the schema. The body's first check
+    // refuses to run as anyone but the role it was made for.
+    let make = format!(
+        "BEGIN;
+         GRANT USAGE, CREATE ON SCHEMA crondeck_exec TO {role_ident};
+         SET LOCAL ROLE {role_ident};
+         CREATE FUNCTION {name}(statements text) RETURNS bigint
          LANGUAGE plpgsql SECURITY DEFINER AS $crondeck$
          DECLARE
              affected bigint;
          BEGIN
+             IF current_user::text::regrole::oid <> {oid} THEN
+                 RAISE EXCEPTION 'crondeck: this SQL job wrapper was made for role oid {oid}, not for %', current_user
+                     USING ERRCODE = 'insufficient_privilege';
+             END IF;
              EXECUTE statements;
              GET DIAGNOSTICS affected = ROW_COUNT;
              -- Deferred triggers fire now, as the job's role.
@@ -327,12 +363,108 @@ async fn run_in_transaction(
              RETURN affected;
          END;
          $crondeck$;
-         RESET ROLE;"
+         REVOKE ALL ON FUNCTION {name}(text) FROM PUBLIC;
+         GRANT EXECUTE ON FUNCTION {name}(text) TO SESSION_USER;
+         RESET ROLE;
+         REVOKE USAGE, CREATE ON SCHEMA crondeck_exec FROM {role_ident};
+         COMMIT;"
     );
-    if let Err(error) = tx.batch_execute(&setup).await {
-        let _ = tx.rollback().await;
-        return Err(Failure::Db(error));
+    let made = client.batch_execute(&make).await;
+    if made.is_err() {
+        let _ = client.batch_execute("ROLLBACK").await;
     }
+    match made {
+        Ok(()) => {}
+        // Another node made it at the same moment: use theirs if it is sound.
+        Err(error) => {
+            let (_, sound, _) = look().await?;
+            if !sound {
+                return Err(Failure::Db(error));
+            }
+        }
+    }
+    shared.wrappers.remember(role, &name);
+    Ok(name)
+}
+
+/// Wrapper functions known to exist, by job role.
+#[derive(Default)]
+pub(crate) struct Wrappers {
+    known: std::sync::Mutex<std::collections::HashMap<String, String>>,
+}
+
+impl Wrappers {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, String>> {
+        self.known
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn known(&self, role: &str) -> Option<String> {
+        self.lock().get(role).cloned()
+    }
+
+    fn remember(&self, role: &str, name: &str) {
+        self.lock().insert(role.to_string(), name.to_string());
+    }
+
+    /// Look again next time (the call found no such function, or a role
+    /// was renamed).
+    fn forget(&self, role: &str) {
+        self.lock().remove(role);
+    }
+}
+
+/// The job's transaction, in three round trips: (1) `BEGIN`, the set-up and
+/// the call of the job's statements; (2) the clean-up and the run's record;
+/// (3) `COMMIT` (or `ROLLBACK`) with the session's reset behind it. Each
+/// round trip's statements are sent together and executed in order; when
+/// one fails, the server refuses the rest of the transaction, and the first
+/// error is the one reported. Returns the job's result and the reset's.
+#[allow(clippy::too_many_arguments)]
+async fn run_in_transaction(
+    shared: &Shared,
+    client: &deadpool_postgres::ClientWrapper,
+    run: &ClaimedRun,
+    node_id: &str,
+    cancel: &CancellationToken,
+    output: &Arc<JobOutput>,
+    stop_live: &CancellationToken,
+    interrupted: &mut bool,
+    timed_out: &mut bool,
+) -> (Result<(), Failure>, Result<(), tokio_postgres::Error>) {
+    let spec = &run.job.spec;
+    let cancel_token = client.cancel_token();
+    // Known once per connection. Published so that a rescue can terminate
+    // the session even if the job changes its own `application_name`;
+    // written from another connection (the job's transaction commits only
+    // at its end), in batches; best effort: until it lands, the rescue finds
+    // the session by name.
+    let backend_pid = shared.session_pids.pid(client).await;
+    if let Some(pid) = backend_pid {
+        shared.pid_publisher.publish(run.run_id, pid);
+    }
+    let timeout_ms = spec
+        .timeout
+        .map_or(0, |t| t.as_millis().min(i32::MAX as u128));
+    let role_name = spec.run_as.as_deref().unwrap_or(DEFAULT_JOB_ROLE);
+    let role = quote_ident(role_name);
+    let wrapper = match ensure_wrapper(shared, client, role_name).await {
+        Ok(wrapper) => wrapper,
+        Err(failure) => return (Err(failure), Ok(())),
+    };
+    // The name lets a rescuer find and terminate this session if the run is
+    // taken away from this node (`db::nodes::node_rescue_dead`).
+    let application_name = format!(
+        "SET LOCAL application_name = 'crondeck run {}';",
+        run.run_id
+    );
+    let setup = format!(
+        "BEGIN;
+         {application_name}
+         SET LOCAL statement_timeout = {timeout_ms};"
+    );
+    let tx = PipelinedTransaction::new(client);
 
     let deadline = async {
         match spec.timeout {
@@ -352,13 +484,16 @@ async fn run_in_transaction(
             "the SQL job's connection was not found; its notices are not captured"
         );
     }
-    // The statements' future borrows the transaction; end it in this block.
     let result = {
         // Unnamed statement: nothing of it outlives the call.
         let params = [(&spec.command as &(dyn ToSql + Sync), Type::TEXT)];
-        let work = tx.query_typed_one(&call, &params);
+        // Polled in order: the set-up goes out first, the call right behind.
+        let work = futures_util::future::join(
+            client.batch_execute(&setup),
+            client.query_typed_one(&call, &params),
+        );
         tokio::pin!(work);
-        loop {
+        let (set_up, called) = loop {
             tokio::select! {
                 result = &mut work => break result,
                 () = &mut deadline, if !cancelled => {
@@ -372,7 +507,18 @@ async fn run_in_transaction(
                     cancel_query(shared, &cancel_token).await;
                 }
             }
+        };
+        // A failed set-up makes the call fail too ("current transaction is
+        // aborted"): the set-up's error is the one that says why.
+        let result = set_up.and(called);
+        if result
+            .as_ref()
+            .is_err_and(|e| e.code() == Some(&SqlState::UNDEFINED_FUNCTION))
+        {
+            // Dropped meanwhile (DROP OWNED by the role): made again next run.
+            shared.wrappers.forget(role_name);
         }
+        result
     };
     drop(notices);
     // No live write after this: the record below is the run's last word.
@@ -380,11 +526,21 @@ async fn run_in_transaction(
     let row = match result {
         Ok(row) => row,
         Err(error) => {
-            let _ = tx.rollback().await;
-            return Err(Failure::Db(error));
+            return (
+                Err(Failure::Db(error)),
+                rollback_and_reset(client, tx).await,
+            )
         }
     };
-    let rows_affected: Option<i64> = row.try_get(0).map_err(Failure::Db)?;
+    let rows_affected: Option<i64> = match row.try_get(0) {
+        Ok(rows) => rows,
+        Err(error) => {
+            return (
+                Err(Failure::Db(error)),
+                rollback_and_reset(client, tx).await,
+            )
+        }
+    };
     // Record as the node's own role, with nothing the job set still in force
     // (see the module documentation), and no timeout left over from the job.
     let sanitise = format!(
@@ -393,7 +549,6 @@ async fn run_in_transaction(
          SET LOCAL statement_timeout = 0;
          {application_name}"
     );
-    tx.batch_execute(&sanitise).await.map_err(Failure::Db)?;
     let completion = Completion {
         run,
         node_id,
@@ -409,60 +564,53 @@ async fn run_in_transaction(
             }
         },
     };
-    let result = finish(&tx, &completion, &shared.actor)
-        .await
-        .map_err(|e| Failure::Node(format!("recording the run failed: {e}")))?;
-    match result {
-        FinishResult::Fenced => {
-            // Not ours any more: the effect must not commit either.
-            let _ = tx.rollback().await;
+    let (sanitised, recorded) = futures_util::future::join(
+        client.batch_execute(&sanitise),
+        finish(&**client, &completion, &shared.actor),
+    )
+    .await;
+    if let Err(error) = sanitised {
+        return (
+            Err(Failure::Db(error)),
+            rollback_and_reset(client, tx).await,
+        );
+    }
+    let result = match recorded {
+        Ok(result) => result,
+        Err(e) => {
+            let failure = Failure::Node(format!("recording the run failed: {e}"));
+            return (Err(failure), rollback_and_reset(client, tx).await);
         }
+    };
+    let reset = match result {
+        // Not ours any more: the effect must not commit either.
+        FinishResult::Fenced => rollback_and_reset(client, tx).await,
         FinishResult::Recorded { .. } => {
             // Whatever runs at commit (a trigger the job deferred again) runs
             // as the job's role, not the node's.
-            tx.batch_execute(&format!(
-                "SET LOCAL ROLE {role}; DROP FUNCTION IF EXISTS {wrapper}(text);"
-            ))
-            .await
-            .map_err(Failure::Db)?;
-            tx.commit().await.map_err(Failure::Db)?;
-        }
-    }
-    log_result(shared, run, RunStatus::Succeeded, &result);
-    Ok(())
-}
-
-/// Record which database session executes the run, so that a rescue can
-/// terminate it even if the job changes its own `application_name`. Written
-/// from another connection (the job's transaction commits only at its end);
-/// best effort: until it lands, the rescue finds the session by name.
-/// Returns the pid, if it could be read.
-async fn publish_backend_pid(
-    shared: &Shared,
-    client: &tokio_postgres::Client,
-    run_id: i64,
-) -> Option<i32> {
-    let pid: i32 = match client.query_typed_one("SELECT pg_backend_pid()", &[]).await {
-        Ok(row) => row.try_get(0).ok()?,
-        Err(error) => {
-            tracing::debug!(%error, "could not read the job session's pid");
-            return None;
+            let (committed, reset) = futures_util::future::join(
+                tx.end_with(&format!("SET LOCAL ROLE {role}; COMMIT")),
+                client.batch_execute(RESET_SESSION),
+            )
+            .await;
+            if let Err(error) = committed {
+                return (Err(Failure::Db(error)), reset);
+            }
+            reset
         }
     };
-    let pool = shared.pool.clone();
-    tokio::spawn(async move {
-        let Ok(client) = pool.get().await else { return };
-        if let Err(error) = client
-            .execute(
-                "UPDATE crondeck.runs SET backend_pid = $2 WHERE id = $1 AND status = 'running'",
-                &[&run_id, &pid],
-            )
-            .await
-        {
-            tracing::debug!(%error, run = run_id, "could not publish the job session's pid");
-        }
-    });
-    Some(pid)
+    log_result(shared, run, RunStatus::Succeeded, &result);
+    (Ok(()), reset)
+}
+
+/// Roll the job's transaction back and reset the session behind it.
+async fn rollback_and_reset(
+    client: &tokio_postgres::Client,
+    tx: PipelinedTransaction<'_>,
+) -> Result<(), tokio_postgres::Error> {
+    let (rolled_back, reset) =
+        futures_util::future::join(tx.rollback(), client.batch_execute(RESET_SESSION)).await;
+    rolled_back.and(reset)
 }
 
 async fn cancel_query(shared: &Shared, token: &tokio_postgres::CancelToken) {
