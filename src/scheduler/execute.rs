@@ -1,6 +1,7 @@
 //! Running a claimed run and recording its end. SQL jobs record inside their
-//! own transaction (`sql`); everything else is recorded here, in a short
-//! transaction of its own, retried while the lease could still be ours.
+//! own transaction (`sql`); everything else is recorded here: together with
+//! the records of runs that end at the same time (`recorder`), else in a
+//! short transaction of its own, retried while the lease could still be ours.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::live::{self, JobOutput, Streams};
 use super::node::Shared;
+use super::recorder::Batched;
 use super::shell::{run_shell, LeaseWatch, ShellCommand, ShellOutcome, ShellResult};
 use super::sql;
 use crate::db::claim::{finish, ClaimedRun, Completion, FinishResult};
@@ -188,8 +190,22 @@ pub(crate) async fn record(
     };
     let give_up = Instant::now() + shared.config.lease;
     let mut backoff = Duration::from_millis(100);
+    // First with the records of other runs ending now (group commit); alone
+    // if that did not write it, and on every retry.
+    let mut batched = true;
     loop {
-        match record_once(shared, &completion).await {
+        let attempt = if std::mem::take(&mut batched) {
+            match shared.recorder.record(&completion).await {
+                Batched::Done(result) => Ok(result),
+                Batched::Alone(why) => {
+                    tracing::debug!(run = run.run_id, %why, "recording the run alone");
+                    record_once(shared, &completion).await
+                }
+            }
+        } else {
+            record_once(shared, &completion).await
+        };
+        match attempt {
             Ok(result) => {
                 log_result(shared, run, status, &result);
                 return;

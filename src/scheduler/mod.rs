@@ -75,6 +75,7 @@ pub(crate) mod live;
 mod node;
 mod notices;
 mod prune;
+mod recorder;
 mod sessions;
 pub(crate) mod shell;
 mod sql;
