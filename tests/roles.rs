@@ -796,6 +796,26 @@ async fn databases_sharing_a_cluster_stay_separate_with_their_own_roles() {
     )
     .await;
     assert_eq!(left, 0);
+    // Nor on the SQL jobs' wrappers' schema (migration 12), which the
+    // database's own scheduler used above to make crondeck_job's wrapper.
+    let schema_grants: Vec<String> = own_client
+        .query(
+            "SELECT pg_get_userbyid(a.grantee)::text FROM pg_namespace n, aclexplode(n.nspacl) a
+             WHERE n.nspname = 'crondeck_exec' AND a.grantee <> n.nspowner",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(!schema_grants.is_empty());
+    assert!(
+        schema_grants
+            .iter()
+            .all(|g| *g == format!("{prefix}_scheduler")),
+        "{schema_grants:?}"
+    );
 }
 
 /// A reader may deliver the no-live-node page (`check`'s background
