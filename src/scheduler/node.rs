@@ -419,9 +419,8 @@ async fn run(shared: Arc<Shared>, stop: CancellationToken) -> anyhow::Result<()>
 
 /// Open the SQL job pool's connections before any job needs them. Opening
 /// one (a new server process, authentication, its first catalog reads)
-/// costs as much as dozens of runs; without this, the first due jobs of a
-/// herd waited for all of them at once (the first minute of 50 every-minute
-/// jobs started up to 160 ms late, the next ones within a few ms).
+/// costs as much as dozens of runs; without this, the first herd of due SQL
+/// jobs after a node starts waits for all of them to open at once.
 async fn warm_job_pool(shared: Arc<Shared>) {
     let mut opened = Vec::with_capacity(shared.config.workers);
     for _ in 0..shared.config.workers {
