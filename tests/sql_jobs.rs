@@ -579,16 +579,42 @@ async fn a_job_role_needs_no_temporary_and_its_wrapper_is_made_once() {
     let plain = s.add("plain", "every 1h", "SELECT 1", None).await;
     let (status, _, error) = s.outcome(plain).await;
     assert_eq!(status, "succeeded", "{error:?}");
-    assert_eq!(s.app_rows().await, vec![1, 2, 3]);
+    // A role whose name needs quoting (capitals, a space, a quote).
+    let odd = format!("{} Odd \"Role\"", s.db.name.to_uppercase());
+    let quoted = format!("\"{}\"", odd.replace('"', "\"\""));
+    s.client
+        .batch_execute(&format!(
+            "CREATE ROLE {quoted} NOLOGIN; GRANT {quoted} TO {node}, {admin};
+             GRANT INSERT ON public.app TO {quoted};",
+            node = s.node,
+            admin = s.admin
+        ))
+        .await
+        .unwrap();
+    let odd_job = s
+        .add(
+            "odd",
+            "every 1h",
+            "INSERT INTO public.app VALUES (4)",
+            Some(&odd),
+        )
+        .await;
+    let (status, _, error) = s.outcome(odd_job).await;
+    assert_eq!(status, "succeeded", "{error:?}");
+    assert_eq!(s.app_rows().await, vec![1, 2, 3, 4]);
     let wrappers: i64 = scalar(
         &s.client,
         "SELECT count(*) FROM pg_proc p JOIN pg_roles r ON r.oid = p.proowner
          WHERE p.pronamespace = 'crondeck_exec'::regnamespace AND p.prosecdef
            AND r.rolname = ANY ($1)",
-        &[&vec![s.job_role.clone(), "crondeck_job".to_string()]],
+        &[&vec![
+            s.job_role.clone(),
+            "crondeck_job".to_string(),
+            odd.clone(),
+        ]],
     )
     .await;
-    assert_eq!(wrappers, 2, "one wrapper per role, not one per run");
+    assert_eq!(wrappers, 3, "one wrapper per role, not one per run");
     for privilege in ["USAGE", "CREATE"] {
         let held: bool = scalar(
             &s.client,

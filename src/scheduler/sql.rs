@@ -352,7 +352,8 @@ async fn ensure_wrapper(
          DECLARE
              affected bigint;
          BEGIN
-             IF current_user::text::regrole::oid <> {oid} THEN
+             IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles
+                            WHERE oid = {oid} AND rolname = current_user) THEN
                  RAISE EXCEPTION 'crondeck: this SQL job wrapper was made for role oid {oid}, not for %', current_user
                      USING ERRCODE = 'insufficient_privilege';
              END IF;
