@@ -790,3 +790,70 @@ async fn a_job_cannot_tamper_with_its_wrapper() {
     assert_eq!(s.app_rows().await, before, "nothing ran as the other role");
     node.shutdown().await.unwrap();
 }
+
+/// A role with rights on the wrappers' schema could replace its own wrapper
+/// (with a SECURITY INVOKER one, say, which would run its next job as the
+/// node): no job runs as such a role, from the start or once it is given
+/// them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_job_runs_as_a_role_that_could_change_its_wrapper() {
+    let s = Setup::new().await;
+    let node = s.start_node(2).await;
+    let strong = format!("{}_strong", s.db.name);
+    s.client
+        .batch_execute(&format!(
+            "CREATE ROLE {strong} NOLOGIN; GRANT crondeck_scheduler TO {strong};
+             GRANT {strong} TO {node}, {admin}; GRANT INSERT ON public.app TO {strong};",
+            node = s.node,
+            admin = s.admin
+        ))
+        .await
+        .unwrap();
+    let job = s
+        .add(
+            "strong",
+            "every 1h",
+            "INSERT INTO public.app VALUES (1)",
+            Some(&strong),
+        )
+        .await;
+    let (status, _, error) = s.outcome(job).await;
+    assert_eq!(status, "failed");
+    let error = error.unwrap_or_default();
+    assert!(
+        error.contains("crondeck_exec") && error.contains(&strong),
+        "{error}"
+    );
+
+    // A role whose wrapper exists, given the rights afterwards.
+    let first = s
+        .add(
+            "before",
+            "every 1h",
+            "INSERT INTO public.app VALUES (2)",
+            Some(&s.job_role),
+        )
+        .await;
+    assert_eq!(s.outcome(first).await.0, "succeeded");
+    s.client
+        .batch_execute(&format!("GRANT crondeck_scheduler TO {}", s.job_role))
+        .await
+        .unwrap();
+    let after = s
+        .add(
+            "after",
+            "every 1h",
+            "INSERT INTO public.app VALUES (3)",
+            Some(&s.job_role),
+        )
+        .await;
+    let (status, _, error) = s.outcome(after).await;
+    assert_eq!(status, "failed");
+    assert!(error.unwrap_or_default().contains("crondeck_exec"));
+    assert_eq!(
+        s.app_rows().await,
+        vec![2],
+        "nothing ran as a role with those rights"
+    );
+    node.shutdown().await.unwrap();
+}

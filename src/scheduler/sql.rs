@@ -301,15 +301,19 @@ async fn ensure_wrapper(
     let look = || async {
         let row = client
             .query_typed_opt(
-                "SELECT r.oid::int8,
+                &format!(
+                    "SELECT r.oid::int8,
                      EXISTS (SELECT 1 FROM pg_proc p
                              WHERE p.pronamespace = 'crondeck_exec'::regnamespace
                                AND p.proname = 'job_' || r.oid AND p.prosecdef
                                AND p.proowner = r.oid),
                      EXISTS (SELECT 1 FROM pg_proc p
                              WHERE p.pronamespace = 'crondeck_exec'::regnamespace
-                               AND p.proname = 'job_' || r.oid)
+                               AND p.proname = 'job_' || r.oid),
+                     {holds_rights}
                  FROM pg_roles r WHERE r.rolname = $1",
+                    holds_rights = holds_rights("r.oid")
+                ),
                 &[(&role, Type::TEXT)],
             )
             .await
@@ -322,6 +326,10 @@ async fn ensure_wrapper(
         let oid: i64 = row.try_get(0).map_err(Failure::Db)?;
         let sound: bool = row.try_get(1).map_err(Failure::Db)?;
         let present: bool = row.try_get(2).map_err(Failure::Db)?;
+        let too_strong: bool = row.try_get(3).map_err(Failure::Db)?;
+        if too_strong {
+            return Err(Failure::Node(too_strong_message(role)));
+        }
         Ok((format!("crondeck_exec.job_{oid}"), sound, present))
     };
     let (name, sound, present) = look().await?;
@@ -386,6 +394,26 @@ async fn ensure_wrapper(
     }
     shared.wrappers.remember(role, &name);
     Ok(name)
+}
+
+/// SQL: whether the role `oid` (an SQL expression) holds a right on the
+/// wrappers' schema, other than as a superuser (who can do anything anyway).
+/// Such a role (a member of the scheduler role, the schema's owner) could
+/// replace its own wrapper, say with a `SECURITY INVOKER` one that runs the
+/// next job's statements as the node: jobs do not run as it.
+fn holds_rights(oid: &str) -> String {
+    format!(
+        "(pg_catalog.has_schema_privilege({oid}, 'crondeck_exec', 'USAGE, CREATE')
+          AND NOT (SELECT rolsuper FROM pg_catalog.pg_roles WHERE oid = {oid}))"
+    )
+}
+
+fn too_strong_message(role: &str) -> String {
+    format!(
+        "SQL jobs do not run as role \"{role}\": it holds privileges on schema crondeck_exec \
+         (as a member of the scheduler role, or its owner), so it could change the function its \
+         jobs run in; choose a role without them"
+    )
 }
 
 /// Wrapper functions known to exist, by job role.
@@ -475,7 +503,14 @@ async fn run_in_transaction(
     };
     tokio::pin!(deadline);
     let mut cancelled = false;
-    let call = format!("SELECT {wrapper}($1)");
+    // Not called at all (no row) if the role has meanwhile been given rights
+    // on the wrappers' schema (`holds_rights`): checked on every run, since
+    // memberships change.
+    let oid = wrapper.trim_start_matches("crondeck_exec.job_");
+    let call = format!(
+        "SELECT {wrapper}($1) WHERE NOT {}",
+        holds_rights(&format!("{oid}::oid"))
+    );
     // The job's notices go to its output while its statements run, and no
     // longer (see `notices`).
     let notices = backend_pid.and_then(|pid| shared.notices.attach(pid, output));
@@ -491,7 +526,7 @@ async fn run_in_transaction(
         // Polled in order: the set-up goes out first, the call right behind.
         let work = futures_util::future::join(
             client.batch_execute(&setup),
-            client.query_typed_one(&call, &params),
+            client.query_typed(&call, &params),
         );
         tokio::pin!(work);
         let (set_up, called) = loop {
@@ -525,7 +560,13 @@ async fn run_in_transaction(
     // No live write after this: the record below is the run's last word.
     stop_live.cancel();
     let row = match result {
-        Ok(row) => row,
+        Ok(rows) => match rows.into_iter().next() {
+            Some(row) => row,
+            None => {
+                let failure = Failure::Node(too_strong_message(role_name));
+                return (Err(failure), rollback_and_reset(client, tx).await);
+            }
+        },
         Err(error) => {
             return (
                 Err(Failure::Db(error)),
