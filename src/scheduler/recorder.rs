@@ -83,16 +83,11 @@ async fn write_batches(
     deadline: Duration,
     mut queue: mpsc::UnboundedReceiver<Pending>,
 ) {
-    while let Some(first) = queue.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match queue.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
-            }
-        }
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    // Waits for one record, then takes whatever else is queued.
+    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let results = write_batch(&pool, &actor, deadline, &batch).await;
-        for (pending, result) in batch.into_iter().zip(results) {
+        for (pending, result) in batch.drain(..).zip(results) {
             // The worker may have given up waiting (node shutting down).
             let _ = pending.reply.send(result);
         }

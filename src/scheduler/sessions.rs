@@ -62,12 +62,11 @@ impl PidPublisher {
     pub(crate) fn start(pool: Pool) -> PidPublisher {
         let (queue, mut pending) = mpsc::unbounded_channel::<(i64, i32)>();
         tokio::spawn(async move {
-            while let Some(first) = pending.recv().await {
-                let mut batch = vec![first];
-                while let Ok(next) = pending.try_recv() {
-                    batch.push(next);
-                }
+            let mut batch = Vec::new();
+            // Waits for one run, then takes whatever else is queued.
+            while pending.recv_many(&mut batch, usize::MAX).await > 0 {
                 write(&pool, &batch).await;
+                batch.clear();
             }
         });
         PidPublisher { queue }

@@ -71,7 +71,8 @@
 //! locks); a connection that could not be reset, or whose statement was
 //! cancelled, is closed instead of returned to the pool.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use tokio_postgres::error::SqlState;
@@ -287,15 +288,20 @@ async fn run_on_job_connection(
 /// (pipelined: no round trip of its own).
 const RESET_SESSION: &str = "DISCARD ALL";
 
+/// The qualified name of the wrapper of the role with this oid.
+fn wrapper_name(role_oid: i64) -> String {
+    format!("crondeck_exec.job_{role_oid}")
+}
+
 /// The wrapper function of the job's role (see the module documentation and
-/// migration 12), made if it does not exist yet; its qualified name.
+/// migration 12), made if it does not exist yet; the role's oid.
 async fn ensure_wrapper(
     shared: &Shared,
     client: &tokio_postgres::Client,
     role: &str,
-) -> Result<String, Failure> {
-    if let Some(name) = shared.wrappers.known(role) {
-        return Ok(name);
+) -> Result<i64, Failure> {
+    if let Some(oid) = shared.wrappers.known(role) {
+        return Ok(oid);
     }
     // Made by another node, or by this one before it restarted?
     let look = || async {
@@ -330,13 +336,14 @@ async fn ensure_wrapper(
         if too_strong {
             return Err(Failure::Node(too_strong_message(role)));
         }
-        Ok((format!("crondeck_exec.job_{oid}"), sound, present))
+        Ok((oid, sound, present))
     };
-    let (name, sound, present) = look().await?;
+    let (oid, sound, present) = look().await?;
     if sound {
-        shared.wrappers.remember(role, &name);
-        return Ok(name);
+        shared.wrappers.remember(role, oid);
+        return Ok(oid);
     }
+    let name = wrapper_name(oid);
     if present {
         // Given away (REASSIGN OWNED by the role) or altered by a superuser:
         // never call it, and never quietly replace what someone changed.
@@ -347,7 +354,6 @@ async fn ensure_wrapper(
         )));
     }
     let role_ident = quote_ident(role);
-    let oid = name.trim_start_matches("crondeck_exec.job_");
     // Granted, used and revoked in one transaction: no other session sees
     // the job's role with any right on the schema. The body's first check
     // refuses to run as anyone but the role it was made for.
@@ -392,8 +398,8 @@ async fn ensure_wrapper(
             }
         }
     }
-    shared.wrappers.remember(role, &name);
-    Ok(name)
+    shared.wrappers.remember(role, oid);
+    Ok(oid)
 }
 
 /// SQL: whether the role `oid` (an SQL expression) holds a right on the
@@ -416,25 +422,23 @@ fn too_strong_message(role: &str) -> String {
     )
 }
 
-/// Wrapper functions known to exist, by job role.
+/// Job roles whose wrapper is known to exist, with the role's oid.
 #[derive(Default)]
 pub(crate) struct Wrappers {
-    known: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    known: Mutex<HashMap<String, i64>>,
 }
 
 impl Wrappers {
-    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, String>> {
-        self.known
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, i64>> {
+        self.known.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn known(&self, role: &str) -> Option<String> {
-        self.lock().get(role).cloned()
+    fn known(&self, role: &str) -> Option<i64> {
+        self.lock().get(role).copied()
     }
 
-    fn remember(&self, role: &str, name: &str) {
-        self.lock().insert(role.to_string(), name.to_string());
+    fn remember(&self, role: &str, oid: i64) {
+        self.lock().insert(role.to_string(), oid);
     }
 
     /// Look again next time (the call found no such function, or a role
@@ -478,8 +482,8 @@ async fn run_in_transaction(
         .map_or(0, |t| t.as_millis().min(i32::MAX as u128));
     let role_name = spec.run_as.as_deref().unwrap_or(DEFAULT_JOB_ROLE);
     let role = quote_ident(role_name);
-    let wrapper = match ensure_wrapper(shared, client, role_name).await {
-        Ok(wrapper) => wrapper,
+    let role_oid = match ensure_wrapper(shared, client, role_name).await {
+        Ok(oid) => oid,
         Err(failure) => return (Err(failure), Ok(())),
     };
     // The name lets a rescuer find and terminate this session if the run is
@@ -506,10 +510,10 @@ async fn run_in_transaction(
     // Not called at all (no row) if the role has meanwhile been given rights
     // on the wrappers' schema (`holds_rights`): checked on every run, since
     // memberships change.
-    let oid = wrapper.trim_start_matches("crondeck_exec.job_");
     let call = format!(
-        "SELECT {wrapper}($1) WHERE NOT {}",
-        holds_rights(&format!("{oid}::oid"))
+        "SELECT {}($1) WHERE NOT {}",
+        wrapper_name(role_oid),
+        holds_rights(&format!("{role_oid}::oid"))
     );
     // The job's notices go to its output while its statements run, and no
     // longer (see `notices`).
